@@ -1,0 +1,211 @@
+package eventstore
+
+import (
+	stdsql "database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Topic is the Watermill topic of the ledger. The schema adapter maps it to
+// the ledger_events table whatever its name, so it only labels logs and
+// metrics.
+const Topic = "ledger"
+
+// Table names, created by the migrations.
+const (
+	EventsTable  = "ledger_events"
+	OffsetsTable = "ledger_offsets"
+)
+
+// Metadata keys under which a Watermill message carries a ledger entry's
+// facts. The schema adapter writes them to their own columns.
+const (
+	MetaSvixID        = "svix_id"
+	MetaSvixTimestamp = "svix_timestamp"
+	MetaSignature     = "signature"
+	MetaSource        = "source"
+	MetaEventType     = "event_type"
+	MetaSubjectID     = "subject_id"
+	MetaInstanceID    = "instance_id"
+	MetaEventTime     = "event_time"
+	MetaTimestampUnit = "timestamp_unit"
+	MetaReceivedAt    = "received_at"
+	MetaSourceIP      = "source_ip"
+	MetaOffset        = "ledger_offset"
+)
+
+var factKeys = []string{
+	MetaSvixID, MetaSource, MetaSvixTimestamp, MetaSignature, MetaEventType, MetaSubjectID,
+	MetaInstanceID, MetaEventTime, MetaTimestampUnit, MetaReceivedAt, MetaSourceIP,
+}
+
+// insertColumns lists the columns the publisher fills, in factKeys order
+// after uuid and payload.
+const insertColumns = `uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, source_ip, transaction_id`
+
+// selectColumns is what the subscriber reads back.
+const selectColumns = `"offset", transaction_id, uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, host(source_ip)`
+
+// LedgerSchema is watermill-sql's SchemaAdapter for ledger_events: the
+// facts of an entry get their own typed columns, the raw body goes to a
+// BYTEA column untouched. Schema creation is left to the migrations
+// (SchemaInitializingQueries returns an error if ever called).
+type LedgerSchema struct {
+	// SubscribeBatchSize is how many rows a subscriber reads per query.
+	// Defaults to 100.
+	SubscribeBatchSize int
+}
+
+var _ wsql.SchemaAdapter = LedgerSchema{}
+
+// InsertQuery inserts the messages in one statement.
+func (s LedgerSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO ` + EventsTable + ` (` + insertColumns + `) VALUES `)
+	args := make([]any, 0, len(params.Msgs)*(3+len(factKeys)))
+	for i, msg := range params.Msgs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("(")
+		row, err := insertArgs(msg)
+		if err != nil {
+			return wsql.Query{}, err
+		}
+		for j := range row {
+			fmt.Fprintf(&b, "$%d,", len(args)+j+1)
+		}
+		args = append(args, row...)
+		b.WriteString("pg_current_xact_id())")
+	}
+	return wsql.Query{Query: b.String(), Args: args}, nil
+}
+
+func insertArgs(msg *message.Message) ([]any, error) {
+	var extra map[string]string
+	for k, v := range msg.Metadata {
+		if !isFact(k) {
+			if extra == nil {
+				extra = map[string]string{}
+			}
+			extra[k] = v
+		}
+	}
+	var metadata []byte
+	if extra != nil {
+		var err error
+		if metadata, err = json.Marshal(extra); err != nil {
+			return nil, fmt.Errorf("message %s: encode metadata: %w", msg.UUID, err)
+		}
+	}
+	args := []any{msg.UUID, []byte(msg.Payload), metadata}
+	for _, k := range factKeys {
+		v := msg.Metadata.Get(k)
+		if v == "" && k != MetaSvixTimestamp && k != MetaSignature && k != MetaSourceIP {
+			return nil, fmt.Errorf("message %s: metadata %q is required", msg.UUID, k)
+		}
+		if v == "" {
+			args = append(args, nil)
+			continue
+		}
+		args = append(args, v)
+	}
+	return args, nil
+}
+
+func isFact(k string) bool {
+	for _, f := range factKeys {
+		if f == k {
+			return true
+		}
+	}
+	return false
+}
+
+// SelectQuery reads the next batch after the consumer group's position, in
+// (transaction_id, offset) order and only below the oldest running
+// transaction (the xid8 horizon): a row whose transaction is still open can
+// never be skipped by a reader that already moved past its offset.
+func (s LedgerSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
+	next, err := params.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{
+		Topic: params.Topic, ConsumerGroup: params.ConsumerGroup,
+	})
+	if err != nil {
+		return wsql.Query{}, err
+	}
+	q := `
+	SELECT * FROM (
+		WITH last_processed AS (` + next.Query + `)
+		SELECT ` + selectColumns + ` FROM ` + EventsTable + `
+		WHERE (
+			(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
+			 AND "offset" > (SELECT offset_acked FROM last_processed))
+			OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
+		)
+		AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	) AS messages
+	ORDER BY transaction_id ASC, "offset" ASC
+	LIMIT ` + fmt.Sprint(s.batchSize())
+	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+func (s LedgerSchema) batchSize() int {
+	if s.SubscribeBatchSize <= 0 {
+		return 100
+	}
+	return s.SubscribeBatchSize
+}
+
+// UnmarshalMessage turns a ledger row into a Watermill message whose
+// metadata carries the entry's facts (see EntryFromMessage).
+func (s LedgerSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	var (
+		r        wsql.Row
+		txID     wsql.XID8
+		e        rowEntry
+		metadata []byte
+	)
+	err := params.Row.Scan(&r.Offset, &txID, &r.UUID, &r.Payload, &metadata,
+		&e.svixID, &e.source, &e.svixTimestamp, &e.signature, &e.eventType, &e.subjectID,
+		&e.instanceID, &e.eventTime, &e.timestampUnit, &e.receivedAt, &e.sourceIP)
+	if err != nil {
+		return wsql.Row{}, fmt.Errorf("scan ledger row: %w", err)
+	}
+	msg := message.NewMessage(string(r.UUID), r.Payload)
+	if len(metadata) > 0 {
+		if err := json.Unmarshal(metadata, &msg.Metadata); err != nil {
+			return wsql.Row{}, fmt.Errorf("ledger row %d: decode metadata: %w", r.Offset, err)
+		}
+	}
+	e.offset = r.Offset
+	e.setMetadata(msg.Metadata)
+	r.Msg = msg
+	r.Metadata = metadata
+	r.ExtraData = map[string]any{"transaction_id": txID}
+	return r, nil
+}
+
+// SchemaInitializingQueries refuses: the schema comes only from the
+// versioned migrations, and Watermill's AutoInitializeSchema stays off.
+func (s LedgerSchema) SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
+	return nil, errors.New("the ledger schema is created by `webhookd migrate`, not by Watermill")
+}
+
+// SubscribeIsolationLevel is REPEATABLE READ, as watermill-sql's own
+// PostgreSQL schema uses.
+func (s LedgerSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
+	return stdsql.LevelRepeatableRead
+}
+
+// OffsetsAdapter returns watermill-sql's PostgreSQL offsets adapter on the
+// ledger_offsets table.
+func OffsetsAdapter() wsql.OffsetsAdapter {
+	return wsql.DefaultPostgreSQLOffsetsAdapter{
+		GenerateMessagesOffsetsTableName: func(string) string { return OffsetsTable },
+	}
+}

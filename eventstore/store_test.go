@@ -1,0 +1,157 @@
+package eventstore_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/eventstore"
+	"github.com/webhookd/webhookd/internal/testdb"
+)
+
+func setup(t *testing.T) (*eventstore.Store, *testdb.DB) {
+	t.Helper()
+	db := testdb.New(t)
+	s, err := eventstore.New(db.Pool, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, db
+}
+
+func entry(svixID string) domain.LedgerEntry {
+	// Whitespace and key order are odd on purpose: the ledger must keep the
+	// bytes, not a re-encoding.
+	body := []byte(`{ "type":"user.created",  "object":"event","data":{"id":"user_1","first_name":"Zoë"},"instance_id":"ins_1","timestamp":1654012591835}` + "\n")
+	return domain.LedgerEntry{
+		SvixID:        svixID,
+		SvixTimestamp: time.Unix(1654012592, 0).UTC(),
+		Signature:     "v1,abc=",
+		Source:        domain.SourceClerk,
+		EventType:     "user.created",
+		SubjectID:     "user_1",
+		InstanceID:    "ins_1",
+		EventTime:     time.UnixMilli(1654012591835).UTC(),
+		TimestampUnit: domain.UnitMilliseconds,
+		ReceivedAt:    time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC),
+		SourceIP:      "203.0.113.9",
+		Payload:       body,
+	}
+}
+
+func TestAppendKeepsBytesAndFacts(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+
+	want := entry("msg_keep")
+	res, err := s.Append(ctx, want)
+	require.NoError(t, err)
+	require.False(t, res.Duplicate)
+
+	got, err := s.Get(ctx, "msg_keep")
+	require.NoError(t, err)
+	require.Positive(t, got.Offset)
+	want.Offset = got.Offset
+	require.Equal(t, want, got)
+}
+
+func TestAppendDuplicateStoresNothing(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+
+	_, err := s.Append(ctx, entry("msg_dup"))
+	require.NoError(t, err)
+	again := entry("msg_dup")
+	again.Payload = []byte(`{"different":"body"}`)
+	res, err := s.Append(ctx, again)
+	require.NoError(t, err)
+	require.True(t, res.Duplicate)
+
+	n, err := s.Count(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	got, err := s.Get(ctx, "msg_dup")
+	require.NoError(t, err)
+	require.Equal(t, entry("msg_dup").Payload, got.Payload, "the first delivery's body is kept")
+}
+
+func TestConcurrentAppendsOfOneIDStoreOneRow(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := context.Background()
+
+	const copies = 50
+	var wg sync.WaitGroup
+	results := make([]domain.AppendResult, copies)
+	errs := make([]error, copies)
+	for i := range copies {
+		wg.Go(func() { results[i], errs[i] = s.Append(ctx, entry("msg_race")) })
+	}
+	wg.Wait()
+	fresh := 0
+	for i := range copies {
+		require.NoError(t, errs[i])
+		if !results[i].Duplicate {
+			fresh++
+		}
+	}
+	require.Equal(t, 1, fresh, "exactly one append is new")
+	n, err := s.Count(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+}
+
+func TestGetUnknown(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	_, err := s.Get(context.Background(), "msg_nope")
+	require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(err))
+	require.EqualError(t, err, `not_found: no ledger entry with svix-id "msg_nope"`)
+}
+
+func TestLedgerRefusesChanges(t *testing.T) {
+	t.Parallel()
+	s, db := setup(t)
+	ctx := context.Background()
+	_, err := s.Append(ctx, entry("msg_fixed"))
+	require.NoError(t, err)
+
+	for _, stmt := range []string{
+		`UPDATE ledger_events SET payload = '\x7b7d'::bytea`,
+		`DELETE FROM ledger_events`,
+		`TRUNCATE ledger_events`,
+	} {
+		_, err := db.Pool.Exec(ctx, stmt)
+		require.Error(t, err, stmt)
+		op := map[byte]string{'U': "UPDATE", 'D': "DELETE", 'T': "TRUNCATE"}[stmt[0]]
+		require.ErrorContains(t, err, fmt.Sprintf("ledger_events is append-only: %s is not allowed (SQLSTATE 42501)", op))
+	}
+	got, err := s.Get(ctx, "msg_fixed")
+	require.NoError(t, err)
+	require.Equal(t, entry("msg_fixed").Payload, got.Payload)
+}
+
+func TestAppendWhenDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	proxy, url := testdb.NewProxy(t, db)
+	pool := testdb.Pool(t, url)
+	s, err := eventstore.New(pool, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	proxy.Cut()
+	_, err = s.Append(ctx, entry("msg_down"))
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "got %v", err)
+	require.Equal(t, "the ledger database is unavailable; retry later", domain.ErrorMessage(err))
+
+	proxy.Restore()
+	res, err := s.Append(ctx, entry("msg_down"))
+	require.NoError(t, err)
+	require.False(t, res.Duplicate)
+}

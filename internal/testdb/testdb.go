@@ -1,0 +1,116 @@
+// Package testdb gives tests a real PostgreSQL: each test gets a fresh
+// schema, migrated to the latest version, dropped when the test ends.
+//
+// The server is TEST_DATABASE_URL, or when unset the local default
+// postgres://postgres@127.0.0.1:5432/test (what `make test` provides, see
+// the README).
+package testdb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/migrations"
+)
+
+// DefaultURL is used when TEST_DATABASE_URL is not set.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// ServerURL returns the URL of the test server.
+func ServerURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// DB is one test's schema.
+type DB struct {
+	// URL connects to the test's schema (search_path set), for code under
+	// test that opens its own pool, such as the webhookd binary.
+	URL string
+	// Pool is connected to the test's schema.
+	Pool   *pgxpool.Pool
+	Schema string
+}
+
+// New creates a fresh schema, applies the migrations and returns a pool on
+// it. Everything is dropped when t ends.
+func New(t testing.TB) *DB {
+	t.Helper()
+	db := NewEmpty(t)
+	sqlDB := stdlib.OpenDBFromPool(db.Pool)
+	defer sqlDB.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := migrations.Up(ctx, sqlDB, nil)
+	require.NoError(t, err, "migrate test schema")
+	return db
+}
+
+// NewEmpty is New without the migrations.
+func NewEmpty(t testing.TB) *DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "test_" + hex.EncodeToString(b[:])
+
+	admin, err := pgx.Connect(ctx, ServerURL())
+	require.NoError(t, err, "connect to the test PostgreSQL at %s (set TEST_DATABASE_URL)", redactURL(ServerURL()))
+	_, err = admin.Exec(ctx, "CREATE SCHEMA "+schema)
+	require.NoError(t, err)
+	_ = admin.Close(ctx)
+
+	u, err := url.Parse(ServerURL())
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+
+	pool, err := pgxpool.New(ctx, u.String())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, ServerURL())
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		_, _ = conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	})
+	return &DB{URL: u.String(), Pool: pool, Schema: schema}
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// Pool opens a pool on url, closed when t ends.
+func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}

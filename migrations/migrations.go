@@ -1,0 +1,165 @@
+// Package migrations owns webhookd's database schema: numbered SQL files
+// embedded in the binary, applied in order by `webhookd migrate` (or
+// `webhookd serve --migrate`) and by the tests. Nothing else creates tables.
+//
+// Files are named NNN_name.sql and must be numbered 1, 2, 3… without gaps;
+// a gap is a packaging mistake and stops every command that loads them.
+// Applying is guarded by a PostgreSQL advisory lock, so several webhookd
+// processes may migrate at once.
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed sql/*.sql
+var files embed.FS
+
+// VersionTable is where applied versions are recorded.
+const VersionTable = "webhookd_schema_migrations"
+
+// Latest is the newest schema version this build knows.
+var Latest = mustLatest()
+
+func mustLatest() int64 {
+	n, err := checkNumbering(files)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// checkNumbering returns the highest version, or an error when the files are
+// not numbered 1..N without gaps or repeats.
+func checkNumbering(fsys fs.FS) (int64, error) {
+	entries, err := fs.Glob(fsys, "sql/*.sql")
+	if err != nil {
+		return 0, err
+	}
+	seen := map[int64]string{}
+	var maxVersion int64
+	for _, e := range entries {
+		name := path.Base(e)
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.ParseInt(num, 10, 64)
+		if !ok || err != nil || len(num) != 3 {
+			return 0, fmt.Errorf("migration %s: name must be NNN_name.sql", name)
+		}
+		if prev, dup := seen[v]; dup {
+			return 0, fmt.Errorf("migrations %s and %s share version %d", prev, name, v)
+		}
+		seen[v] = name
+		maxVersion = max(maxVersion, v)
+	}
+	for v := int64(1); v <= maxVersion; v++ {
+		if _, ok := seen[v]; !ok {
+			return 0, fmt.Errorf("migration %03d is missing: versions must run 1..%d without gaps", v, maxVersion)
+		}
+	}
+	return maxVersion, nil
+}
+
+func provider(ctx context.Context, db *sql.DB, logger *slog.Logger) (*goose.Provider, error) {
+	sub, err := fs.Sub(files, "sql")
+	if err != nil {
+		return nil, err
+	}
+	// One lock per schema: deployments (and tests) in different schemas of
+	// one database do not wait for each other.
+	var schema string
+	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("webhookd migrations " + schema))
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64()>>1)), lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return nil, err
+	}
+	opts := []goose.ProviderOption{
+		goose.WithTableName(VersionTable),
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+	}
+	if logger != nil {
+		opts = append(opts, goose.WithSlog(logger), goose.WithVerbose(true))
+	}
+	return goose.NewProvider(goose.DialectPostgres, db, sub, opts...)
+}
+
+// Up applies every migration not yet applied and returns the versions it
+// applied, oldest first.
+func Up(ctx context.Context, db *sql.DB, logger *slog.Logger) ([]int64, error) {
+	if v, err := Version(ctx, db); err != nil {
+		return nil, err
+	} else if v > Latest {
+		return nil, fmt.Errorf("%w: it is at version %d, this webhookd knows up to %d; upgrade webhookd", ErrSchemaTooNew, v, Latest)
+	}
+	p, err := provider(ctx, db, logger)
+	if err != nil {
+		return nil, err
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	applied := make([]int64, 0, len(results))
+	for _, r := range results {
+		applied = append(applied, r.Source.Version)
+	}
+	return applied, nil
+}
+
+// Version returns the schema version the database is at (0 when webhookd
+// never migrated it).
+func Version(ctx context.Context, db *sql.DB) (int64, error) {
+	var exists bool
+	// to_regclass follows search_path, as goose does.
+	if err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var v sql.NullInt64
+	err := db.QueryRowContext(ctx, `SELECT max(version_id) FROM `+VersionTable+` WHERE is_applied`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v.Int64, nil
+}
+
+// ErrSchemaOutdated and ErrSchemaTooNew are wrapped by Check.
+var (
+	ErrSchemaOutdated = errors.New("database schema is behind this webhookd")
+	ErrSchemaTooNew   = errors.New("database schema is newer than this webhookd")
+)
+
+// Check returns nil when the database is at exactly Latest, and otherwise an
+// error, one line long, saying what to do.
+func Check(ctx context.Context, db *sql.DB) error {
+	v, err := Version(ctx, db)
+	if err != nil {
+		return err
+	}
+	switch {
+	case v < Latest:
+		return fmt.Errorf("%w: it is at version %d, this webhookd needs %d; run `webhookd migrate` or start with --migrate", ErrSchemaOutdated, v, Latest)
+	case v > Latest:
+		return fmt.Errorf("%w: it is at version %d, this webhookd knows up to %d; upgrade webhookd", ErrSchemaTooNew, v, Latest)
+	}
+	return nil
+}
