@@ -1,0 +1,86 @@
+package ingress
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/webhookd/webhookd/domain"
+)
+
+// RetryAfter is the Retry-After value, in seconds, sent with 503 and 429.
+const RetryAfter = 5
+
+// statusFor maps an error code to its HTTP status: the one place that
+// does.
+func statusFor(code string) int {
+	switch code {
+	case domain.EINVALID:
+		return http.StatusBadRequest
+	case domain.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case domain.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case domain.ECONFLICT:
+		return http.StatusConflict
+	case domain.ENOTFOUND:
+		return http.StatusNotFound
+	case domain.ERATELIMITED:
+		return http.StatusTooManyRequests
+	case domain.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// ErrorBody is the JSON answer to a failed request.
+type ErrorBody struct {
+	// Error is the error code (invalid, unauthorized, too_large,
+	// rate_limited, unavailable, internal).
+	Error string `json:"error"`
+	// Reason is a stable word for the cause, e.g. no_matching_signature.
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// ErrorID is also on the log line of this failure.
+	ErrorID string `json:"error_id"`
+}
+
+// NewErrorID returns an id in the original route's format,
+// ERR_<unix ms>_<9 base-36 characters>, so operators' searches keep working.
+func NewErrorID(now time.Time) string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 9)
+	for i := range b {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b[i] = alphabet[n.Int64()]
+	}
+	return fmt.Sprintf("ERR_%d_%s", now.UnixMilli(), b)
+}
+
+// writeError answers err with its status and a safe body, and returns the
+// error id it used.
+func writeError(w http.ResponseWriter, err error, errorID string) int {
+	code := domain.ErrorCode(err)
+	status := statusFor(code)
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", fmt.Sprint(RetryAfter))
+	}
+	writeJSON(w, status, ErrorBody{
+		Error:   code,
+		Reason:  domain.ErrorReason(err),
+		Message: domain.ErrorMessage(err),
+		ErrorID: errorID,
+	})
+	return status
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,261 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/webhookd/webhookd/domain"
+)
+
+// Paths of the webhook endpoint: the first is webhookd's, the second the
+// original Next.js route's, so existing Clerk dashboard settings keep
+// working.
+const (
+	WebhookPath       = "/webhooks/clerk"
+	LegacyWebhookPath = "/api/webhooks/clerk"
+)
+
+// DefaultMaxBodyBytes is the default body limit: 1 MiB, far above any Clerk
+// event.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Appender appends an entry to the ledger; *eventstore.Store is one.
+type Appender interface {
+	Append(ctx context.Context, e domain.LedgerEntry) (domain.AppendResult, error)
+}
+
+// Check is one readiness check. Err must return a *domain.Error (or an
+// error whose text is safe to show) when the check fails.
+type Check struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Config configures a Handler.
+type Config struct {
+	Verifier *Verifier
+	Ledger   Appender
+	// Logger receives one audit line per delivery. It must redact (see
+	// package audit). Defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for received_at and error ids. Defaults to time.Now.
+	Now     func() time.Time
+	Version string
+	// MaxBodyBytes caps a delivery's body. Defaults to DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// AppendTimeout bounds one ledger append. Defaults to 10s.
+	AppendTimeout time.Duration
+	// Readiness checks run by GET /readyz, in order.
+	Readiness []Check
+}
+
+// Handler serves webhookd's HTTP endpoints.
+type Handler struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// NewHandler returns the handler for cfg.
+func NewHandler(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.AppendTimeout <= 0 {
+		cfg.AppendTimeout = 10 * time.Second
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	for _, p := range []string{WebhookPath, LegacyWebhookPath} {
+		h.mux.HandleFunc("POST "+p, h.receive)
+		h.mux.HandleFunc("GET "+p, h.status)
+	}
+	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Handle adds a route (e.g. /metrics) to the handler's mux.
+func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+// Accepted is the JSON answer to a delivery that is in the ledger.
+type Accepted struct {
+	// Status is "accepted" for a new event, "duplicate" for a svix-id
+	// already in the ledger (nothing was appended).
+	Status    string `json:"status"`
+	SvixID    string `json:"svix_id"`
+	EventType string `json:"event_type"`
+}
+
+// outcome is what one delivery came to, for the audit line.
+type outcome struct {
+	event    string
+	delivery Delivery
+	env      domain.Envelope
+	err      error
+}
+
+func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	receivedAt := h.cfg.Now().UTC()
+	o := h.process(w, r, receivedAt)
+
+	attrs := []slog.Attr{
+		slog.String("svix_id", o.delivery.ID),
+		slog.String("event_type", o.env.Type),
+		slog.String("clerk_id", o.env.SubjectID),
+		slog.String("remote_addr", remoteIP(r)),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+	}
+	level := slog.LevelInfo
+	if o.err == nil {
+		attrs = append(attrs, slog.String("outcome", "stored"), slog.Int("status", http.StatusOK))
+	} else {
+		errorID := NewErrorID(receivedAt)
+		status := writeError(w, o.err, errorID)
+		result := "rejected"
+		level = slog.LevelWarn
+		if status >= 500 {
+			result, level = "failed", slog.LevelError
+			// The cause is for the operator; the redacting handler masks
+			// anything personal in it.
+			attrs = append(attrs, slog.String("cause", o.err.Error()))
+		}
+		attrs = append(attrs,
+			slog.String("outcome", result),
+			slog.Int("status", status),
+			slog.String("error_id", errorID),
+			slog.String("reason", domain.ErrorReason(o.err)),
+		)
+	}
+	h.cfg.Logger.LogAttrs(r.Context(), level, o.event, attrs...)
+}
+
+func (h *Handler) process(w http.ResponseWriter, r *http.Request, receivedAt time.Time) outcome {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return outcome{event: "body_too_large", err: domain.Errorf(domain.ETOOLARGE, "body_too_large", "body is larger than %d bytes", h.cfg.MaxBodyBytes)}
+		}
+		return outcome{event: "event_invalid", err: domain.Errorf(domain.EINVALID, "body_unreadable", "could not read the request body")}
+	}
+	d, err := ReadHeaders(r.Header)
+	if err != nil {
+		return outcome{event: "event_invalid", err: err}
+	}
+	if err := h.cfg.Verifier.Verify(body, r.Header, d); err != nil {
+		return outcome{event: "signature_rejected", delivery: d, err: err}
+	}
+	env, err := domain.ParseEnvelope(body)
+	if err != nil {
+		return outcome{event: "event_invalid", delivery: d, err: err}
+	}
+	entry := domain.LedgerEntry{
+		SvixID:        d.ID,
+		SvixTimestamp: d.Timestamp,
+		Signature:     d.Signature,
+		Source:        domain.SourceClerk,
+		EventType:     env.Type,
+		SubjectID:     env.SubjectID,
+		InstanceID:    env.InstanceID,
+		EventTime:     env.Time,
+		TimestampUnit: env.TimestampUnit,
+		ReceivedAt:    receivedAt,
+		SourceIP:      remoteIP(r),
+		Payload:       body,
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AppendTimeout)
+	defer cancel()
+	res, err := h.cfg.Ledger.Append(ctx, entry)
+	if err != nil {
+		return outcome{event: "append_failed", delivery: d, env: env, err: err}
+	}
+	answer := Accepted{Status: "accepted", SvixID: d.ID, EventType: env.Type}
+	event := "event_appended"
+	if res.Duplicate {
+		answer.Status, event = "duplicate", "event_duplicate"
+	}
+	writeJSON(w, http.StatusOK, answer)
+	return outcome{event: event, delivery: d, env: env}
+}
+
+// remoteIP is the address of the peer that sent the request.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+// Status is the answer to GET /webhooks/clerk.
+type Status struct {
+	Status  string   `json:"status"`
+	Service string   `json:"service"`
+	Version string   `json:"version"`
+	Events  string   `json:"events"`
+	Paths   []string `json:"paths"`
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Status{
+		Status:  "ok",
+		Service: "webhookd",
+		Version: h.cfg.Version,
+		Events:  "every Clerk event type is recorded in the ledger",
+		Paths:   []string{WebhookPath, LegacyWebhookPath},
+	})
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Readiness is the answer to GET /readyz.
+type Readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	out := Readiness{Status: "ready", Checks: map[string]string{}}
+	status := http.StatusOK
+	for _, c := range h.cfg.Readiness {
+		if err := c.Run(ctx); err != nil {
+			out.Status, status = "not_ready", http.StatusServiceUnavailable
+			out.Checks[c.Name] = safeText(err)
+			continue
+		}
+		out.Checks[c.Name] = "ok"
+	}
+	if status != http.StatusOK {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeJSON(w, status, out)
+}
+
+// safeText is the text of a readiness failure: a domain error's message,
+// or the error itself for the checks' own errors, which hold no personal
+// data (schema versions, lag figures).
+func safeText(err error) string {
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return de.Message
+	}
+	return err.Error()
+}
