@@ -1,18 +1,78 @@
+// Command webhookd receives Clerk's webhooks, keeps every one in an
+// append-only ledger in PostgreSQL and builds read models from it.
+//
+// Each subcommand lives in its own file and owns its flags; every flag can
+// also be set from the environment variable named in its help.
 package main
 
 import (
-	_ "github.com/ThreeDotsLabs/watermill"
-	_ "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	_ "github.com/alecthomas/kong"
-	_ "github.com/fergusstrange/embedded-postgres"
-	_ "github.com/jackc/pgx/v5/pgxpool"
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "github.com/lmittmann/tint"
-	_ "github.com/pressly/goose/v3"
-	_ "github.com/prometheus/client_golang/prometheus"
-	_ "github.com/stretchr/testify/require"
-	_ "github.com/svix/svix-webhooks/go"
-	_ "golang.org/x/time/rate"
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/alecthomas/kong"
 )
 
-func main() {}
+// version is set at build time (-ldflags "-X main.version=…"); otherwise the
+// module version or VCS revision is used.
+var version = ""
+
+// CLI is webhookd's command line.
+type CLI struct {
+	Globals
+
+	Serve   ServeCmd   `cmd:"" help:"Receive Clerk webhooks and append them to the ledger."`
+	Migrate MigrateCmd `cmd:"" help:"Apply the database migrations this webhookd knows."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var cli CLI
+	k := kong.Parse(&cli,
+		kong.Name("webhookd"),
+		kong.Description("Clerk webhooks into a tamper-evident PostgreSQL ledger, with read models and an audit trail."),
+		kong.UsageOnError(),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+	)
+	if err := k.Run(&cli.Globals); err != nil {
+		// One line, naming what is wrong; details are in the log lines
+		// before it.
+		fmt.Fprintf(os.Stderr, "webhookd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run() error {
+	fmt.Println(Version())
+	return nil
+}
+
+// Version returns the build's version.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "dev-" + s.Value[:12]
+		}
+	}
+	return "dev"
+}

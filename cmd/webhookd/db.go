@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// connectTimeout bounds opening one database connection when the URL does
+// not set connect_timeout, so an unreachable database fails a request (and
+// start-up) in seconds rather than hanging.
+const connectTimeout = 5 * time.Second
+
+// openPool connects to databaseURL and checks that the server answers. Its
+// errors are one line and never show the password.
+func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	if databaseURL == "" {
+		return nil, errors.New("DATABASE_URL is not set (or use --database-url): e.g. postgres://user:password@host:5432/db")
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL or DSN")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %v", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 2*connectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach the database at %s: %v", describeDB(cfg), err)
+	}
+	return pool, nil
+}
+
+// describeDB names a database without its password.
+func describeDB(cfg *pgxpool.Config) string {
+	u := url.URL{Scheme: "postgres", Host: fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port), Path: "/" + cfg.ConnConfig.Database}
+	if cfg.ConnConfig.User != "" {
+		u.User = url.User(cfg.ConnConfig.User)
+	}
+	return u.String()
+}
+
+// sqlDB wraps pool for database/sql users (the migration library).
+func sqlDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
