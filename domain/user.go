@@ -1,0 +1,159 @@
+package domain
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Event types the users read model applies. Every other type is kept in
+// the ledger and skipped by the users projection.
+const (
+	EventUserCreated = "user.created"
+	EventUserUpdated = "user.updated"
+	EventUserDeleted = "user.deleted"
+	// EventUserAccessChanged is webhookd's own event for a change of a
+	// user's role or practice (see `webhookd users assign`).
+	EventUserAccessChanged = "webhookd.user.access_changed"
+)
+
+// DefaultRole is the role of a user nobody assigned one to, as in the
+// original route.
+const DefaultRole = "USER"
+
+// User is what the users read model takes from a Clerk user object.
+type User struct {
+	ClerkID string
+	// Email is the primary address: the one whose id is
+	// primary_email_address_id, wherever it sits in the list. Empty when
+	// the user has none.
+	Email     string
+	FirstName string
+	LastName  string
+	// Name is first and last name joined by a space, as the original route
+	// stored it.
+	Name      string
+	ImageURL  string
+	CreatedAt time.Time
+	// UpdatedAt is Clerk's updated_at: the projection's ordering key.
+	UpdatedAt time.Time
+}
+
+type clerkUser struct {
+	ID                    string  `json:"id"`
+	FirstName             *string `json:"first_name"`
+	LastName              *string `json:"last_name"`
+	ImageURL              *string `json:"image_url"`
+	PrimaryEmailAddressID *string `json:"primary_email_address_id"`
+	EmailAddresses        []struct {
+		ID           string `json:"id"`
+		EmailAddress string `json:"email_address"`
+	} `json:"email_addresses"`
+	CreatedAt *int64 `json:"created_at"`
+	UpdatedAt *int64 `json:"updated_at"`
+}
+
+// ParseUser reads the data of a user.created or user.updated event.
+// fallback is used for updated_at (and created_at) when Clerk left them
+// out: the event's own time.
+func ParseUser(data json.RawMessage, fallback time.Time) (User, error) {
+	var u clerkUser
+	if err := json.Unmarshal(data, &u); err != nil {
+		return User{}, Errorf(EINVALID, "not_clerk_user", "data is not a Clerk user object: %s", describeJSONError(err))
+	}
+	if u.ID == "" {
+		return User{}, Errorf(EINVALID, "not_clerk_user", "data.id is empty")
+	}
+	out := User{
+		ClerkID:   u.ID,
+		FirstName: deref(u.FirstName),
+		LastName:  deref(u.LastName),
+		ImageURL:  deref(u.ImageURL),
+		CreatedAt: fallback,
+		UpdatedAt: fallback,
+	}
+	out.Name = strings.TrimSpace(out.FirstName + " " + out.LastName)
+	if u.PrimaryEmailAddressID != nil {
+		for _, e := range u.EmailAddresses {
+			if e.ID == *u.PrimaryEmailAddressID {
+				out.Email = e.EmailAddress
+				break
+			}
+		}
+	}
+	if u.CreatedAt != nil {
+		out.CreatedAt = time.UnixMilli(*u.CreatedAt).UTC()
+	}
+	if u.UpdatedAt != nil {
+		out.UpdatedAt = time.UnixMilli(*u.UpdatedAt).UTC()
+	}
+	return out, nil
+}
+
+// describeJSONError names where decoding failed without quoting values.
+func describeJSONError(err error) string {
+	if te, ok := err.(*json.UnmarshalTypeError); ok {
+		return fmt.Sprintf("field %q must be a %s", te.Field, te.Type.Kind())
+	}
+	if se, ok := err.(*json.SyntaxError); ok {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	return "malformed JSON"
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// AccessChange is the data of an EventUserAccessChanged event. A nil field
+// is left as it is; PracticeID set to "" clears the practice.
+type AccessChange struct {
+	ClerkID    string  `json:"id"`
+	Role       *string `json:"role,omitempty"`
+	PracticeID *string `json:"practice_id,omitempty"`
+	// Actor is who made the change (operator name from the command line,
+	// or the OS user).
+	Actor  string `json:"actor"`
+	Reason string `json:"reason,omitempty"`
+}
+
+var rolePattern = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,31}$`)
+
+// Validate checks an access change before it is recorded.
+func (c AccessChange) Validate() error {
+	if c.ClerkID == "" {
+		return Errorf(EINVALID, "invalid_access_change", "a Clerk user id is required")
+	}
+	if err := checkID("clerk id", c.ClerkID); err != nil {
+		return err
+	}
+	if c.Role == nil && c.PracticeID == nil {
+		return Errorf(EINVALID, "invalid_access_change", "nothing to change: give a role, a practice, or both")
+	}
+	if c.Role != nil && !rolePattern.MatchString(*c.Role) {
+		return Errorf(EINVALID, "invalid_access_change", "role must be upper-case letters, digits and _ (e.g. USER, ADMIN), at most 32")
+	}
+	if c.PracticeID != nil {
+		if err := checkID("practice id", *c.PracticeID); err != nil {
+			return err
+		}
+	}
+	if strings.TrimSpace(c.Actor) == "" {
+		return Errorf(EINVALID, "invalid_access_change", "the actor (who makes the change) is required")
+	}
+	return nil
+}
+
+// ParseAccessChange reads the data of an EventUserAccessChanged event.
+func ParseAccessChange(data json.RawMessage) (AccessChange, error) {
+	var c AccessChange
+	if err := json.Unmarshal(data, &c); err != nil {
+		return AccessChange{}, Errorf(EINVALID, "invalid_access_change", "data is not an access change: %s", describeJSONError(err))
+	}
+	return c, c.Validate()
+}

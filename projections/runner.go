@@ -1,0 +1,195 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/eventstore"
+)
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	Pool        *pgxpool.Pool
+	Projections []Projection
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// PollInterval is how long a caught-up projection waits before looking
+	// for new ledger entries: the floor of projection lag. Defaults to 25ms.
+	PollInterval time.Duration
+	// BatchSize is how many entries one transaction applies. Defaults to 100.
+	BatchSize int
+	// MaxAttempts is how often an entry is tried before it is recorded in
+	// projection_failures and skipped. Failures that mean the database is
+	// unavailable do not count. Defaults to 5.
+	MaxAttempts int
+	// RetryInterval is the pause before an entry is tried again. Defaults
+	// to 100ms.
+	RetryInterval time.Duration
+	// Applied, when set, is called after each entry is applied (inside the
+	// transaction, before commit) with the projection name and the entry.
+	Applied func(projection string, e domain.LedgerEntry)
+}
+
+// Runner runs projections as Watermill router handlers.
+type Runner struct {
+	cfg    RunnerConfig
+	router *message.Router
+
+	mu       sync.Mutex
+	attempts map[string]int // projection/offset → failed attempts
+}
+
+// NewRunner prepares the router; Run starts it.
+func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 25 * time.Millisecond
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 100 * time.Millisecond
+	}
+	wlog := eventstore.WatermillLogger(cfg.Logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, router: router, attempts: map[string]int{}}
+	for _, p := range cfg.Projections {
+		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(cfg.Pool), wsql.SubscriberConfig{
+			ConsumerGroup:  ConsumerGroup(p.Name()),
+			PollInterval:   cfg.PollInterval,
+			ResendInterval: cfg.RetryInterval,
+			RetryInterval:  cfg.RetryInterval,
+			SchemaAdapter:  eventstore.LedgerSchema{SubscribeBatchSize: cfg.BatchSize},
+			OffsetsAdapter: eventstore.OffsetsAdapter(),
+		}, wlog)
+		if err != nil {
+			return nil, fmt.Errorf("projection %s: %w", p.Name(), err)
+		}
+		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, sub, r.handler(p))
+	}
+	return r, nil
+}
+
+// ConsumerGroup is the ledger_offsets row of a projection.
+func ConsumerGroup(projection string) string { return "projection." + projection }
+
+// Run runs the projections until ctx is done or Close is called.
+func (r *Runner) Run(ctx context.Context) error {
+	return r.router.Run(ctx)
+}
+
+// Running is closed once every projection is consuming.
+func (r *Runner) Running() chan struct{} { return r.router.Running() }
+
+// Close stops the projections, letting the entry in hand finish.
+func (r *Runner) Close() error { return r.router.Close() }
+
+func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		ctx := msg.Context()
+		wtx, ok := wsql.TxFromContext(ctx)
+		if !ok {
+			return errors.New("projection: no subscriber transaction in message context")
+		}
+		ptx, ok := wtx.(*wsql.PgxTx)
+		if !ok {
+			return fmt.Errorf("projection: subscriber transaction is %T, want *sql.PgxTx", wtx)
+		}
+		e, err := eventstore.EntryFromMessage(msg)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		err = applyInSavepoint(ctx, ptx.Tx, p, e)
+		if err == nil {
+			r.forget(p.Name(), e.Offset)
+			if r.cfg.Applied != nil {
+				r.cfg.Applied(p.Name(), e)
+			}
+			r.cfg.Logger.Debug("projection_applied",
+				slog.String("projection", p.Name()), slog.Int64("ledger_offset", e.Offset),
+				slog.String("svix_id", e.SvixID), slog.String("event_type", e.EventType),
+				slog.String("clerk_id", e.SubjectID),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			return nil
+		}
+		if eventstore.IsUnavailable(err) {
+			// The database, not the event: retry without counting.
+			r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()),
+				slog.Int64("ledger_offset", e.Offset), slog.String("cause", audit.SafeError(err)))
+			return err
+		}
+		attempts := r.fail(p.Name(), e.Offset)
+		if attempts < r.cfg.MaxAttempts {
+			r.cfg.Logger.Warn("projection_failed", slog.String("projection", p.Name()),
+				slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
+				slog.String("event_type", e.EventType), slog.Int("attempt", attempts),
+				slog.String("cause", audit.SafeError(err)))
+			return err
+		}
+		// Poison: record it with the offset commit and move on.
+		if _, rerr := ptx.Tx.Exec(ctx, `
+			INSERT INTO projection_failures (projection, ledger_offset, svix_id, event_type, error, attempts)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (projection, ledger_offset) DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()`,
+			p.Name(), e.Offset, e.SvixID, e.EventType, audit.SafeError(err), attempts); rerr != nil {
+			return fmt.Errorf("record poison event: %w", rerr)
+		}
+		r.forget(p.Name(), e.Offset)
+		r.cfg.Logger.Error("projection_skipped", slog.String("projection", p.Name()),
+			slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
+			slog.String("event_type", e.EventType), slog.Int("attempts", attempts),
+			slog.String("cause", audit.SafeError(err)))
+		return nil
+	}
+}
+
+// applyInSavepoint applies e so that a failure leaves none of its writes:
+// watermill-sql does not roll back a nacked message's writes on its own
+// (watermill#224), since the batch shares one transaction.
+func applyInSavepoint(ctx context.Context, tx pgx.Tx, p Projection, e domain.LedgerEntry) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.Apply(ctx, sp, e); err != nil {
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return errors.Join(err, rbErr)
+		}
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+func (r *Runner) fail(projection string, offset int64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := fmt.Sprintf("%s/%d", projection, offset)
+	r.attempts[k]++
+	return r.attempts[k]
+}
+
+func (r *Runner) forget(projection string, offset int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.attempts, fmt.Sprintf("%s/%d", projection, offset))
+}
