@@ -29,11 +29,12 @@ type Appender interface {
 	Append(ctx context.Context, e domain.LedgerEntry) (domain.AppendResult, error)
 }
 
-// Check is one readiness check. Err must return a *domain.Error (or an
-// error whose text is safe to show) when the check fails.
+// Check is one readiness check. Run returns what /readyz shows for it
+// (nil shows "ok"), or an error: a *domain.Error or an error whose text is
+// safe to show.
 type Check struct {
 	Name string
-	Run  func(ctx context.Context) error
+	Run  func(ctx context.Context) (any, error)
 }
 
 // Config configures a Handler.
@@ -226,22 +227,26 @@ func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 
 // Readiness is the answer to GET /readyz.
 type Readiness struct {
-	Status string            `json:"status"`
-	Checks map[string]string `json:"checks"`
+	Status string         `json:"status"`
+	Checks map[string]any `json:"checks"`
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	out := Readiness{Status: "ready", Checks: map[string]string{}}
+	out := Readiness{Status: "ready", Checks: map[string]any{}}
 	status := http.StatusOK
 	for _, c := range h.cfg.Readiness {
-		if err := c.Run(ctx); err != nil {
+		detail, err := c.Run(ctx)
+		switch {
+		case err != nil:
 			out.Status, status = "not_ready", http.StatusServiceUnavailable
 			out.Checks[c.Name] = safeText(err)
-			continue
+		case detail == nil:
+			out.Checks[c.Name] = "ok"
+		default:
+			out.Checks[c.Name] = detail
 		}
-		out.Checks[c.Name] = "ok"
 	}
 	if status != http.StatusOK {
 		w.Header().Set("Retry-After", "5")

@@ -17,3 +17,8 @@ type Projection interface {
 	// effect. An error rolls back only this entry's writes.
 	Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) error
 }
+
+// All returns the projections webhookd serve runs.
+func All() []Projection {
+	return []Projection{Users{}}
+}

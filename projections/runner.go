@@ -42,8 +42,10 @@ type RunnerConfig struct {
 
 // Runner runs projections as Watermill router handlers.
 type Runner struct {
-	cfg    RunnerConfig
-	router *message.Router
+	cfg RunnerConfig
+
+	running     chan struct{}
+	runningOnce sync.Once
 
 	mu       sync.Mutex
 	attempts map[string]int // projection/offset → failed attempts
@@ -66,19 +68,26 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 100 * time.Millisecond
 	}
-	wlog := eventstore.WatermillLogger(cfg.Logger)
+	return &Runner{cfg: cfg, attempts: map[string]int{}, running: make(chan struct{})}, nil
+}
+
+// ConsumerGroup is the ledger_offsets row of a projection.
+func ConsumerGroup(projection string) string { return "projection." + projection }
+
+// newRouter builds a Watermill router with one subscriber per projection.
+func (r *Runner) newRouter() (*message.Router, error) {
+	wlog := eventstore.WatermillLogger(r.cfg.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, router: router, attempts: map[string]int{}}
-	for _, p := range cfg.Projections {
-		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(cfg.Pool), wsql.SubscriberConfig{
+	for _, p := range r.cfg.Projections {
+		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(r.cfg.Pool), wsql.SubscriberConfig{
 			ConsumerGroup:  ConsumerGroup(p.Name()),
-			PollInterval:   cfg.PollInterval,
-			ResendInterval: cfg.RetryInterval,
-			RetryInterval:  cfg.RetryInterval,
-			SchemaAdapter:  eventstore.LedgerSchema{SubscribeBatchSize: cfg.BatchSize},
+			PollInterval:   r.cfg.PollInterval,
+			ResendInterval: r.cfg.RetryInterval,
+			RetryInterval:  r.cfg.RetryInterval,
+			SchemaAdapter:  eventstore.LedgerSchema{SubscribeBatchSize: r.cfg.BatchSize},
 			OffsetsAdapter: eventstore.OffsetsAdapter(),
 		}, wlog)
 		if err != nil {
@@ -86,22 +95,43 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		}
 		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, sub, r.handler(p))
 	}
-	return r, nil
+	return router, nil
 }
 
-// ConsumerGroup is the ledger_offsets row of a projection.
-func ConsumerGroup(projection string) string { return "projection." + projection }
-
-// Run runs the projections until ctx is done or Close is called.
+// Run runs the projections until ctx is done. Once running, a subscriber
+// rides out database outages by itself; subscribing needs the database,
+// so when it is down at that moment Run tries again every second.
 func (r *Runner) Run(ctx context.Context) error {
-	return r.router.Run(ctx)
+	for {
+		router, err := r.newRouter()
+		if err != nil {
+			return err
+		}
+		go func() {
+			select {
+			case <-router.Running():
+				r.runningOnce.Do(func() { close(r.running) })
+			case <-ctx.Done():
+			}
+		}()
+		err = router.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		r.cfg.Logger.Warn("projections_restart", slog.String("cause", audit.SafeError(err)))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }
 
-// Running is closed once every projection is consuming.
-func (r *Runner) Running() chan struct{} { return r.router.Running() }
-
-// Close stops the projections, letting the entry in hand finish.
-func (r *Runner) Close() error { return r.router.Close() }
+// Running is closed once every projection has subscribed.
+func (r *Runner) Running() chan struct{} { return r.running }
 
 func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/migrations"
+	"github.com/webhookd/webhookd/projections"
 )
 
 // HTTP server timeouts: a slow or stalled client cannot hold a connection
@@ -31,6 +32,8 @@ type ServeCmd struct {
 	Addr            string        `name:"addr" env:"WEBHOOKD_ADDR" default:":8080" help:"Listen address (WEBHOOKD_ADDR)."`
 	Migrate         bool          `name:"migrate" env:"WEBHOOKD_MIGRATE" help:"Apply pending migrations before serving (WEBHOOKD_MIGRATE)."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"WEBHOOKD_SHUTDOWN_TIMEOUT" default:"15s" help:"How long to drain in-flight requests on SIGTERM (WEBHOOKD_SHUTDOWN_TIMEOUT)."`
+	PollInterval    time.Duration `name:"projection-poll-interval" env:"WEBHOOKD_PROJECTION_POLL_INTERVAL" default:"25ms" help:"How often a caught-up projection looks for new ledger entries (WEBHOOKD_PROJECTION_POLL_INTERVAL)."`
+	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this (WEBHOOKD_MAX_PROJECTION_LAG)."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -45,6 +48,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		Addr:            c.Addr,
 		Migrate:         c.Migrate,
 		ShutdownTimeout: c.ShutdownTimeout,
+		PollInterval:    c.PollInterval,
+		MaxLag:          c.MaxLag,
 		Logger:          logger,
 	})
 	if err != nil {
@@ -66,6 +71,11 @@ type AppConfig struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// PollInterval is the projections' poll interval. Defaults to 25ms.
+	PollInterval time.Duration
+	// MaxLag is the projection lag beyond which /readyz fails. Defaults
+	// to one minute.
+	MaxLag time.Duration
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -74,6 +84,7 @@ type App struct {
 	cfg      AppConfig
 	pool     *pgxpool.Pool
 	store    *eventstore.Store
+	runner   *projections.Runner
 	listener net.Listener
 	server   *http.Server
 }
@@ -90,6 +101,12 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	secrets, err := ingress.ParseSecrets(cfg.SigningSecret)
 	if err != nil {
@@ -108,7 +125,17 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
-	a.store, err = eventstore.New(pool, nil)
+	a.store, err = eventstore.New(pool, eventstore.WatermillLogger(cfg.Logger))
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	a.runner, err = projections.NewRunner(projections.RunnerConfig{
+		Pool:         pool,
+		Projections:  projections.All(),
+		Logger:       cfg.Logger,
+		PollInterval: cfg.PollInterval,
+	})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -120,8 +147,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		Now:      cfg.Now,
 		Version:  Version(),
 		Readiness: []ingress.Check{
-			{Name: "database", Run: a.store.Ping},
-			{Name: "migrations", Run: a.checkSchema},
+			{Name: "database", Run: noDetail(a.store.Ping)},
+			{Name: "migrations", Run: noDetail(a.checkSchema)},
+			{Name: "projections", Run: a.checkLag},
 		},
 	})
 	a.listener, err = net.Listen("tcp", cfg.Addr)
@@ -161,6 +189,27 @@ func (a *App) checkSchema(ctx context.Context) error {
 	return migrations.Check(ctx, db)
 }
 
+func noDetail(check func(context.Context) error) func(context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) { return nil, check(ctx) }
+}
+
+// checkLag reports each projection's lag and fails when one is further
+// behind than MaxLag.
+func (a *App) checkLag(ctx context.Context) (any, error) {
+	var lags []projections.Lag
+	for _, p := range projections.All() {
+		lag, err := projections.MeasureLag(ctx, a.pool, p.Name(), a.cfg.Now())
+		if err != nil {
+			return nil, errors.New("cannot measure projection lag")
+		}
+		if lag.Seconds > a.cfg.MaxLag.Seconds() {
+			return nil, fmt.Errorf("projection %s is %d events and %.0fs behind the ledger (limit %s)", lag.Projection, lag.Events, lag.Seconds, a.cfg.MaxLag)
+		}
+		lags = append(lags, lag)
+	}
+	return lags, nil
+}
+
 // Addr is the address the server listens on.
 func (a *App) Addr() string { return a.listener.Addr().String() }
 
@@ -171,22 +220,44 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.store.Close()
 	a.cfg.Logger.Info("webhookd_started", slog.String("addr", a.Addr()), slog.String("version", Version()))
 
-	errc := make(chan error, 1)
-	go func() { errc <- a.server.Serve(a.listener) }()
+	// Two actors, the HTTP server and the projections; the first to stop
+	// stops the other.
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- a.server.Serve(a.listener) }()
+	runCtx, cancelRunner := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRunner()
+	runnerErr := make(chan error, 1)
+	go func() { runnerErr <- a.runner.Run(runCtx) }()
 
+	var failure error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+	case err := <-httpErr:
+		failure = fmt.Errorf("http server: %w", err)
+		httpErr <- nil
+	case err := <-runnerErr:
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		failure = fmt.Errorf("projections: %w", err)
+		runnerErr <- nil
 	case <-ctx.Done():
 	}
 	a.cfg.Logger.Info("webhookd_stopping", slog.Duration("drain_timeout", a.cfg.ShutdownTimeout))
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := a.server.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("drain in-flight requests: %w", err)
+		failure = errors.Join(failure, fmt.Errorf("drain in-flight requests: %w", err))
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		failure = errors.Join(failure, err)
+	}
+	// Requests are drained; the projections finish the entry in hand.
+	cancelRunner()
+	if err := <-runnerErr; err != nil {
+		failure = errors.Join(failure, fmt.Errorf("projections: %w", err))
+	}
+	if failure != nil {
+		return failure
 	}
 	a.cfg.Logger.Info("webhookd_stopped")
 	return nil

@@ -251,5 +251,8 @@ func TestStatusAndHealthEndpoints(t *testing.T) {
 		require.NotEmpty(t, a.body["version"])
 	}
 	require.Equal(t, map[string]any{"status": "ok"}, h.get("/healthz").body)
-	require.Equal(t, map[string]any{"status": "ready", "checks": map[string]any{"database": "ok", "migrations": "ok"}}, h.get("/readyz").body)
+	require.Equal(t, map[string]any{"status": "ready", "checks": map[string]any{
+		"database": "ok", "migrations": "ok",
+		"projections": []any{map[string]any{"projection": "users", "events": 0.0, "seconds": 0.0}},
+	}}, h.get("/readyz").body)
 }
