@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -157,3 +159,43 @@ func ParseAccessChange(data json.RawMessage) (AccessChange, error) {
 	}
 	return c, c.Validate()
 }
+
+// NewInternalEntry builds the ledger entry of an event webhookd records
+// itself (source "webhookd"): a Clerk-shaped envelope, so the ledger, the
+// projections and exports treat it like any other event, with svix_id
+// "whd_" followed by 32 hex digits.
+func NewInternalEntry(eventType, subjectID string, data any, now time.Time) (LedgerEntry, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return LedgerEntry{}, fmt.Errorf("encode %s event: %w", eventType, err)
+	}
+	now = now.UTC()
+	body, err := json.Marshal(map[string]any{
+		"object":      "event",
+		"type":        eventType,
+		"instance_id": InternalInstanceID,
+		"timestamp":   now.UnixMilli(),
+		"data":        json.RawMessage(raw),
+	})
+	if err != nil {
+		return LedgerEntry{}, fmt.Errorf("encode %s event: %w", eventType, err)
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return LedgerEntry{}, err
+	}
+	return LedgerEntry{
+		SvixID:        "whd_" + hex.EncodeToString(id[:]),
+		Source:        SourceWebhookd,
+		EventType:     eventType,
+		SubjectID:     subjectID,
+		InstanceID:    InternalInstanceID,
+		EventTime:     now.Truncate(time.Millisecond),
+		TimestampUnit: UnitMilliseconds,
+		ReceivedAt:    now,
+		Payload:       body,
+	}, nil
+}
+
+// InternalInstanceID is the instance_id of webhookd's own events.
+const InternalInstanceID = "webhookd"

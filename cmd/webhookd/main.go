@@ -26,6 +26,7 @@ type CLI struct {
 
 	Serve   ServeCmd   `cmd:"" help:"Receive Clerk webhooks and append them to the ledger."`
 	Migrate MigrateCmd `cmd:"" help:"Apply the database migrations this webhookd knows."`
+	Users   UsersCmd   `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 
