@@ -38,7 +38,24 @@ type RunnerConfig struct {
 	// Applied, when set, is called after each entry is applied (inside the
 	// transaction, before commit) with the projection name and the entry.
 	Applied func(projection string, e domain.LedgerEntry)
+	// Failed, when set, is called each time applying an entry fails, with
+	// the projection name, the entry and what happens next:
+	// FailureRetry (the entry is tried again), FailureUnavailable (the
+	// database is unavailable; retried without counting an attempt) or
+	// FailureSkipped (recorded in projection_failures and skipped).
+	Failed func(projection string, e domain.LedgerEntry, outcome string)
+	// Instrument, when set, is called with each Watermill router before it
+	// runs (e.g. to add Prometheus router metrics). A router is built again
+	// after a restart, so Instrument must tolerate being called repeatedly.
+	Instrument func(*message.Router)
 }
+
+// Outcomes passed to RunnerConfig.Failed.
+const (
+	FailureRetry       = "retry"
+	FailureUnavailable = "unavailable"
+	FailureSkipped     = "skipped"
+)
 
 // Runner runs projections as Watermill router handlers.
 type Runner struct {
@@ -94,6 +111,9 @@ func (r *Runner) newRouter() (*message.Router, error) {
 			return nil, fmt.Errorf("projection %s: %w", p.Name(), err)
 		}
 		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, sub, r.handler(p))
+	}
+	if r.cfg.Instrument != nil {
+		r.cfg.Instrument(router)
 	}
 	return router, nil
 }
@@ -164,12 +184,14 @@ func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 		}
 		if eventstore.IsUnavailable(err) {
 			// The database, not the event: retry without counting.
+			r.failed(p.Name(), e, FailureUnavailable)
 			r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()),
 				slog.Int64("ledger_offset", e.Offset), slog.String("cause", audit.SafeError(err)))
 			return err
 		}
 		attempts := r.fail(p.Name(), e.Offset)
 		if attempts < r.cfg.MaxAttempts {
+			r.failed(p.Name(), e, FailureRetry)
 			r.cfg.Logger.Warn("projection_failed", slog.String("projection", p.Name()),
 				slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
 				slog.String("event_type", e.EventType), slog.Int("attempt", attempts),
@@ -185,6 +207,7 @@ func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
 			return fmt.Errorf("record poison event: %w", rerr)
 		}
 		r.forget(p.Name(), e.Offset)
+		r.failed(p.Name(), e, FailureSkipped)
 		r.cfg.Logger.Error("projection_skipped", slog.String("projection", p.Name()),
 			slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
 			slog.String("event_type", e.EventType), slog.Int("attempts", attempts),
@@ -208,6 +231,12 @@ func applyInSavepoint(ctx context.Context, tx pgx.Tx, p Projection, e domain.Led
 		return err
 	}
 	return sp.Commit(ctx)
+}
+
+func (r *Runner) failed(projection string, e domain.LedgerEntry, outcome string) {
+	if r.cfg.Failed != nil {
+		r.cfg.Failed(projection, e, outcome)
+	}
 }
 
 func (r *Runner) fail(projection string, offset int64) int {
