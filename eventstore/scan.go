@@ -1,0 +1,99 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
+	"github.com/webhookd/webhookd/domain"
+)
+
+// Position is a place in the ledger's safe order, (transaction_id,
+// offset): the order in which Watermill subscribers see entries. The zero
+// Position is before the first entry.
+type Position struct {
+	TxID   uint64
+	Offset int64
+}
+
+// Less reports whether p comes before q.
+func (p Position) Less(q Position) bool {
+	return p.TxID < q.TxID || (p.TxID == q.TxID && p.Offset < q.Offset)
+}
+
+// Querier runs a query: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Scanned is an entry with its position.
+type Scanned struct {
+	domain.LedgerEntry
+	Position Position
+}
+
+// ScanAfter returns up to limit entries after pos in safe order: only
+// entries whose transaction is older than every transaction still running
+// (the xid8 horizon), so an entry that commits late can never be skipped.
+// When upTo is not the zero Position, entries after it are left out.
+func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([]Scanned, error) {
+	bound := ""
+	args := []any{fmt.Sprint(pos.TxID), pos.Offset, limit}
+	if upTo != (Position{}) {
+		bound = ` AND (transaction_id, "offset") <= ($4::text::xid8, $5)`
+		args = append(args, fmt.Sprint(upTo.TxID), upTo.Offset)
+	}
+	rows, err := q.Query(ctx, `
+		SELECT `+selectColumns+` FROM `+EventsTable+`
+		WHERE (transaction_id, "offset") > ($1::text::xid8, $2)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())`+bound+`
+		ORDER BY transaction_id, "offset"
+		LIMIT $3`, args...)
+	if err != nil {
+		return nil, translate(err, "scan ledger")
+	}
+	defer rows.Close()
+	out := make([]Scanned, 0, limit)
+	for rows.Next() {
+		var (
+			e       rowEntry
+			txID    wsql.XID8
+			uuid    string
+			payload []byte
+			meta    []byte
+		)
+		if err := rows.Scan(&e.offset, &txID, &uuid, &payload, &meta, &e.svixID, &e.source, &e.svixTimestamp, &e.signature,
+			&e.eventType, &e.subjectID, &e.instanceID, &e.eventTime, &e.timestampUnit, &e.receivedAt, &e.sourceIP); err != nil {
+			return nil, translate(err, "scan ledger")
+		}
+		out = append(out, Scanned{LedgerEntry: e.entry(payload), Position: Position{TxID: uint64(txID), Offset: e.offset}})
+	}
+	return out, translate(rows.Err(), "scan ledger")
+}
+
+// ConsumerPosition reads a consumer group's position, locking its row
+// until tx ends so that the consumer cannot move meanwhile. A group that
+// never ran is created at the zero Position.
+func ConsumerPosition(ctx context.Context, tx pgx.Tx, group string) (Position, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO `+OffsetsTable+` (consumer_group, offset_acked, last_processed_transaction_id)
+		VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, group); err != nil {
+		return Position{}, translate(err, "read consumer position")
+	}
+	var (
+		off  int64
+		txID wsql.XID8
+	)
+	err := tx.QueryRow(ctx, `SELECT offset_acked, last_processed_transaction_id FROM `+OffsetsTable+` WHERE consumer_group = $1 FOR UPDATE`, group).Scan(&off, &txID)
+	if err != nil {
+		return Position{}, translate(err, "read consumer position")
+	}
+	return Position{TxID: uint64(txID), Offset: off}, nil
+}
+
+// SetConsumerPosition moves a consumer group to pos.
+func SetConsumerPosition(ctx context.Context, tx pgx.Tx, group string, pos Position) error {
+	_, err := tx.Exec(ctx, `UPDATE `+OffsetsTable+` SET offset_acked = $2, last_processed_transaction_id = $3::text::xid8 WHERE consumer_group = $1`,
+		group, pos.Offset, fmt.Sprint(pos.TxID))
+	return translate(err, "set consumer position")
+}
