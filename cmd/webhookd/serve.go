@@ -42,6 +42,12 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	// Without DATABASE_URL: an embedded PostgreSQL, stopped once serving ends (dev.go).
+	stopDev, err := c.startDevMode(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer stopDev()
 	app, err := NewApp(ctx, AppConfig{
 		DatabaseURL:     c.DatabaseURL,
 		SigningSecret:   c.SigningSecret,
