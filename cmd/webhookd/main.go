@@ -26,6 +26,7 @@ type CLI struct {
 
 	Serve   ServeCmd   `cmd:"" help:"Receive Clerk webhooks and append them to the ledger."`
 	Migrate MigrateCmd `cmd:"" help:"Apply the database migrations this webhookd knows."`
+	Send    SendCmd    `cmd:"" help:"Send realistic, signed Clerk events to a webhookd, as Clerk's Svix does."`
 	Users   UsersCmd   `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
 	Replay  ReplayCmd  `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
