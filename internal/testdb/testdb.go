@@ -1,9 +1,10 @@
 // Package testdb gives tests a real PostgreSQL: each test gets a fresh
 // schema, migrated to the latest version, dropped when the test ends.
 //
-// The server is TEST_DATABASE_URL, or when unset the local default
-// postgres://postgres@127.0.0.1:5432/test (what `make test` provides, see
-// the README).
+// The server is TEST_DATABASE_URL. `make test` sets it, when it is not set
+// already, to a throwaway embedded PostgreSQL (internal/devdb/cmd/devpg), so
+// tests need nothing but Go; a plain `go test` without it uses the local
+// default postgres://postgres@127.0.0.1:5432/test.
 package testdb
 
 import (
@@ -68,7 +69,7 @@ func NewEmpty(t testing.TB) *DB {
 	schema := "test_" + hex.EncodeToString(b[:])
 
 	admin, err := pgx.Connect(ctx, ServerURL())
-	require.NoError(t, err, "connect to the test PostgreSQL at %s (set TEST_DATABASE_URL)", redactURL(ServerURL()))
+	require.NoError(t, err, "connect to the test PostgreSQL at %s (set TEST_DATABASE_URL, or run `make test`, which starts an embedded one)", redactURL(ServerURL()))
 	_, err = admin.Exec(ctx, "CREATE SCHEMA "+schema)
 	require.NoError(t, err)
 	_ = admin.Close(ctx)
