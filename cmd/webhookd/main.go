@@ -29,6 +29,7 @@ type CLI struct {
 	Send    SendCmd    `cmd:"" help:"Send realistic, signed Clerk events to a webhookd, as Clerk's Svix does."`
 	Users   UsersCmd   `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
 	Replay  ReplayCmd  `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
+	Bench   BenchCmd   `cmd:"" help:"Benchmark webhookd end to end against the database's own insert limit."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

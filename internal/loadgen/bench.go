@@ -1,0 +1,310 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+)
+
+// BenchConfig configures one benchmark run.
+type BenchConfig struct {
+	// DatabaseURL is the PostgreSQL server; the run creates a schema
+	// bench_<time> on it for webhookd and the ceiling table.
+	DatabaseURL string
+	// Events, Concurrency and Users default to 20000, 8 and 2000.
+	Events, Concurrency, Users int
+	// Keep leaves the bench schema in place afterwards.
+	Keep bool
+	// Binary is the webhookd executable to run as `webhookd serve`.
+	// Defaults to os.Executable().
+	Binary string
+	// ChildEnv holds extra NAME=value settings for the child.
+	ChildEnv []string
+	// ChildOutput receives the child's logs. Defaults to discarding them.
+	ChildOutput io.Writer
+	// Log receives progress lines. Defaults to discarding them.
+	Log io.Writer
+	// LagSample watches every LagSample-th event for projection lag.
+	// Polling the users table for every pending event costs the database
+	// and the cores the measured webhookd needs (at 1 in 1 the watcher's
+	// query took most of a core here), so a sample keeps the observer
+	// from changing what it observes. Defaults to 10.
+	LagSample int
+	// LagTimeout bounds the wait for the last events to become visible
+	// in users. Defaults to 60s.
+	LagTimeout time.Duration
+}
+
+// Report is what a benchmark run measured.
+type Report struct {
+	Time        time.Time `json:"time"`
+	Schema      string    `json:"schema"`
+	Events      int       `json:"events"`
+	Concurrency int       `json:"concurrency"`
+	Users       int       `json:"users"`
+	CPUs        int       `json:"cpus"`
+	GoVersion   string    `json:"go_version"`
+	Postgres    string    `json:"postgres"`
+	// BodyBytes is the mean size of an event body.
+	BodyBytes int `json:"mean_body_bytes"`
+
+	Webhookd Throughput `json:"webhookd"`
+	// Statuses counts answers by HTTP status; ConnErrors counts requests
+	// that got no answer.
+	Statuses   map[string]int `json:"statuses"`
+	Non2xx     int            `json:"non_2xx"`
+	ConnErrors int            `json:"connection_errors"`
+
+	// Lag is the projection lag: 2xx to visible in users, over
+	// LagEvents events (every LagSample-th).
+	Lag       Latency `json:"projection_lag"`
+	LagEvents int     `json:"projection_lag_events"`
+	LagSample int     `json:"projection_lag_sample"`
+	// NotVisible counts accepted events never seen in users within
+	// LagTimeout.
+	NotVisible int `json:"not_visible"`
+
+	Ceiling Throughput `json:"db_ceiling"`
+	// Ratio is webhookd's events/s over the ceiling's.
+	Ratio float64 `json:"ratio_to_ceiling"`
+
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+}
+
+func (c *BenchConfig) defaults() {
+	if c.Events <= 0 {
+		c.Events = 20000
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.Users <= 0 {
+		c.Users = 2000
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	if c.LagSample <= 0 {
+		c.LagSample = 10
+	}
+	if c.LagTimeout <= 0 {
+		c.LagTimeout = time.Minute
+	}
+}
+
+// SchemaURL returns databaseURL with search_path set to schema.
+func SchemaURL(databaseURL, schema string) (string, error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("the database URL must be a postgres:// URL")
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Run runs the benchmark: it creates a fresh schema, starts `webhookd
+// serve --migrate` on it as a child process, measures the database's
+// single-row insert ceiling with the same payloads at the same
+// concurrency, then sends the events to webhookd and measures throughput,
+// latency, projection lag and the child's peak RSS.
+func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
+	cfg.defaults()
+	rep := Report{
+		Time: time.Now().UTC(), Events: cfg.Events, Concurrency: cfg.Concurrency, Users: cfg.Users,
+		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Statuses: map[string]int{},
+	}
+	admin, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return rep, fmt.Errorf("connect to the database: %w", err)
+	}
+	defer admin.Close(context.Background())
+	_ = admin.QueryRow(ctx, `SHOW server_version`).Scan(&rep.Postgres)
+
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	rep.Schema = fmt.Sprintf("bench_%s_%s", rep.Time.Format("20060102_150405"), hex.EncodeToString(suffix[:]))
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+rep.Schema); err != nil {
+		return rep, fmt.Errorf("create schema: %w", err)
+	}
+	if !cfg.Keep {
+		defer func() {
+			dropCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, _ = admin.Exec(dropCtx, `DROP SCHEMA `+rep.Schema+` CASCADE`)
+		}()
+	}
+	schemaURL, err := SchemaURL(cfg.DatabaseURL, rep.Schema)
+	if err != nil {
+		return rep, err
+	}
+
+	fmt.Fprintf(cfg.Log, "building %d events over %d users…\n", cfg.Events, cfg.Users)
+	events, err := Generate(WorkloadConfig{Events: cfg.Events, Users: cfg.Users})
+	if err != nil {
+		return rep, err
+	}
+	secret := clerkfake.NewSecret()
+	if err := Sign(events, secret, time.Now()); err != nil {
+		return rep, err
+	}
+	total := 0
+	for _, e := range events {
+		total += len(e.Body)
+	}
+	rep.BodyBytes = total / len(events)
+
+	child, err := Start(ProcessConfig{
+		Binary: cfg.Binary, DatabaseURL: schemaURL, Secret: secret, Migrate: true,
+		Env: cfg.ChildEnv, Output: cfg.ChildOutput,
+	})
+	if err != nil {
+		return rep, err
+	}
+	defer child.Stop(30 * time.Second) //nolint:errcheck // a second Stop after the measured one is a no-op
+	if err := child.WaitReady(ctx, time.Minute); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(cfg.Log, "webhookd serve ready on %s (pid %d), schema %s\n", child.Addr(), child.PID(), rep.Schema)
+
+	poolCfg, err := pgxpool.ParseConfig(schemaURL)
+	if err != nil {
+		return rep, err
+	}
+	poolCfg.MaxConns = int32(cfg.Concurrency)
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return rep, err
+	}
+	defer pool.Close()
+	fmt.Fprintf(cfg.Log, "database ceiling: single-row INSERT per transaction, %d connections…\n", cfg.Concurrency)
+	if rep.Ceiling, err = measureCeiling(ctx, pool, events, cfg.Concurrency); err != nil {
+		return rep, err
+	}
+	pool.Close()
+
+	watchConn, err := pgx.Connect(ctx, schemaURL)
+	if err != nil {
+		return rep, err
+	}
+	defer watchConn.Close(context.Background())
+	w := newWatcher(watchConn, events, cfg.LagSample)
+
+	fmt.Fprintf(cfg.Log, "webhookd: %d events, concurrency %d…\n", cfg.Events, cfg.Concurrency)
+	loadDone := make(chan struct{})
+	watchCtx, cancelWatch := context.WithTimeout(ctx, cfg.LagTimeout+10*time.Minute)
+	defer cancelWatch()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- w.run(watchCtx, loadDone) }()
+
+	statuses, connErrs, through := sendLoad(ctx, child.WebhookURL(), events, cfg.Concurrency, w)
+	rep.Webhookd = through
+	rep.ConnErrors = connErrs
+	for status, n := range statuses {
+		rep.Statuses[strconv.Itoa(status)] = n
+		if status < 200 || status > 299 {
+			rep.Non2xx += n
+		}
+	}
+	close(loadDone)
+	fmt.Fprintf(cfg.Log, "waiting for the users projection…\n")
+	select {
+	case err := <-watchErr:
+		if err != nil {
+			return rep, fmt.Errorf("lag watcher: %w", err)
+		}
+	case <-time.After(cfg.LagTimeout):
+		cancelWatch()
+		<-watchErr
+	}
+	lags, missing := w.result()
+	rep.LagEvents, rep.LagSample = len(lags), cfg.LagSample
+	rep.Lag, rep.NotVisible = Summarize(lags), missing
+
+	if rep.PeakRSSBytes, err = child.PeakRSS(); err != nil {
+		return rep, fmt.Errorf("peak RSS: %w", err)
+	}
+	rep.PeakRSSMiB = float64(rep.PeakRSSBytes*10/(1<<20)) / 10
+	if rep.Ceiling.EventsPerSec > 0 {
+		rep.Ratio = float64(int(rep.Webhookd.EventsPerSec/rep.Ceiling.EventsPerSec*100+0.5)) / 100
+	}
+	if err := child.Stop(30 * time.Second); err != nil {
+		return rep, fmt.Errorf("webhookd serve did not stop cleanly: %w", err)
+	}
+	return rep, nil
+}
+
+// sendLoad posts every pre-signed event once with concurrency workers over
+// keep-alive connections and records latencies and statuses.
+func sendLoad(ctx context.Context, target string, events []Event, concurrency int, w *watcher) (map[int]int, int, Throughput) {
+	transport := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, IdleConnTimeout: time.Minute}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	latencies := make([]time.Duration, len(events))
+	codes := make([]int, len(events))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(events) {
+					return
+				}
+				t0 := time.Now()
+				status, _, err := post(ctx, client, target, events[i].Header, events[i].Body)
+				t1 := time.Now()
+				latencies[i] = t1.Sub(t0)
+				if err != nil {
+					codes[i] = -1
+					continue
+				}
+				codes[i] = status
+				if status >= 200 && status <= 299 {
+					w.accepted(i, t1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	statuses := map[int]int{}
+	connErrs, accepted := 0, 0
+	for _, c := range codes {
+		switch {
+		case c < 0:
+			connErrs++
+		case c >= 200 && c <= 299:
+			accepted++
+			statuses[c]++
+		default:
+			statuses[c]++
+		}
+	}
+	// Throughput counts accepted events only: a fast 503 is no work done.
+	return statuses, connErrs, Throughput{
+		Events:       len(events),
+		Seconds:      elapsed.Seconds(),
+		EventsPerSec: float64(accepted) / elapsed.Seconds(),
+		Latency:      Summarize(latencies),
+	}
+}
