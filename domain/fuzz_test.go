@@ -1,0 +1,41 @@
+package domain_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+)
+
+// FuzzParseEnvelope feeds arbitrary bodies to the envelope parser: it must
+// never panic, every error must be a *domain.Error with code invalid, and
+// no error may echo a value of the body (none has an '@', the mark of the
+// email addresses Clerk bodies are full of). The committed corpus is in
+// testdata/fuzz/FuzzParseEnvelope; realistic Clerk events are added here.
+func FuzzParseEnvelope(f *testing.F) {
+	for _, typ := range []string{"user.created", "user.updated", "user.deleted", "session.created", "organizationMembership.created"} {
+		f.Add(clerkfake.MustBuild(typ, clerkfake.Options{Seed: 1}))
+	}
+	f.Add(clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 2, TimestampInSeconds: true}))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		env, err := domain.ParseEnvelope(body)
+		if err == nil {
+			if env.Type == "" || env.SubjectID == "" || env.InstanceID == "" || env.Time.IsZero() {
+				t.Fatalf("accepted an envelope with an empty field: %+v", env)
+			}
+			return
+		}
+		var de *domain.Error
+		if !errors.As(err, &de) {
+			t.Fatalf("error is %T, not *domain.Error: %v", err, err)
+		}
+		if de.Code != domain.EINVALID {
+			t.Fatalf("error code %q, want %q: %v", de.Code, domain.EINVALID, err)
+		}
+		if strings.Contains(err.Error(), "@") {
+			t.Fatalf("error echoes a value with '@': %v", err)
+		}
+	})
+}
