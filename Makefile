@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # otherwise on a throwaway embedded PostgreSQL that devpg starts and stops.
 DEVPG   := bin/devpg
 
-.PHONY: build run test vet fmt migrate
+.PHONY: build run test vet fmt migrate bench test-faults
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/webhookd
@@ -23,6 +23,26 @@ ifeq ($(TEST_DATABASE_URL),)
 else
 	$(GO) test -count=1 ./...
 endif
+
+# Fault drills (internal/faults, build tag faults): real webhookd processes
+# killed and restarted, PostgreSQL stopped mid-load (only when
+# WEBHOOKD_FAULTS_PG_CTL names a command that stops/starts the test server,
+# e.g. "pg_ctlcluster --skip-systemctl-redirect 15 main" as root), three
+# processes on one database. Database as for `make test`.
+test-faults:
+	$(GO) vet -tags faults ./internal/faults/
+ifeq ($(TEST_DATABASE_URL),)
+	$(GO) build -o $(DEVPG) ./internal/devdb/cmd/devpg
+	$(DEVPG) -- $(GO) test -tags faults -count=1 -timeout 15m ./internal/faults/
+else
+	$(GO) test -tags faults -count=1 -timeout 15m ./internal/faults/
+endif
+
+# End-to-end benchmark against the database's own insert limit, on
+# DATABASE_URL (else TEST_DATABASE_URL, else the local test database);
+# results in bench-results/bench.json.
+bench: build
+	$(BIN) bench
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
