@@ -1,0 +1,177 @@
+package audit_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/eventstore"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+	"github.com/webhookd/webhookd/internal/testdb"
+)
+
+// testKey is a fixed signing key (seed 0x01…) so failures reproduce.
+var testKey = ed25519.NewKeyFromSeed([]byte("0123456789abcdef0123456789abcdef"))
+
+type ledger struct {
+	t     *testing.T
+	db    *testdb.DB
+	store *eventstore.Store
+	now   time.Time
+	n     int
+}
+
+func setupLedger(t *testing.T) *ledger {
+	t.Helper()
+	db := testdb.New(t)
+	s, err := eventstore.New(db.Pool, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return &ledger{t: t, db: db, store: s, now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+}
+
+// add appends n realistic Clerk events for user (or a new user when "")
+// received one second apart.
+func (l *ledger) add(n int, user string) {
+	l.t.Helper()
+	types := []string{"user.created", "user.updated", "session.created", "user.deleted"}
+	for range n {
+		l.n++
+		typ := types[l.n%len(types)]
+		body := clerkfake.MustBuild(typ, clerkfake.Options{Seed: int64(l.n), UserID: user, Time: l.now})
+		env, err := domain.ParseEnvelope(body)
+		require.NoError(l.t, err)
+		_, err = l.store.Append(context.Background(), domain.LedgerEntry{
+			SvixID: fmt.Sprintf("msg_%04d", l.n), SvixTimestamp: l.now, Signature: "v1,c2lnbmF0dXJl",
+			Source: domain.SourceClerk, EventType: env.Type, SubjectID: env.SubjectID, InstanceID: env.InstanceID,
+			EventTime: env.Time, TimestampUnit: env.TimestampUnit, ReceivedAt: l.now.Add(123456 * time.Nanosecond),
+			SourceIP: "203.0.113.9", Payload: body,
+		})
+		require.NoError(l.t, err)
+		l.now = l.now.Add(time.Second)
+	}
+}
+
+// seal seals until every entry appended so far is in a checkpoint: rows
+// are sealed only once every older transaction on the server (other
+// parallel tests included) has ended.
+func (l *ledger) seal() audit.Checkpoint {
+	l.t.Helper()
+	return l.sealWith(testKey)
+}
+
+func (l *ledger) sealWith(key ed25519.PrivateKey) audit.Checkpoint {
+	l.t.Helper()
+	var cp audit.Checkpoint
+	require.Eventually(l.t, func() bool {
+		var err error
+		cp, err = audit.SealOnce(context.Background(), audit.SealerConfig{Ledger: l.store, Key: key, Logger: quiet, Now: func() time.Time { return l.now }})
+		require.True(l.t, err == nil || domain.ErrorCode(err) == domain.ENOTFOUND, "seal: %v", err)
+		return err == nil && cp.TreeSize == uint64(l.n)
+	}, 20*time.Second, 5*time.Millisecond)
+	return cp
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func TestCanonicalEntryEncoding(t *testing.T) {
+	t.Parallel()
+	e := audit.Entry{SvixID: "msg_1", Source: "clerk", SvixTimestamp: "2026-11-27T10:00:00.000000Z", Signature: "v1,x",
+		EventType: "user.created", SubjectID: "user_1", InstanceID: "ins_1", EventTime: "2022-05-31T15:56:31.835000Z",
+		TimestampUnit: "ms", ReceivedAt: "2026-11-27T10:00:00.123456Z", SourceIP: "203.0.113.9", Payload: []byte(`{"a":1}`)}
+	got := audit.CanonicalEntry(&e)
+	want := "\x00\x00\x00\x18webhookd-ledger-entry-v1" + "\x00\x00\x00\x05msg_1" + "\x00\x00\x00\x05clerk" +
+		"\x00\x00\x00\x1b2026-11-27T10:00:00.000000Z" + "\x00\x00\x00\x04v1,x" + "\x00\x00\x00\x0cuser.created" +
+		"\x00\x00\x00\x06user_1" + "\x00\x00\x00\x05ins_1" + "\x00\x00\x00\x1b2022-05-31T15:56:31.835000Z" +
+		"\x00\x00\x00\x02ms" + "\x00\x00\x00\x1b2026-11-27T10:00:00.123456Z" + "\x00\x00\x00\x0b203.0.113.9" +
+		"\x00\x00\x00\x07{\"a\":1}"
+	require.Equal(t, want, string(got))
+	require.Equal(t, merkle.LeafHash([]byte(want)), audit.ComputeLeafHash(&e))
+	// Moving a byte between neighbouring fields changes the encoding.
+	moved := e
+	moved.SvixID, moved.Source = "msg_1c", "lerk"
+	require.NotEqual(t, got, audit.CanonicalEntry(&moved))
+}
+
+func TestSigningKeyFormats(t *testing.T) {
+	t.Parallel()
+	seed := base64.StdEncoding.EncodeToString(testKey.Seed())
+	k, err := audit.ParseSigningKey(seed)
+	require.NoError(t, err)
+	require.Equal(t, testKey, k)
+	k, err = audit.ParseSigningKey(base64.StdEncoding.EncodeToString(testKey))
+	require.NoError(t, err)
+	require.Equal(t, testKey, k)
+
+	_, err = audit.ParseSigningKey("not-a-key")
+	require.EqualError(t, err, "WEBHOOKD_SIGNING_KEY is neither the base64 of an Ed25519 key nor a readable key file")
+	pub, err := audit.ParsePublicKey(audit.EncodePublicKeyPEM(testKey.Public().(ed25519.PublicKey)))
+	require.NoError(t, err)
+	require.Equal(t, testKey.Public(), pub)
+}
+
+func TestSealerIndexesGaplessAndSignsCheckpoints(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(5, "")
+	cp := l.seal()
+	require.EqualValues(t, 5, cp.TreeSize)
+	require.NoError(t, cp.VerifySignature(testKey.Public().(ed25519.PublicKey)))
+
+	leaves, err := l.store.LeafHashes(context.Background())
+	require.NoError(t, err)
+	require.Len(t, leaves, 5)
+	require.Equal(t, merkle.RootFromLeaves(leaves), cp.RootHash)
+
+	// Nothing new: no new checkpoint.
+	require.Equal(t, cp, l.seal())
+	l.add(3, "")
+	cp2 := l.seal()
+	require.EqualValues(t, 8, cp2.TreeSize)
+	all, err := l.store.Checkpoints(context.Background())
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+
+	// The seal tables are append-only.
+	_, err = l.db.Pool.Exec(context.Background(), `UPDATE ledger_index SET leaf_hash = leaf_hash`)
+	require.ErrorContains(t, err, "ledger_index is append-only: UPDATE is not allowed")
+	_, err = l.db.Pool.Exec(context.Background(), `DELETE FROM ledger_checkpoints`)
+	require.ErrorContains(t, err, "ledger_checkpoints is append-only: DELETE is not allowed")
+	_, err = l.db.Pool.Exec(context.Background(), `TRUNCATE ledger_index`)
+	require.ErrorContains(t, err, "ledger_index is append-only: TRUNCATE is not allowed")
+	_, err = l.db.Pool.Exec(context.Background(), `INSERT INTO ledger_index SELECT 10, ledger_offset + 1000000, leaf_hash FROM ledger_index WHERE ledger_index = 0`)
+	require.ErrorContains(t, err, "ledger_index must be gapless: got 10, next is 8")
+
+	// A second writer that did not see the first's leaves is refused.
+	err = l.store.AppendLeaves(context.Background(), 5, []int64{1}, []merkle.Hash{{}})
+	require.ErrorIs(t, err, eventstore.ErrSealConflict)
+}
+
+func TestSealerRefusesLeavesThatDoNotGiveTheSignedRoot(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(4, "")
+	cp := l.seal()
+	ctx := context.Background()
+	_, err := l.db.Pool.Exec(ctx, `ALTER TABLE ledger_index DISABLE TRIGGER USER`)
+	require.NoError(t, err)
+	_, err = l.db.Pool.Exec(ctx, `UPDATE ledger_index SET leaf_hash = sha256(leaf_hash) WHERE ledger_index = 2`)
+	require.NoError(t, err)
+	_, err = l.db.Pool.Exec(ctx, `ALTER TABLE ledger_index ENABLE TRIGGER USER`)
+	require.NoError(t, err)
+
+	_, err = audit.SealOnce(ctx, audit.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
+	require.ErrorIs(t, err, audit.ErrIntegrity)
+	leaves, lerr := l.store.LeafHashes(ctx)
+	require.NoError(t, lerr)
+	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: the stored leaf hashes give root %s at tree size 4, the signed checkpoint says %s",
+		merkle.RootFromLeaves(leaves), cp.RootHash))
+}

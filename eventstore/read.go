@@ -1,0 +1,354 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/domain"
+)
+
+// Tables written by the sealer (migrations/sql/003_seal.sql).
+const (
+	IndexTable       = "ledger_index"
+	CheckpointsTable = "ledger_checkpoints"
+)
+
+// ErrSealConflict is wrapped by AppendLeaves and AppendCheckpoint when the
+// rows they would write exist already or would leave a gap: another sealer
+// wrote first.
+var ErrSealConflict = errors.New("another sealer wrote first")
+
+// UnsealedEntries returns up to limit committed entries that have no ledger
+// index yet, in safe order: (transaction_id, offset) after the last indexed
+// entry's, and only below the oldest running transaction (the xid8 horizon
+// rule of the subscribers), so that a row committing late is never skipped.
+func (s *Store) UnsealedEntries(ctx context.Context, limit int) ([]domain.LedgerEntry, error) {
+	q := `
+	WITH last AS (
+		SELECT e.transaction_id AS tx, e."offset" AS off
+		FROM ` + IndexTable + ` i JOIN ` + EventsTable + ` e ON e."offset" = i.ledger_offset
+		ORDER BY i.ledger_index DESC LIMIT 1
+	)
+	SELECT ` + selectColumns + ` FROM ` + EventsTable + `
+	WHERE (NOT EXISTS (SELECT 1 FROM last) OR (transaction_id, "offset") > (SELECT tx, off FROM last))
+	  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	ORDER BY transaction_id, "offset"
+	LIMIT $1`
+	rows, err := s.pool.Query(ctx, q, limit)
+	if err != nil {
+		return nil, translate(err, "read unsealed ledger entries")
+	}
+	defer rows.Close()
+	var out []domain.LedgerEntry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, translate(rows.Err(), "read unsealed ledger entries")
+}
+
+func scanEntry(row pgx.Row, extra ...any) (domain.LedgerEntry, error) {
+	var (
+		e       rowEntry
+		txID    wsql.XID8
+		uuid    string
+		payload []byte
+		meta    []byte
+	)
+	dest := append([]any{&e.offset, &txID, &uuid, &payload, &meta, &e.svixID, &e.source, &e.svixTimestamp, &e.signature,
+		&e.eventType, &e.subjectID, &e.instanceID, &e.eventTime, &e.timestampUnit, &e.receivedAt, &e.sourceIP}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return domain.LedgerEntry{}, translate(err, "scan ledger entry")
+	}
+	return e.entry(payload), nil
+}
+
+// LeafHashes returns every stored leaf hash in ledger index order.
+func (s *Store) LeafHashes(ctx context.Context) ([]merkle.Hash, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ledger_index, leaf_hash FROM `+IndexTable+` ORDER BY ledger_index`)
+	if err != nil {
+		return nil, translate(err, "read leaf hashes")
+	}
+	defer rows.Close()
+	var out []merkle.Hash
+	var (
+		idx  int64
+		leaf []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&idx, &leaf}, func() error {
+		if idx != int64(len(out)) {
+			return fmt.Errorf("ledger_index has a gap: index %d follows %d", idx, len(out)-1)
+		}
+		if len(leaf) != merkle.HashSize {
+			return fmt.Errorf("ledger_index %d: leaf hash has %d bytes", idx, len(leaf))
+		}
+		out = append(out, merkle.Hash(leaf))
+		return nil
+	})
+	if err != nil {
+		return nil, translate(err, "read leaf hashes")
+	}
+	return out, nil
+}
+
+// AppendLeaves stores ledger indexes first, first+1, … for the entries at
+// offsets, with their leaf hashes, in one transaction. It fails wrapping
+// ErrSealConflict if an index or offset is taken or first is not the next
+// index.
+func (s *Store) AppendLeaves(ctx context.Context, first uint64, offsets []int64, leaves []merkle.Hash) error {
+	if len(offsets) != len(leaves) {
+		return fmt.Errorf("append leaves: %d offsets, %d leaves", len(offsets), len(leaves))
+	}
+	idx := make([]int64, len(offsets))
+	hashes := make([][]byte, len(leaves))
+	for i := range offsets {
+		idx[i] = int64(first) + int64(i)
+		hashes[i] = leaves[i][:]
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO `+IndexTable+` (ledger_index, ledger_offset, leaf_hash)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) ORDER BY 1`, idx, offsets, hashes)
+	if isConflict(err) {
+		return fmt.Errorf("append leaves from index %d: %w", first, ErrSealConflict)
+	}
+	return translate(err, "append leaves")
+}
+
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "23000")
+}
+
+// AppendCheckpoint stores a signed checkpoint. It fails wrapping
+// ErrSealConflict if one of that tree size exists.
+func (s *Store) AppendCheckpoint(ctx context.Context, c audit.Checkpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO `+CheckpointsTable+` (tree_size, root_hash, signed_at, key_id, public_key, signature)
+		VALUES ($1, $2, $3, $4, $5, $6)`, int64(c.TreeSize), c.RootHash[:], c.SignedAt, c.KeyID, []byte(c.PublicKey), c.Signature)
+	if isConflict(err) {
+		return fmt.Errorf("checkpoint of tree size %d: %w", c.TreeSize, ErrSealConflict)
+	}
+	return translate(err, "append checkpoint")
+}
+
+const checkpointColumns = `tree_size, root_hash, signed_at, key_id, public_key, signature`
+
+func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
+	var (
+		c          audit.Checkpoint
+		size       int64
+		root, pub  []byte
+		signedAt   time.Time
+		keyID      string
+		signatures []byte
+	)
+	if err := row.Scan(&size, &root, &signedAt, &keyID, &pub, &signatures); err != nil {
+		return c, err
+	}
+	c.TreeSize = uint64(size)
+	copy(c.RootHash[:], root)
+	c.SignedAt = signedAt.UTC()
+	c.KeyID = keyID
+	c.PublicKey = pub
+	c.Signature = signatures
+	return c, nil
+}
+
+// Checkpoints returns every checkpoint, smallest tree first.
+func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` ORDER BY tree_size`)
+	if err != nil {
+		return nil, translate(err, "read checkpoints")
+	}
+	defer rows.Close()
+	var out []audit.Checkpoint
+	for rows.Next() {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
+			return nil, translate(err, "read checkpoints")
+		}
+		out = append(out, c)
+	}
+	return out, translate(rows.Err(), "read checkpoints")
+}
+
+// LatestCheckpoint returns the checkpoint of the largest tree, or a
+// domain.ENOTFOUND error when there is none.
+func (s *Store) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error) {
+	c, err := scanCheckpoint(s.pool.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` ORDER BY tree_size DESC LIMIT 1`))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, domain.Errorf(domain.ENOTFOUND, "no_checkpoint", "the ledger has no checkpoint yet")
+	}
+	return c, translate(err, "read latest checkpoint")
+}
+
+// EachSealed calls fn for each sealed entry q selects, in index order.
+func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit.SealedRow) error) error {
+	where, args := selectionWhere(q)
+	rows, err := s.pool.Query(ctx, `SELECT `+selectColumnsE+`, i.ledger_index, i.leaf_hash
+		FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
+		WHERE `+where+` ORDER BY i.ledger_index`, args...)
+	if err != nil {
+		return translate(err, "read sealed entries")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			idx  int64
+			leaf []byte
+		)
+		e, err := scanEntry(rows, &idx, &leaf)
+		if err != nil {
+			return err
+		}
+		if err := fn(audit.SealedRow{Index: uint64(idx), LeafHash: merkle.Hash(leaf), Entry: e}); err != nil {
+			return err
+		}
+	}
+	return translate(rows.Err(), "read sealed entries")
+}
+
+// SealedIndexRange returns the lowest and highest index q selects
+// (ok false when none).
+func (s *Store) SealedIndexRange(ctx context.Context, q audit.Selection) (first, last uint64, ok bool, err error) {
+	where, args := selectionWhere(q)
+	var lo, hi *int64
+	err = s.pool.QueryRow(ctx, `SELECT min(i.ledger_index), max(i.ledger_index)
+		FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset WHERE `+where, args...).Scan(&lo, &hi)
+	if err != nil || lo == nil {
+		return 0, 0, false, translate(err, "read sealed index range")
+	}
+	return uint64(*lo), uint64(*hi), true, nil
+}
+
+func selectionWhere(q audit.Selection) (string, []any) {
+	cond := "true"
+	var args []any
+	add := func(c string, v any) {
+		args = append(args, v)
+		cond += fmt.Sprintf(" AND "+c, len(args))
+	}
+	if q.Below > 0 {
+		add("i.ledger_index < $%d", int64(q.Below))
+	}
+	if q.HasIndexRange {
+		add("i.ledger_index >= $%d", int64(q.FirstIndex))
+		add("i.ledger_index <= $%d", int64(q.LastIndex))
+	}
+	if !q.ReceivedFrom.IsZero() {
+		add("e.received_at >= $%d", q.ReceivedFrom)
+	}
+	if !q.ReceivedTo.IsZero() {
+		add("e.received_at < $%d", q.ReceivedTo)
+	}
+	if q.User != "" {
+		args = append(args, q.User)
+		cond += fmt.Sprintf(` AND (e.subject_id = $%d OR position(convert_to($%d, 'UTF8') in e.payload) > 0)`, len(args), len(args))
+	}
+	if len(q.Types) > 0 {
+		add("e.event_type = ANY($%d)", q.Types)
+	}
+	return cond, args
+}
+
+// selectColumnsE is selectColumns qualified with the events table's alias e.
+const selectColumnsE = `e."offset", e.transaction_id, e.uuid, e.payload, e.metadata, e.svix_id, e.source, e.svix_timestamp, e.signature, e.event_type, e.subject_id, e.instance_id, e.event_time, e.timestamp_unit, e.received_at, host(e.source_ip)`
+
+// EachLedgerRow calls fn with every ledger row and its ledger index and
+// stored leaf hash (indexed false for a row not sealed yet), in index order
+// then offset order. verify --db uses it to recompute every leaf.
+func (s *Store) EachLedgerRow(ctx context.Context, fn func(e domain.LedgerEntry, index uint64, leaf merkle.Hash, indexed bool) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+selectColumnsE+`, i.ledger_index, i.leaf_hash
+		FROM `+EventsTable+` e LEFT JOIN `+IndexTable+` i ON e."offset" = i.ledger_offset
+		ORDER BY i.ledger_index NULLS LAST, e."offset"`)
+	if err != nil {
+		return translate(err, "read ledger")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			idx  *int64
+			leaf []byte
+		)
+		e, err := scanEntry(rows, &idx, &leaf)
+		if err != nil {
+			return err
+		}
+		var h merkle.Hash
+		copy(h[:], leaf)
+		if err := fn(e, uint64(derefOr(idx)), h, idx != nil); err != nil {
+			return err
+		}
+	}
+	return translate(rows.Err(), "read ledger")
+}
+
+func derefOr(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// IndexedCount returns how many entries have a ledger index.
+func (s *Store) IndexedCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+IndexTable).Scan(&n)
+	return n, translate(err, "count sealed entries")
+}
+
+// SealerLock is leadership among sealers: a session advisory lock held on
+// a connection of its own, so it is released when the process or its
+// connection dies.
+type SealerLock struct {
+	conn *pgx.Conn
+	key  int64
+	held bool
+}
+
+// NewSealerLock opens the lock's dedicated connection. The lock key is
+// derived from the schema, so deployments in different schemas of one
+// database each have their own sealer.
+func (s *Store) NewSealerLock(ctx context.Context) (*SealerLock, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, translate(err, "open sealer lock connection")
+	}
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		_ = conn.Close(ctx)
+		return nil, translate(err, "open sealer lock connection")
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("webhookd sealer " + schema))
+	return &SealerLock{conn: conn, key: int64(h.Sum64() >> 1)}, nil
+}
+
+// TryAcquire takes the lock if no other session holds it.
+func (l *SealerLock) TryAcquire(ctx context.Context) (bool, error) {
+	if l.held {
+		return true, nil
+	}
+	err := l.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&l.held)
+	return l.held, translate(err, "take sealer lock")
+}
+
+// Check fails when the lock's connection is gone (and with it the lock).
+func (l *SealerLock) Check(ctx context.Context) error {
+	return translate(l.conn.Ping(ctx), "sealer lock connection")
+}
+
+// Close releases the lock by closing its connection.
+func (l *SealerLock) Close(ctx context.Context) error {
+	l.held = false
+	return l.conn.Close(ctx)
+}
