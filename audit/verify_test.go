@@ -1,0 +1,276 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/domain"
+)
+
+var otherKey = ed25519.NewKeyFromSeed([]byte("another key, not webhookd's own!"))
+
+func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
+	l.t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(l.t.TempDir(), "bundle")
+	}
+	opts.Actor = "auditor@example.com"
+	opts.Record = l.store
+	opts.Now = func() time.Time { return l.now }
+	m, err := audit.Export(context.Background(), l.store, opts)
+	require.NoError(l.t, err)
+	return opts.Dir, m
+}
+
+func verifyBundle(t *testing.T, dir string, trusted ...ed25519.PublicKey) audit.Report {
+	t.Helper()
+	r, err := audit.VerifyBundle(context.Background(), dir, audit.VerifyOptions{TrustedKeys: trusted, Workers: 2})
+	require.NoError(t, err)
+	return r
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+func writeLines(t *testing.T, path string, lines []string) {
+	t.Helper()
+	out := strings.Join(lines, "")
+	if !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	require.NoError(t, os.WriteFile(path, []byte(out), 0o644))
+}
+
+func TestExportVerifyRoundTrip(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(20, "")
+	cp := l.seal()
+	dir, m := l.export(audit.ExportOptions{})
+	require.Equal(t, 20, m.Entries)
+	require.True(t, m.Complete)
+	require.EqualValues(t, 0, *m.FirstIndex)
+	require.EqualValues(t, 19, *m.LastIndex)
+	require.Len(t, m.Files, 5)
+
+	r := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
+	require.Empty(t, r.Problems)
+	require.NoError(t, r.Err())
+	require.Equal(t, 20, r.Entries)
+	require.Equal(t, cp, r.Checkpoint)
+
+	csv := readLines(t, filepath.Join(dir, audit.EntriesCSVFile))
+	require.Len(t, csv, 21)
+	require.True(t, strings.HasPrefix(csv[0], "ledger_index,offset,leaf_hash,svix_id,"))
+
+	// The export is recorded in the ledger as webhookd's own event.
+	got, err := l.store.Get(context.Background(), "whd_"+m.ExportID)
+	require.NoError(t, err)
+	require.Equal(t, domain.SourceWebhookd, got.Source)
+}
+
+func TestExportFiltersAndRedaction(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(3, "")
+	l.add(4, "user_2abcdefghijklmnopqrstuvwxyz")
+	l.add(3, "")
+	l.seal()
+	dir, m := l.export(audit.ExportOptions{User: "user_2abcdefghijklmnopqrstuvwxyz", Redact: true})
+	require.False(t, m.Complete)
+	require.Equal(t, 4, m.Entries)
+	require.Equal(t, 4, m.RedactedEntries)
+	r := verifyBundle(t, dir)
+	require.Empty(t, r.Problems)
+	require.Equal(t, 4, r.Redacted)
+
+	data, err := os.ReadFile(filepath.Join(dir, audit.EntriesFile))
+	require.NoError(t, err)
+	require.NotContains(t, string(data), "@example.")
+	require.NotContains(t, string(data), `"payload":`)
+	require.Equal(t, 4, strings.Count(string(data), `"redacted":true`))
+	require.Contains(t, string(data), "user_2abcdefghijklmnopqrstuvwxyz")
+
+	_, m = l.export(audit.ExportOptions{Types: []string{"user.deleted"}})
+	require.Equal(t, 2, m.Entries)
+	_, m = l.export(audit.ExportOptions{From: time.Date(2026, 11, 27, 10, 0, 2, 0, time.UTC), To: time.Date(2026, 11, 27, 10, 0, 5, 0, time.UTC)})
+	require.Equal(t, 3, m.Entries)
+	require.EqualValues(t, 2, *m.FirstIndex)
+}
+
+// tamper exports 6 entries, changes the bundle and returns the report.
+func tamper(t *testing.T, change func(t *testing.T, dir string)) audit.Report {
+	t.Helper()
+	l := setupLedger(t)
+	l.add(6, "")
+	l.seal()
+	dir, _ := l.export(audit.ExportOptions{})
+	require.Empty(t, verifyBundle(t, dir).Problems)
+	change(t, dir)
+	return verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
+}
+
+func editEntry(t *testing.T, dir string, line int, edit func(e map[string]any)) {
+	t.Helper()
+	lines := readLines(t, filepath.Join(dir, audit.EntriesFile))
+	var e map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[line]), &e))
+	edit(e)
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	lines[line] = string(b) + "\n"
+	writeLines(t, filepath.Join(dir, audit.EntriesFile), lines)
+}
+
+func TestVerifyDetectsAnAlteredEntry(t *testing.T) {
+	t.Parallel()
+	var svixID string
+	r := tamper(t, func(t *testing.T, dir string) {
+		path := filepath.Join(dir, audit.EntriesFile)
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		lines := readLines(t, path)
+		var e audit.Entry
+		require.NoError(t, json.Unmarshal([]byte(lines[3]), &e))
+		svixID = e.SvixID
+		// One byte of the raw payload.
+		e.Payload = bytes.Replace(e.Payload, []byte(`"object":"event"`), []byte(`"object":"evenT"`), 1)
+		b, err := json.Marshal(e)
+		require.NoError(t, err)
+		lines[3] = string(b) + "\n"
+		writeLines(t, path, lines)
+		require.NotEqual(t, string(data), strings.Join(lines, ""))
+	})
+	require.Len(t, r.Problems, 2)
+	require.Regexp(t, fmt.Sprintf(`^entry 4 \(ledger index 3, svix_id %s\): leaf hash does not match the entry's canonical encoding \(computed [0-9a-f]{64}, stated [0-9a-f]{64}\): the entry was altered$`, svixID), r.Problems[0])
+	require.Regexp(t, `^entries.jsonl: SHA-256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`, r.Problems[1])
+	require.ErrorIs(t, r.Err(), audit.ErrVerification)
+}
+
+func TestVerifyDetectsAnAlteredFactWithAForgedLeafHash(t *testing.T) {
+	t.Parallel()
+	r := tamper(t, func(t *testing.T, dir string) {
+		editEntry(t, dir, 2, func(e map[string]any) {
+			e["event_type"] = "session.ended"
+			var ae audit.Entry
+			b, _ := json.Marshal(e)
+			require.NoError(t, json.Unmarshal(b, &ae))
+			e["leaf_hash"] = audit.ComputeLeafHash(&ae).String()
+		})
+	})
+	require.Regexp(t, `^entry 3 \(ledger index 2, svix_id msg_0003\): its proof in proofs.jsonl is for leaf hash [0-9a-f]{64}, the entry states [0-9a-f]{64}$`, r.Problems[0])
+}
+
+func TestVerifyDetectsARemovedEntry(t *testing.T) {
+	t.Parallel()
+	r := tamper(t, func(t *testing.T, dir string) {
+		for _, f := range []string{audit.EntriesFile, audit.ProofsFile} {
+			lines := readLines(t, filepath.Join(dir, f))
+			writeLines(t, filepath.Join(dir, f), append(lines[:2:2], lines[3:]...))
+		}
+	})
+	require.Equal(t, "ledger index 2 is missing: entry 3 (ledger index 3, svix_id msg_0004) follows it", r.Problems[0])
+	require.Equal(t, "entries.jsonl has 5 entries, manifest.json says 6", r.Problems[1])
+}
+
+func TestVerifyDetectsReorderedEntries(t *testing.T) {
+	t.Parallel()
+	r := tamper(t, func(t *testing.T, dir string) {
+		for _, f := range []string{audit.EntriesFile, audit.ProofsFile} {
+			lines := readLines(t, filepath.Join(dir, f))
+			lines[1], lines[4] = lines[4], lines[1]
+			writeLines(t, filepath.Join(dir, f), lines)
+		}
+	})
+	require.Equal(t, "entry 3 (ledger index 2, svix_id msg_0003) is out of order: it comes after ledger index 4", r.Problems[0])
+}
+
+func TestVerifyDetectsAForgedCheckpoint(t *testing.T) {
+	t.Parallel()
+	r := tamper(t, func(t *testing.T, dir string) {
+		path := filepath.Join(dir, audit.CheckpointFile)
+		var cp audit.Checkpoint
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(data, &cp))
+		cp.TreeSize = 5
+		cp.RootHash[0] ^= 1
+		data, err = json.Marshal(cp)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+	})
+	require.Equal(t, "checkpoint.json: checkpoint of tree size 5: signature does not verify with key "+audit.KeyID(testKey.Public().(ed25519.PublicKey)), r.Problems[0])
+	require.Equal(t, "manifest.json says tree size 6, checkpoint.json 5", r.Problems[1])
+}
+
+func TestVerifyDetectsACheckpointFromAnotherKey(t *testing.T) {
+	t.Parallel()
+	otherID := audit.KeyID(otherKey.Public().(ed25519.PublicKey))
+	resign := func(t *testing.T, dir string, alsoKeyFile bool) {
+		path := filepath.Join(dir, audit.CheckpointFile)
+		var cp audit.Checkpoint
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(data, &cp))
+		cp = audit.SignCheckpoint(otherKey, cp.TreeSize, cp.RootHash, cp.SignedAt)
+		data, err = json.Marshal(cp)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+		if alsoKeyFile {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, audit.PublicKeyFile), audit.EncodePublicKeyPEM(otherKey.Public().(ed25519.PublicKey)), 0o644))
+		}
+	}
+	r := tamper(t, func(t *testing.T, dir string) { resign(t, dir, false) })
+	require.Equal(t, "public_key.pem holds key "+audit.KeyID(testKey.Public().(ed25519.PublicKey))+" but checkpoint.json is signed by key "+otherID, r.Problems[0])
+	require.Equal(t, "checkpoint.json: checkpoint of tree size 6 is signed by key "+otherID+", which is not a trusted key", r.Problems[1])
+
+	r = tamper(t, func(t *testing.T, dir string) { resign(t, dir, true) })
+	require.Equal(t, "checkpoint.json: checkpoint of tree size 6 is signed by key "+otherID+", which is not a trusted key", r.Problems[0])
+}
+
+func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(4, "")
+	l.seal()
+	l.add(3, "")
+	l.seal()
+	ctx := context.Background()
+	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{})
+	require.NoError(t, err)
+	require.Empty(t, r.Problems)
+	require.Equal(t, 7, r.Entries)
+	cps, err := l.store.Checkpoints(ctx)
+	require.NoError(t, err)
+	require.Equal(t, len(cps), r.Checkpoints)
+
+	var offset int64
+	require.NoError(t, l.db.Pool.QueryRow(ctx, `SELECT ledger_offset FROM ledger_index WHERE ledger_index = 2`).Scan(&offset))
+	for _, q := range []string{
+		`ALTER TABLE ledger_events DISABLE TRIGGER USER`,
+		fmt.Sprintf(`UPDATE ledger_events SET payload = convert_to(replace(convert_from(payload, 'UTF8'), '"object":"event"', '"object":"evenT"'), 'UTF8') WHERE "offset" = %d`, offset),
+		`ALTER TABLE ledger_events ENABLE TRIGGER USER`,
+	} {
+		_, err := l.db.Pool.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{})
+	require.NoError(t, err)
+	require.Regexp(t, fmt.Sprintf(`^ledger index 2 \(offset %d, svix_id msg_0003\): the ledger_events row does not match its sealed leaf hash \(recomputed [0-9a-f]{64}, ledger_index has [0-9a-f]{64}\): the row was altered$`, offset), r.Problems[0])
+	require.Regexp(t, `^checkpoint of tree size \d+: root [0-9a-f]{64} does not match the root [0-9a-f]{64} recomputed from ledger_events$`, r.Problems[1])
+	require.ErrorIs(t, r.Err(), audit.ErrVerification)
+}
