@@ -124,13 +124,17 @@ func TestLedgerRefusesChanges(t *testing.T) {
 	for _, stmt := range []string{
 		`UPDATE ledger_events SET payload = '\x7b7d'::bytea`,
 		`DELETE FROM ledger_events`,
-		`TRUNCATE ledger_events`,
+		// Plain TRUNCATE is refused earlier, by ledger_index's foreign key
+		// (below); CASCADE reaches the trigger.
+		`TRUNCATE ledger_events CASCADE`,
 	} {
 		_, err := db.Pool.Exec(ctx, stmt)
 		require.Error(t, err, stmt)
 		op := map[byte]string{'U': "UPDATE", 'D': "DELETE", 'T': "TRUNCATE"}[stmt[0]]
 		require.ErrorContains(t, err, fmt.Sprintf("ledger_events is append-only: %s is not allowed (SQLSTATE 42501)", op))
 	}
+	_, err = db.Pool.Exec(ctx, `TRUNCATE ledger_events`)
+	require.EqualError(t, err, "ERROR: cannot truncate a table referenced in a foreign key constraint (SQLSTATE 0A000)")
 	got, err := s.Get(ctx, "msg_fixed")
 	require.NoError(t, err)
 	require.Equal(t, entry("msg_fixed").Payload, got.Payload)
