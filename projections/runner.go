@@ -110,35 +110,91 @@ func (r *Runner) newRouter() (*message.Router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: %w", p.Name(), err)
 		}
-		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, sub, r.handler(p))
-	}
-	if r.cfg.Instrument != nil {
-		r.cfg.Instrument(router)
+		g := &gate{}
+		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, gatedSubscriber{sub, g}, r.handler(p, g))
 	}
 	return router, nil
 }
 
+// gate keeps a projection's subscriber from closing while its handler is
+// using the subscriber's transaction. On close, watermill-sql stops
+// waiting for the handler and commits or rolls back the batch
+// transaction at once; if the handler were still running a statement on
+// that transaction's connection, the two would use one connection
+// concurrently (pgx panics) and the handler's half-done writes could
+// commit without its offset.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+// enter reports whether the handler may run; if so, leave must follow.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (g *gate) leave() { g.mu.Unlock() }
+
+// close waits for a running handler to finish and turns later ones away.
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// gatedSubscriber closes its gate before the subscriber.
+type gatedSubscriber struct {
+	*wsql.Subscriber
+	gate *gate
+}
+
+// Close implements message.Subscriber.
+func (s gatedSubscriber) Close() error {
+	s.gate.close()
+	return s.Subscriber.Close()
+}
+
+// errStopping nacks a message that arrives while the runner stops; the
+// entry stays unapplied and is read again at the next start.
+var errStopping = errors.New("projection runner is stopping")
+
 // Run runs the projections until ctx is done. Once running, a subscriber
 // rides out database outages by itself; subscribing needs the database,
 // so when it is down at that moment Run tries again every second.
+//
+// On stop, the entry in hand is finished before the subscribers close: the
+// router runs on a context that is not cancelled, and is closed through
+// the gates instead (see gate).
 func (r *Runner) Run(ctx context.Context) error {
 	for {
 		router, err := r.newRouter()
 		if err != nil {
 			return err
 		}
+		stopped := make(chan struct{})
 		go func() {
 			select {
 			case <-router.Running():
 				r.runningOnce.Do(func() { close(r.running) })
 			case <-ctx.Done():
+			case <-stopped:
+				return
+			}
+			select {
+			case <-ctx.Done():
+				_ = router.Close()
+			case <-stopped:
 			}
 		}()
-		err = router.Run(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
+		err = router.Run(context.WithoutCancel(ctx))
+		close(stopped)
+		if ctx.Err() != nil || err == nil {
+			_ = router.Close()
 			return nil
 		}
 		r.cfg.Logger.Warn("projections_restart", slog.String("cause", audit.SafeError(err)))
@@ -153,8 +209,12 @@ func (r *Runner) Run(ctx context.Context) error {
 // Running is closed once every projection has subscribed.
 func (r *Runner) Running() chan struct{} { return r.running }
 
-func (r *Runner) handler(p Projection) message.NoPublishHandlerFunc {
+func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
+		if !g.enter() {
+			return errStopping
+		}
+		defer g.leave()
 		ctx := msg.Context()
 		wtx, ok := wsql.TxFromContext(ctx)
 		if !ok {
