@@ -5,6 +5,9 @@ package faults
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -72,12 +75,13 @@ func newDrill(t *testing.T) *drill {
 
 // start runs `webhookd serve` on addr ("" for a free port) and waits until
 // it is ready.
-func (d *drill) start(addr string) *loadgen.Process {
+// env adds NAME=value settings, overriding the defaults.
+func (d *drill) start(addr string, env ...string) *loadgen.Process {
 	d.t.Helper()
 	out := &lockedWriter{buf: &bytes.Buffer{}}
 	p, err := loadgen.Start(loadgen.ProcessConfig{
 		Binary: binary, DatabaseURL: d.db.URL, Secret: d.secret, Addr: addr,
-		Env:    []string{"LOG_FORMAT=json", "LOG_LEVEL=warn", "WEBHOOKD_SHUTDOWN_TIMEOUT=5s"},
+		Env:    append([]string{"LOG_FORMAT=json", "LOG_LEVEL=warn", "WEBHOOKD_SHUTDOWN_TIMEOUT=5s"}, env...),
 		Output: out,
 	})
 	require.NoError(d.t, err)
@@ -258,15 +262,52 @@ func TestKilledAndRestartedLosesNothing(t *testing.T) {
 func TestThreeProcessesOneDatabase(t *testing.T) {
 	d := newDrill(t)
 	events := workload(t, 6000, 600)
+	sealing := serveSeals(t)
+	var env []string
+	if sealing {
+		seed := make([]byte, ed25519.SeedSize)
+		_, _ = rand.Read(seed)
+		env = []string{"LOG_LEVEL=info", "WEBHOOKD_SIGNING_KEY=" + base64.StdEncoding.EncodeToString(seed), "WEBHOOKD_SEAL_INTERVAL=200ms"}
+	}
 	var urls []string
 	for range 3 {
-		urls = append(urls, d.start("").WebhookURL())
+		urls = append(urls, d.start("", env...).WebhookURL())
 	}
 	s := d.sender(urls...)
 	sendInBackground(t, s, events)()
 
 	requireExactlyOnce(t, d.db.Pool, events)
 	requireUsersConverged(t, d.db.Pool, events)
-	// One active sealer: webhookd serve does not seal yet; when it does,
-	// assert here that exactly one of the three holds the sealer lock.
+
+	if !sealing {
+		t.Log("webhookd serve has no sealer (no WEBHOOKD_SIGNING_KEY in its help): the one-active-sealer check is skipped")
+		return
+	}
+	// One active sealer: exactly one process says it leads, and it seals
+	// every event once (ledger_index gives each offset one index).
+	leaders := 0
+	d.mu.Lock()
+	for _, l := range d.logs {
+		leaders += strings.Count(l.String(), `"msg":"sealer_leading"`)
+	}
+	d.mu.Unlock()
+	require.Equal(t, 1, leaders, "processes that lead the sealing")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var indexed int
+		require.NoError(t, d.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_index`).Scan(&indexed))
+		if indexed == len(events) {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "sealed %d of %d events", indexed, len(events))
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// serveSeals reports whether the webhookd under test has a sealer (its
+// serve help names WEBHOOKD_SIGNING_KEY).
+func serveSeals(t *testing.T) bool {
+	out, err := exec.Command(binary, "serve", "--help").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bytes.Contains(out, []byte("WEBHOOKD_SIGNING_KEY"))
 }
