@@ -57,7 +57,7 @@ type SealerConfig struct {
 	BatchSize int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Now defaults to time.Now.
+	// Now stamps checkpoints (signed_at). Defaults to time.Now.
 	Now func() time.Time
 }
 
@@ -154,7 +154,8 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 	if err := s.restore(ctx); err != nil {
 		return err
 	}
-	next := s.cfg.Now().Add(s.cfg.Interval)
+	// Scheduling uses the real clock; Now only stamps checkpoints.
+	next := time.Now().Add(s.cfg.Interval)
 	for ctx.Err() == nil {
 		if err := lock.Check(ctx); err != nil {
 			return err
@@ -162,11 +163,11 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 		if err := s.catchUp(ctx); err != nil {
 			return err
 		}
-		if !s.cfg.Now().Before(next) {
+		if !time.Now().Before(next) {
 			if _, err := s.checkpoint(ctx); err != nil {
 				return err
 			}
-			next = s.cfg.Now().Add(s.cfg.Interval)
+			next = time.Now().Add(s.cfg.Interval)
 		}
 		sleep(ctx, s.cfg.PollInterval)
 	}

@@ -92,7 +92,9 @@ func startOn(t *testing.T, db *testdb.DB, opts ...option) *harness {
 	h.url = h.base + ingress.WebhookPath
 	h.stop = func() {
 		cancel()
-		require.NoError(t, <-done)
+		err := <-done
+		done <- nil // for the cleanup below
+		require.NoError(t, err)
 	}
 	t.Cleanup(func() {
 		cancel()

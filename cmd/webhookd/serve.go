@@ -34,6 +34,8 @@ type ServeCmd struct {
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"WEBHOOKD_SHUTDOWN_TIMEOUT" default:"15s" help:"How long to drain in-flight requests on SIGTERM (WEBHOOKD_SHUTDOWN_TIMEOUT)."`
 	PollInterval    time.Duration `name:"projection-poll-interval" env:"WEBHOOKD_PROJECTION_POLL_INTERVAL" default:"25ms" help:"How often a caught-up projection looks for new ledger entries (WEBHOOKD_PROJECTION_POLL_INTERVAL)."`
 	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this (WEBHOOKD_MAX_PROJECTION_LAG)."`
+	SigningKey      string        `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"Ed25519 key that signs ledger checkpoints: base64 of the 32-byte seed (webhookd keygen) or the path of a file holding it or a PEM PKCS #8 key; unset, the ledger is not sealed (WEBHOOKD_SIGNING_KEY)."`
+	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" default:"10s" help:"How often the sealer signs a checkpoint when the ledger grew (WEBHOOKD_SEAL_INTERVAL)."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -56,6 +58,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 		PollInterval:    c.PollInterval,
 		MaxLag:          c.MaxLag,
+		Seal:            SealConfig{SigningKey: c.SigningKey, Interval: c.SealInterval},
 		Logger:          logger,
 	})
 	if err != nil {
@@ -82,6 +85,8 @@ type AppConfig struct {
 	// MaxLag is the projection lag beyond which /readyz fails. Defaults
 	// to one minute.
 	MaxLag time.Duration
+	// Seal configures the ledger sealer (seal.go); off without a key.
+	Seal SealConfig
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -91,6 +96,7 @@ type App struct {
 	pool     *pgxpool.Pool
 	store    *eventstore.Store
 	runner   *projections.Runner
+	sealer   *ledgerSealer
 	listener net.Listener
 	server   *http.Server
 }
@@ -158,6 +164,10 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "projections", Run: a.checkLag},
 		},
 	})
+	if a.sealer, err = a.newSealer(handler); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	a.listener, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		pool.Close()
@@ -234,6 +244,8 @@ func (a *App) Run(ctx context.Context) error {
 	defer cancelRunner()
 	runnerErr := make(chan error, 1)
 	go func() { runnerErr <- a.runner.Run(runCtx) }()
+	// The sealer (when configured) stops with the projections, after the drain.
+	sealerDone := a.startSealer(runCtx)
 
 	var failure error
 	select {
@@ -262,6 +274,7 @@ func (a *App) Run(ctx context.Context) error {
 	if err := <-runnerErr; err != nil {
 		failure = errors.Join(failure, fmt.Errorf("projections: %w", err))
 	}
+	<-sealerDone
 	if failure != nil {
 		return failure
 	}
