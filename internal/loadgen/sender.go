@@ -37,9 +37,12 @@ type Sender struct {
 
 // Stats counts what a Sender saw.
 type Stats struct {
+	// Delivered counts events answered 2xx (each once).
 	Delivered atomic.Int64
-	Attempts  atomic.Int64
-	ConnErrs  atomic.Int64
+	// Attempts counts requests, retries included.
+	Attempts atomic.Int64
+	// ConnErrs counts attempts that got no answer (refused, reset, timed out).
+	ConnErrs atomic.Int64
 	// Statuses counts non-2xx answers by status code.
 	Statuses sync.Map // int → *atomic.Int64
 	// RetryAfter503 counts 503 answers that carried a Retry-After header.

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Latency summarises durations, in milliseconds.
+// Latency summarises durations, in milliseconds: the 50th, 90th and 99th
+// percentiles (nearest rank) and the maximum.
 type Latency struct {
 	P50 float64 `json:"p50_ms"`
 	P90 float64 `json:"p90_ms"`
