@@ -113,6 +113,9 @@ func (r *Runner) newRouter() (*message.Router, error) {
 		g := &gate{}
 		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, gatedSubscriber{sub, g}, r.handler(p, g))
 	}
+	if r.cfg.Instrument != nil {
+		r.cfg.Instrument(router)
+	}
 	return router, nil
 }
 
