@@ -11,7 +11,8 @@ import (
 	"github.com/webhookd/webhookd/domain"
 )
 
-// RetryAfter is the Retry-After value, in seconds, sent with 503 and 429.
+// RetryAfter is the Retry-After value, in seconds, sent with 503 (and with
+// 429 unless the rate limit sets its own).
 const RetryAfter = 5
 
 // statusFor maps an error code to its HTTP status: the one place that
@@ -66,7 +67,7 @@ func NewErrorID(now time.Time) string {
 func writeError(w http.ResponseWriter, err error, errorID string) int {
 	code := domain.ErrorCode(err)
 	status := statusFor(code)
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", fmt.Sprint(RetryAfter))
 	}
 	writeJSON(w, status, ErrorBody{

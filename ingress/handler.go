@@ -5,8 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/webhookd/webhookd/domain"
@@ -53,12 +54,36 @@ type Config struct {
 	AppendTimeout time.Duration
 	// Readiness checks run by GET /readyz, in order.
 	Readiness []Check
+	// Metrics, when set, records every delivery and is served on GET
+	// /metrics.
+	Metrics *Metrics
+	// TrustedProxies are the peers whose X-Forwarded-For is honoured to
+	// find a request's source address. Defaults to none: the source is
+	// the TCP peer.
+	TrustedProxies []netip.Prefix
+	// FailedAuthRate is the sustained rate, per second and per source
+	// address, of requests failing verification that are answered 401 or
+	// 400; beyond it and FailedAuthBurst they are answered 429. Verified
+	// deliveries are never limited by it. Defaults to
+	// DefaultFailedAuthRate.
+	FailedAuthRate float64
+	// FailedAuthBurst defaults to DefaultFailedAuthBurst.
+	FailedAuthBurst int
+	// MaxSources bounds how many addresses the failed-verification limiter
+	// tracks. Defaults to DefaultMaxSources.
+	MaxSources int
+	// MaxInFlight bounds the deliveries processed at once; beyond it a
+	// delivery is answered 503 with Retry-After at once. Defaults to
+	// DefaultMaxInFlight.
+	MaxInFlight int
 }
 
 // Handler serves webhookd's HTTP endpoints.
 type Handler struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg      Config
+	mux      *http.ServeMux
+	failures *failureLimiter
+	slots    chan struct{}
 }
 
 // NewHandler returns the handler for cfg.
@@ -75,18 +100,42 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.AppendTimeout <= 0 {
 		cfg.AppendTimeout = 10 * time.Second
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	if cfg.FailedAuthRate <= 0 {
+		cfg.FailedAuthRate = DefaultFailedAuthRate
+	}
+	if cfg.FailedAuthBurst <= 0 {
+		cfg.FailedAuthBurst = DefaultFailedAuthBurst
+	}
+	if cfg.MaxSources <= 0 {
+		cfg.MaxSources = DefaultMaxSources
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	h := &Handler{
+		cfg:      cfg,
+		mux:      http.NewServeMux(),
+		failures: newFailureLimiter(cfg.FailedAuthRate, cfg.FailedAuthBurst, cfg.MaxSources, cfg.Now),
+		slots:    make(chan struct{}, cfg.MaxInFlight),
+	}
 	for _, p := range []string{WebhookPath, LegacyWebhookPath} {
 		h.mux.HandleFunc("POST "+p, h.receive)
 		h.mux.HandleFunc("GET "+p, h.status)
 	}
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
+	if cfg.Metrics != nil {
+		h.mux.Handle("GET /metrics", cfg.Metrics.Handler())
+	}
 	return h
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. It resolves the request's source
+// address (see Config.TrustedProxies) for every route.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = r.WithContext(withSource(r.Context(), resolveSource(r, h.cfg.TrustedProxies)))
+	h.mux.ServeHTTP(w, r)
+}
 
 // Handle adds a route (e.g. /metrics) to the handler's mux.
 func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
@@ -108,18 +157,61 @@ type outcome struct {
 	err      error
 }
 
+// Answers of the abuse limits.
+var (
+	errRateLimited = domain.Errorf(domain.ERATELIMITED, "too_many_failures", "too many requests from this address failed verification; retry later")
+	errOverloaded  = domain.Errorf(domain.EUNAVAILABLE, "overloaded", "webhookd is at its limit of requests in flight; retry later")
+)
+
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	receivedAt := h.cfg.Now().UTC()
-	o := h.process(w, r, receivedAt)
+	src := sourceOf(r)
+	var o outcome
+	switch {
+	case h.failures.throttled(src.addr) && cannotVerify(r.Header, receivedAt):
+		// A source whose failures used up its bucket, sending a request
+		// that cannot verify: answered before its body is read and
+		// without taking an in-flight slot.
+		o = outcome{event: "rate_limited", err: errRateLimited}
+	case !h.acquire():
+		o = outcome{event: "overloaded", err: errOverloaded}
+	default:
+		o = h.process(w, r, receivedAt)
+		h.release()
+	}
+	if o.event == "rate_limited" || o.event == "overloaded" {
+		// The body was not read: closing the connection spares reading
+		// it (net/http would otherwise drain it to reuse the
+		// connection), and an abusive client has to connect again.
+		w.Header().Set("Connection", "close")
+	}
+	verifyReason := ""
+	if o.err != nil {
+		if reason := domain.ErrorReason(o.err); isVerificationReason(reason) || reason == "body_too_large" {
+			if isVerificationReason(reason) {
+				verifyReason = reason
+			}
+			if !h.failures.fail(src.addr) {
+				o = outcome{event: "rate_limited", delivery: o.delivery, err: errRateLimited}
+			}
+		}
+		if o.event == "rate_limited" {
+			w.Header().Set("Retry-After", strconv.Itoa(h.failures.retryAfter()))
+		}
+	}
+	h.cfg.Metrics.delivered(o.event, verifyReason, o.env.Type)
 
 	attrs := []slog.Attr{
 		slog.String("svix_id", o.delivery.ID),
 		slog.String("event_type", o.env.Type),
 		slog.String("clerk_id", o.env.SubjectID),
-		slog.String("remote_addr", remoteIP(r)),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.String("remote_addr", addrText(src.addr)),
 	}
+	if src.proxy.IsValid() {
+		attrs = append(attrs, slog.String("proxy_addr", src.proxy.String()))
+	}
+	attrs = append(attrs, slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 	level := slog.LevelInfo
 	if o.err == nil {
 		attrs = append(attrs, slog.String("outcome", "stored"), slog.Int("status", http.StatusOK))
@@ -175,31 +267,50 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, receivedAt tim
 		EventTime:     env.Time,
 		TimestampUnit: env.TimestampUnit,
 		ReceivedAt:    receivedAt,
-		SourceIP:      remoteIP(r),
+		SourceIP:      addrText(sourceOf(r).addr),
 		Payload:       body,
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AppendTimeout)
 	defer cancel()
+	appendStart := time.Now()
 	res, err := h.cfg.Ledger.Append(ctx, entry)
 	if err != nil {
+		h.cfg.Metrics.appended("error", time.Since(appendStart))
 		return outcome{event: "append_failed", delivery: d, env: env, err: err}
 	}
 	answer := Accepted{Status: "accepted", SvixID: d.ID, EventType: env.Type}
-	event := "event_appended"
+	event, result := "event_appended", "appended"
 	if res.Duplicate {
-		answer.Status, event = "duplicate", "event_duplicate"
+		answer.Status, event, result = "duplicate", "event_duplicate", "duplicate"
 	}
+	h.cfg.Metrics.appended(result, time.Since(appendStart))
 	writeJSON(w, http.StatusOK, answer)
 	return outcome{event: event, delivery: d, env: env}
 }
 
-// remoteIP is the address of the peer that sent the request.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+// acquire takes an in-flight slot without waiting; false means the
+// request is to be shed.
+func (h *Handler) acquire() bool {
+	select {
+	case h.slots <- struct{}{}:
+		h.cfg.Metrics.inFlightAdd(1)
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *Handler) release() {
+	<-h.slots
+	h.cfg.Metrics.inFlightAdd(-1)
+}
+
+// addrText is a for logs and the ledger; "" when unknown.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
 		return ""
 	}
-	return host
+	return a.String()
 }
 
 // Status is the answer to GET /webhooks/clerk.

@@ -1,0 +1,285 @@
+package ingress
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MetricsNamespace prefixes every metric webhookd defines.
+const MetricsNamespace = "webhookd"
+
+// OtherEventType is the events_total label of a type Clerk does not
+// document, so that a sender cannot create label values at will.
+const OtherEventType = "other"
+
+// ClerkEventTypes are the webhook event types Clerk documents (the
+// WebhookEvent union of @clerk/backend 3.25.0, plus session.pending): the
+// only values of the type label of webhookd_events_total besides
+// OtherEventType. Callers must treat it as read-only.
+var ClerkEventTypes = []string{
+	"user.created", "user.updated", "user.deleted",
+	"session.created", "session.ended", "session.removed", "session.revoked", "session.pending",
+	"email.created",
+	"sms.created",
+	"organization.created", "organization.updated", "organization.deleted",
+	"organizationDomain.created", "organizationDomain.updated", "organizationDomain.deleted",
+	"organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted",
+	"organizationInvitation.created", "organizationInvitation.accepted", "organizationInvitation.revoked",
+	"role.created", "role.updated", "role.deleted",
+	"permission.created", "permission.updated", "permission.deleted",
+	"waitlistEntry.created", "waitlistEntry.updated",
+	"paymentAttempt.created", "paymentAttempt.updated",
+	"subscription.created", "subscription.updated", "subscription.active", "subscription.pastDue",
+	"subscriptionItem.created", "subscriptionItem.updated", "subscriptionItem.active",
+	"subscriptionItem.canceled", "subscriptionItem.upcoming", "subscriptionItem.ended",
+	"subscriptionItem.abandoned", "subscriptionItem.incomplete", "subscriptionItem.pastDue",
+	"subscriptionItem.freeTrialEnding",
+}
+
+var knownEventTypes = func() map[string]bool {
+	m := make(map[string]bool, len(ClerkEventTypes))
+	for _, t := range ClerkEventTypes {
+		m[t] = true
+	}
+	return m
+}()
+
+// eventTypeLabel bounds the label's values to Clerk's documented types.
+func eventTypeLabel(t string) string {
+	if knownEventTypes[t] {
+		return t
+	}
+	return OtherEventType
+}
+
+// Metrics holds webhookd's Prometheus metrics on a registry of its own,
+// so that several instances in one process (tests) do not collide.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	requests           *prometheus.CounterVec
+	verifyFailures     *prometheus.CounterVec
+	appendSeconds      *prometheus.HistogramVec
+	duplicates         prometheus.Counter
+	events             *prometheus.CounterVec
+	inFlight           prometheus.Gauge
+	projectionApplied  *prometheus.CounterVec
+	projectionFailures *prometheus.CounterVec
+}
+
+// NewMetrics returns metrics registered on a new registry, with the Go
+// runtime and process collectors.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "webhook_requests_total",
+			Help: "Webhook deliveries by outcome (the event of their audit log line: event_appended, event_duplicate, signature_rejected, event_invalid, append_failed, body_too_large, rate_limited, overloaded).",
+		}, []string{"outcome"}),
+		verifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "verification_failures_total",
+			Help: "Deliveries that failed verification, by reason (no_matching_signature, timestamp_too_old, timestamp_too_new, missing_headers, invalid_headers).",
+		}, []string{"reason"}),
+		appendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: MetricsNamespace, Name: "ledger_append_duration_seconds",
+			Help:    "Time to append one delivery to the ledger, by result (appended, duplicate, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"result"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "ledger_duplicates_total",
+			Help: "Verified deliveries whose svix-id was already in the ledger (Svix re-deliveries); nothing was appended.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "events_total",
+			Help: "Events appended to the ledger by Clerk event type; types Clerk does not document count as \"other\".",
+		}, []string{"type"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: MetricsNamespace, Name: "webhook_requests_in_flight",
+			Help: "Webhook deliveries being processed now (bounded by --max-in-flight).",
+		}),
+		projectionApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "projection_applied_total",
+			Help: "Ledger entries applied by each projection (counted before the commit, so an entry re-applied after a failed commit counts again).",
+		}, []string{"projection"}),
+		projectionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "projection_failures_total",
+			Help: "Failures to apply a ledger entry, by projection and what followed (retry, unavailable, skipped).",
+		}, []string{"projection", "outcome"}),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.verifyFailures, m.appendSeconds, m.duplicates, m.events, m.inFlight,
+		m.projectionApplied, m.projectionFailures,
+	)
+	return m
+}
+
+// Registry is where the metrics live; other components (Watermill's router
+// metrics) register on it too.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the registry in Prometheus' exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// ProjectionApplied counts an applied entry; it fits
+// projections.RunnerConfig.Applied after dropping the entry.
+func (m *Metrics) ProjectionApplied(projection string) {
+	m.projectionApplied.WithLabelValues(projection).Inc()
+}
+
+// ProjectionFailed counts a failed apply; outcome is one of the
+// projections.Failure* values.
+func (m *Metrics) ProjectionFailed(projection, outcome string) {
+	m.projectionFailures.WithLabelValues(projection, outcome).Inc()
+}
+
+// delivered records one delivery's outcome. reason is set for
+// verification failures.
+func (m *Metrics) delivered(event, verifyReason, eventType string) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(event).Inc()
+	if verifyReason != "" {
+		m.verifyFailures.WithLabelValues(verifyReason).Inc()
+	}
+	switch event {
+	case "event_appended":
+		m.events.WithLabelValues(eventTypeLabel(eventType)).Inc()
+	case "event_duplicate":
+		m.duplicates.Inc()
+	}
+}
+
+// appended records the duration of one ledger append.
+func (m *Metrics) appended(result string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.appendSeconds.WithLabelValues(result).Observe(d.Seconds())
+}
+
+func (m *Metrics) inFlightAdd(n float64) {
+	if m != nil {
+		m.inFlight.Add(n)
+	}
+}
+
+// ProjectionLag is one projection's lag as the lag collector reports it.
+type ProjectionLag struct {
+	Projection string
+	Events     int64
+	Seconds    float64
+}
+
+// RegisterProjectionLag reports projection lag at scrape time:
+// measure is called once per scrape with a context bounded by timeout.
+// When it fails, webhookd_projection_lag_up is 0 and no lag is reported.
+func (m *Metrics) RegisterProjectionLag(measure func(ctx context.Context) ([]ProjectionLag, error), timeout time.Duration) {
+	m.registry.MustRegister(&lagCollector{measure: measure, timeout: timeout})
+}
+
+var (
+	lagEventsDesc = prometheus.NewDesc(MetricsNamespace+"_projection_lag_events",
+		"Committed ledger entries a projection has not applied yet.", []string{"projection"}, nil)
+	lagSecondsDesc = prometheus.NewDesc(MetricsNamespace+"_projection_lag_seconds",
+		"Age of the oldest ledger entry a projection has not applied yet (0 when caught up).", []string{"projection"}, nil)
+	lagUpDesc = prometheus.NewDesc(MetricsNamespace+"_projection_lag_up",
+		"1 if projection lag could be measured at this scrape, 0 if the database did not answer in time.", nil, nil)
+)
+
+type lagCollector struct {
+	measure func(ctx context.Context) ([]ProjectionLag, error)
+	timeout time.Duration
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagEventsDesc
+	ch <- lagSecondsDesc
+	ch <- lagUpDesc
+}
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	lags, err := c.measure(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(lagUpDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(lagUpDesc, prometheus.GaugeValue, 1)
+	for _, l := range lags {
+		ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(l.Events), l.Projection)
+		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Projection)
+	}
+}
+
+// PoolStats is a snapshot of the database connection pool, in terms that
+// keep the driver out of this package.
+type PoolStats struct {
+	Acquired, Idle, Total, Max int32
+	// AcquireCount is the number of successful acquisitions so far,
+	// EmptyAcquireCount those that had to wait for a connection,
+	// AcquireDuration their total time.
+	AcquireCount, EmptyAcquireCount int64
+	AcquireDuration                 time.Duration
+}
+
+// RegisterPoolStats reports the database pool's state at scrape time.
+func (m *Metrics) RegisterPoolStats(stat func() PoolStats) {
+	m.registry.MustRegister(&poolCollector{stat: stat})
+}
+
+func poolDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc(MetricsNamespace+"_db_pool_"+name, help, nil, nil)
+}
+
+var (
+	poolAcquired     = poolDesc("acquired_conns", "Database connections in use.")
+	poolIdle         = poolDesc("idle_conns", "Idle database connections.")
+	poolTotal        = poolDesc("total_conns", "Open database connections (acquired, idle and being opened).")
+	poolMax          = poolDesc("max_conns", "The pool's connection limit.")
+	poolAcquires     = poolDesc("acquires_total", "Successful connection acquisitions.")
+	poolEmptyAcquire = poolDesc("empty_acquires_total", "Acquisitions that had to wait because no connection was idle.")
+	poolAcquireWait  = poolDesc("acquire_duration_seconds_total", "Total time spent acquiring connections.")
+)
+
+type poolCollector struct{ stat func() PoolStats }
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolAcquired, poolIdle, poolTotal, poolMax, poolAcquires, poolEmptyAcquire, poolAcquireWait} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stat()
+	ch <- prometheus.MustNewConstMetric(poolAcquired, prometheus.GaugeValue, float64(s.Acquired))
+	ch <- prometheus.MustNewConstMetric(poolIdle, prometheus.GaugeValue, float64(s.Idle))
+	ch <- prometheus.MustNewConstMetric(poolTotal, prometheus.GaugeValue, float64(s.Total))
+	ch <- prometheus.MustNewConstMetric(poolMax, prometheus.GaugeValue, float64(s.Max))
+	ch <- prometheus.MustNewConstMetric(poolAcquires, prometheus.CounterValue, float64(s.AcquireCount))
+	ch <- prometheus.MustNewConstMetric(poolEmptyAcquire, prometheus.CounterValue, float64(s.EmptyAcquireCount))
+	ch <- prometheus.MustNewConstMetric(poolAcquireWait, prometheus.CounterValue, s.AcquireDuration.Seconds())
+}
+
+// isVerificationReason reports whether a rejection reason means the
+// request could not be verified (as opposed to a verified but unusable
+// delivery).
+func isVerificationReason(reason string) bool {
+	switch reason {
+	case "missing_headers", "invalid_headers":
+		return true
+	}
+	return strings.HasPrefix(reason, "timestamp_too_") || reason == "no_matching_signature"
+}
