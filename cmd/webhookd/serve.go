@@ -36,6 +36,10 @@ type ServeCmd struct {
 	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this (WEBHOOKD_MAX_PROJECTION_LAG)."`
 	SigningKey      string        `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"Ed25519 key that signs ledger checkpoints: base64 of the 32-byte seed (webhookd keygen) or the path of a file holding it or a PEM PKCS #8 key; unset, the ledger is not sealed (WEBHOOKD_SIGNING_KEY)."`
 	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" default:"10s" help:"How often the sealer signs a checkpoint when the ledger grew (WEBHOOKD_SEAL_INTERVAL)."`
+	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429 (WEBHOOKD_FAILED_AUTH_RATE). Verified deliveries are never limited."`
+	FailedAuthBurst int           `name:"failed-auth-burst" env:"WEBHOOKD_FAILED_AUTH_BURST" default:"20" help:"Failed verifications a source address may make at once before the rate applies (WEBHOOKD_FAILED_AUTH_BURST)."`
+	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Webhook deliveries processed at once; beyond it webhookd answers 503 with Retry-After (WEBHOOKD_MAX_IN_FLIGHT)."`
+	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none (WEBHOOKD_TRUSTED_PROXIES)."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -59,6 +63,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		PollInterval:    c.PollInterval,
 		MaxLag:          c.MaxLag,
 		Seal:            SealConfig{SigningKey: c.SigningKey, Interval: c.SealInterval},
+		FailedAuthRate:  c.FailedAuthRate,
+		FailedAuthBurst: c.FailedAuthBurst,
+		MaxInFlight:     c.MaxInFlight,
+		TrustedProxies:  c.TrustedProxies,
 		Logger:          logger,
 	})
 	if err != nil {
@@ -87,6 +95,15 @@ type AppConfig struct {
 	MaxLag time.Duration
 	// Seal configures the ledger sealer (seal.go); off without a key.
 	Seal SealConfig
+	// FailedAuthRate and FailedAuthBurst shape the per-source token bucket
+	// of requests failing verification. Default to 1/s and 20.
+	FailedAuthRate  float64
+	FailedAuthBurst int
+	// MaxInFlight bounds the deliveries processed at once. Defaults to 64.
+	MaxInFlight int
+	// TrustedProxies is a list of CIDR prefixes whose X-Forwarded-For is
+	// honoured. Defaults to none.
+	TrustedProxies string
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -128,6 +145,13 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
 	}
+	proxies, err := ingress.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("WEBHOOKD_TRUSTED_PROXIES: %w", err)
+	}
+	if err := checkLimits(cfg); err != nil {
+		return nil, err
+	}
 	pool, err := openPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
@@ -142,12 +166,13 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
-	a.runner, err = projections.NewRunner(projections.RunnerConfig{
+	metrics := a.newMetrics()
+	a.runner, err = projections.NewRunner(projectionHooks(metrics, projections.RunnerConfig{
 		Pool:         pool,
 		Projections:  projections.All(),
 		Logger:       cfg.Logger,
 		PollInterval: cfg.PollInterval,
-	})
+	}))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -163,6 +188,11 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "migrations", Run: noDetail(a.checkSchema)},
 			{Name: "projections", Run: a.checkLag},
 		},
+		Metrics:         metrics,
+		TrustedProxies:  proxies,
+		FailedAuthRate:  cfg.FailedAuthRate,
+		FailedAuthBurst: cfg.FailedAuthBurst,
+		MaxInFlight:     cfg.MaxInFlight,
 	})
 	if a.sealer, err = a.newSealer(handler); err != nil {
 		pool.Close()

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+	"github.com/webhookd/webhookd/internal/testdb"
+)
+
+func withConfig(f func(*AppConfig)) option { return option(f) }
+
+// clientFrom returns an HTTP client whose connections come from the
+// loopback address ip (127.0.0.0/8 is all local on Linux), so a test can
+// play several source addresses.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+func (h *harness) postFrom(c *http.Client, header http.Header, body []byte) answer {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.url, bytes.NewReader(body))
+	require.NoError(h.t, err)
+	req.Header = header
+	resp, err := c.Do(req)
+	require.NoError(h.t, err)
+	defer resp.Body.Close()
+	return readAnswer(h.t, resp)
+}
+
+func TestForgedFloodIsRateLimitedButValidDeliveriesPass(t *testing.T) {
+	t.Parallel()
+	// The clock is fixed, so no token is refilled during the test: the
+	// counts below are exact.
+	h := start(t)
+	attacker, other := clientFrom("127.0.0.2"), clientFrom("127.0.0.3")
+	body := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 1})
+
+	var valid []string
+	deliverFrom := func(c *http.Client, i int) {
+		id := fmt.Sprintf("msg_valid_%d", i)
+		a := h.postFrom(c, signed(t, testSecret, id, h.now, body), body)
+		require.Equal(t, http.StatusOK, a.status, "valid delivery %d: %v", i, a.body)
+		require.Equal(t, "accepted", a.body["status"])
+		valid = append(valid, id)
+	}
+
+	// The burst (20) of forged requests is answered 401, each a failure.
+	for i := range 20 {
+		a := h.postFrom(attacker, signed(t, otherSecret, fmt.Sprintf("msg_forged_%d", i), h.now, body), body)
+		h.requireRejected(a, http.StatusUnauthorized, "unauthorized", "no_matching_signature")
+		if i%5 == 0 {
+			deliverFrom(attacker, i)
+		}
+	}
+	// Beyond it: 429 with Retry-After (1 s at 1 failure/s), while valid
+	// deliveries from the same and from another address still pass.
+	for i := range 30 {
+		a := h.postFrom(attacker, signed(t, otherSecret, fmt.Sprintf("msg_forged_more_%d", i), h.now, body), body)
+		h.requireRejected(a, http.StatusTooManyRequests, "rate_limited", "too_many_failures")
+		require.Equal(t, "1", a.header.Get("Retry-After"))
+		require.Equal(t, "too many requests from this address failed verification; retry later", a.body["message"])
+		deliverFrom(attacker, 100+i)
+		deliverFrom(other, 200+i)
+	}
+	// Missing headers count as failures too, and a throttled source's
+	// request that cannot verify is refused before its body is read: the
+	// answer arrives while the body is still open.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest(http.MethodPost, h.url, pr)
+	require.NoError(t, err)
+	req.ContentLength = 1000
+	resp, err := attacker.Do(req)
+	require.NoError(t, err)
+	a := readAnswer(t, resp)
+	require.NoError(t, resp.Body.Close())
+	h.requireRejected(a, http.StatusTooManyRequests, "rate_limited", "too_many_failures")
+
+	// Another address is not affected by the attacker's bucket.
+	a = h.postFrom(other, signed(t, otherSecret, "msg_forged_other", h.now, body), body)
+	h.requireRejected(a, http.StatusUnauthorized, "unauthorized", "no_matching_signature")
+
+	// Nothing valid was lost.
+	require.EqualValues(t, len(valid), h.ledgerCount())
+	for _, id := range valid {
+		e, err := h.store.Get(context.Background(), id)
+		require.NoError(t, err)
+		require.Equal(t, body, e.Payload)
+	}
+	line := h.logLine(`"rate_limited"`)
+	require.Equal(t, "127.0.0.2", line["remote_addr"])
+	require.EqualValues(t, 429, line["status"])
+}
+
+func TestInFlightBoundShedsLoad(t *testing.T) {
+	t.Parallel()
+	h := start(t, withConfig(func(c *AppConfig) { c.MaxInFlight = 2 }))
+	body := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 2})
+
+	// Two deliveries whose bodies are still arriving hold both slots.
+	type held struct {
+		pw     *io.PipeWriter
+		answer chan answer
+	}
+	var holds []held
+	for i := range 2 {
+		pr, pw := io.Pipe()
+		req, err := http.NewRequest(http.MethodPost, h.url, pr)
+		require.NoError(t, err)
+		req.Header = signed(t, testSecret, fmt.Sprintf("msg_held_%d", i), h.now, body)
+		req.ContentLength = int64(len(body))
+		ch := make(chan answer, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				ch <- answer{}
+				return
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			ch <- answer{status: resp.StatusCode, body: map[string]any{"raw": string(raw)}}
+		}()
+		_, err = pw.Write(body[:10])
+		require.NoError(t, err)
+		holds = append(holds, held{pw, ch})
+	}
+	require.Eventually(t, func() bool {
+		return scrape(t, h).value("webhookd_webhook_requests_in_flight") == 2
+	}, 10*time.Second, 5*time.Millisecond)
+
+	a := h.deliver("msg_shed", body)
+	h.requireRejected(a, http.StatusServiceUnavailable, "unavailable", "overloaded")
+	require.Equal(t, "5", a.header.Get("Retry-After"))
+	require.Equal(t, "webhookd is at its limit of requests in flight; retry later", a.body["message"])
+
+	for _, hd := range holds {
+		_, err := hd.pw.Write(body[10:])
+		require.NoError(t, err)
+		require.NoError(t, hd.pw.Close())
+		require.Equal(t, http.StatusOK, (<-hd.answer).status)
+	}
+	// Svix retries the shed delivery; with slots free it is stored.
+	require.Equal(t, http.StatusOK, h.deliver("msg_shed", body).status)
+	require.EqualValues(t, 3, h.ledgerCount())
+	m := scrape(t, h)
+	require.EqualValues(t, 1, m.value(`webhookd_webhook_requests_total{outcome="overloaded"}`))
+	require.EqualValues(t, 3, m.value(`webhookd_webhook_requests_total{outcome="event_appended"}`))
+}
+
+func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	t.Parallel()
+	h := start(t, withConfig(func(c *AppConfig) { c.TrustedProxies = "127.0.0.1/32, 10.0.0.0/8" }))
+	var n atomic.Int32
+	deliver := func(c *http.Client, xff ...string) (string, map[string]any) {
+		id := fmt.Sprintf("msg_xff_%d", n.Add(1))
+		body := clerkfake.MustBuild("session.created", clerkfake.Options{Seed: 3})
+		header := signed(t, testSecret, id, h.now, body)
+		for _, v := range xff {
+			header.Add("X-Forwarded-For", v)
+		}
+		a := h.postFrom(c, header, body)
+		require.Equal(t, http.StatusOK, a.status, "answer: %v", a.body)
+		e, err := h.store.Get(context.Background(), id)
+		require.NoError(t, err)
+		return e.SourceIP, h.logLine(`"svix_id":"` + id + `"`)
+	}
+
+	// From a trusted proxy: the rightmost address that is not a trusted
+	// proxy is the client; what the client wrote to its left is ignored.
+	ip, line := deliver(http.DefaultClient, "192.0.2.66, 198.51.100.7, 10.1.2.3")
+	require.Equal(t, "198.51.100.7", ip)
+	require.Equal(t, "198.51.100.7", line["remote_addr"])
+	require.Equal(t, "127.0.0.1", line["proxy_addr"])
+	// Several headers are one list.
+	ip, _ = deliver(http.DefaultClient, "192.0.2.66", "2001:db8::5")
+	require.Equal(t, "2001:db8::5", ip)
+	// A malformed entry stops the walk at the last trusted hop.
+	ip, _ = deliver(http.DefaultClient, "198.51.100.7, not-an-ip")
+	require.Equal(t, "127.0.0.1", ip)
+
+	// From an untrusted peer the header is ignored.
+	ip, line = deliver(clientFrom("127.0.0.2"), "198.51.100.7")
+	require.Equal(t, "127.0.0.2", ip)
+	require.Equal(t, "127.0.0.2", line["remote_addr"])
+	require.NotContains(t, line, "proxy_addr")
+}
+
+func TestForwardedForIgnoredByDefault(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	body := fixture(t, "user.created.json")
+	header := signed(t, testSecret, "msg_xff_default", h.now, body)
+	header.Set("X-Forwarded-For", "198.51.100.7")
+	require.Equal(t, http.StatusOK, h.post(h.url, header, body).status)
+	e, err := h.store.Get(context.Background(), "msg_xff_default")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", e.SourceIP)
+	require.Equal(t, "127.0.0.1", h.logLine(`"event_appended"`)["remote_addr"])
+}
+
+func TestAbuseLimitSettingsAreChecked(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	for _, tc := range []struct {
+		set  func(*AppConfig)
+		want string
+	}{
+		{func(c *AppConfig) { c.TrustedProxies = "10.0.0.0/8 proxy.internal" }, `WEBHOOKD_TRUSTED_PROXIES: "proxy.internal" is neither a CIDR prefix nor an IP address`},
+		{func(c *AppConfig) { c.FailedAuthRate = -1 }, "WEBHOOKD_FAILED_AUTH_RATE: must be a positive number of requests per second, got -1"},
+		{func(c *AppConfig) { c.FailedAuthBurst = -1 }, "WEBHOOKD_FAILED_AUTH_BURST: must be a positive number of requests, got -1"},
+		{func(c *AppConfig) { c.MaxInFlight = -1 }, "WEBHOOKD_MAX_IN_FLIGHT: must be a positive number of requests, got -1"},
+	} {
+		cfg := AppConfig{SigningSecret: testSecret, DatabaseURL: db.URL, Addr: "127.0.0.1:0"}
+		tc.set(&cfg)
+		_, err := NewApp(context.Background(), cfg)
+		require.EqualError(t, err, tc.want)
+	}
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/components/metrics"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/ingress"
+	"github.com/webhookd/webhookd/projections"
+)
+
+// lagScrapeTimeout bounds the projection lag query of one /metrics scrape,
+// so that a slow database cannot hold scrapes open.
+const lagScrapeTimeout = 2 * time.Second
+
+// newMetrics builds the App's metrics: ingress's own, projection lag
+// measured at scrape time, and the database pool's state.
+func (a *App) newMetrics() *ingress.Metrics {
+	m := ingress.NewMetrics()
+	m.RegisterProjectionLag(func(ctx context.Context) ([]ingress.ProjectionLag, error) {
+		var out []ingress.ProjectionLag
+		for _, p := range projections.All() {
+			lag, err := projections.MeasureLag(ctx, a.pool, p.Name(), a.cfg.Now())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ingress.ProjectionLag{Projection: lag.Projection, Events: lag.Events, Seconds: lag.Seconds})
+		}
+		return out, nil
+	}, lagScrapeTimeout)
+	m.RegisterPoolStats(func() ingress.PoolStats {
+		s := a.pool.Stat()
+		return ingress.PoolStats{
+			Acquired:          s.AcquiredConns(),
+			Idle:              s.IdleConns(),
+			Total:             s.TotalConns(),
+			Max:               s.MaxConns(),
+			AcquireCount:      s.AcquireCount(),
+			EmptyAcquireCount: s.EmptyAcquireCount(),
+			AcquireDuration:   s.AcquireDuration(),
+		}
+	})
+	return m
+}
+
+// projectionHooks wires the projection runner to m: applied and failed
+// entries, and Watermill's router metrics (handler execution time by
+// handler and success) under webhookd_watermill_*.
+func projectionHooks(m *ingress.Metrics, cfg projections.RunnerConfig) projections.RunnerConfig {
+	cfg.Applied = func(projection string, _ domain.LedgerEntry) { m.ProjectionApplied(projection) }
+	cfg.Failed = func(projection string, _ domain.LedgerEntry, outcome string) { m.ProjectionFailed(projection, outcome) }
+	builder := metrics.NewPrometheusMetricsBuilder(m.Registry(), ingress.MetricsNamespace, "watermill")
+	// Only the handler middleware: the subscriber decorator forwards
+	// every message through one more goroutine, and with it a shutdown
+	// race in watermill-sql (the subscriber rolls back the batch
+	// transaction on cancellation while the handler may still use it,
+	// which pgx reports as "BUG: slow write timer already active") showed
+	// up in tests; without it, it did not.
+	middleware := builder.NewRouterMiddleware().Middleware
+	cfg.Instrument = func(r *message.Router) { r.AddMiddleware(middleware) }
+	return cfg
+}
+
+// checkLimits refuses negative abuse limits, naming the setting; zero
+// means the default.
+func checkLimits(cfg AppConfig) error {
+	switch {
+	case cfg.FailedAuthRate < 0:
+		return fmt.Errorf("WEBHOOKD_FAILED_AUTH_RATE: must be a positive number of requests per second, got %v", cfg.FailedAuthRate)
+	case cfg.FailedAuthBurst < 0:
+		return fmt.Errorf("WEBHOOKD_FAILED_AUTH_BURST: must be a positive number of requests, got %d", cfg.FailedAuthBurst)
+	case cfg.MaxInFlight < 0:
+		return fmt.Errorf("WEBHOOKD_MAX_IN_FLIGHT: must be a positive number of requests, got %d", cfg.MaxInFlight)
+	}
+	return nil
+}
