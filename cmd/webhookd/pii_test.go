@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+	"github.com/webhookd/webhookd/internal/testdb"
+)
+
+// personal collects the personal data a test sends, to look for it in
+// the logs afterwards.
+type personal map[string]bool
+
+// collect adds every string under a key that names personal data, at any
+// depth of a JSON body.
+func (p personal) collect(v any, key string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			p.collect(x, k)
+		}
+	case []any:
+		for _, x := range v {
+			p.collect(x, key)
+		}
+	case string:
+		switch key {
+		case "email_address", "phone_number", "first_name", "last_name", "username", "name", "email", "phone",
+			"nickname", "given_name", "family_name", "emailAddress", "full_name":
+			if len(v) >= 3 {
+				p[v] = true
+			}
+		}
+	}
+}
+
+func TestNoPersonalDataInLogs(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	proxy, viaProxy := testdb.NewProxy(t, db)
+	logs := &syncBuffer{}
+	logger, err := audit.NewLogger(logs, audit.FormatJSON, slog.LevelDebug)
+	require.NoError(t, err)
+	h := startOn(t, db, withDatabaseURL(viaProxy), withConfig(func(c *AppConfig) {
+		c.Logger = logger
+		// Every request below is one source; the limiter must not hide
+		// any path.
+		c.FailedAuthBurst = 1_000_000
+	}))
+	pii := personal{}
+
+	names := [][2]string{
+		{"Zoë", "Ångström"}, {"Siobhán", "Ó Súilleabháin"}, {"José-María", "Núñez de Balboa"},
+		{"Łukasz", "Wróblewski"}, {"Nguyễn", "Thị Minh Khai"}, {"山田", "太郎"}, {"Олена", "Шевченко"},
+		{"D'Arcy", "O'Brien"}, {"Anaïs", "Lucović"}, {"Mary Ann", "St. John-Smythe"}, {"محمد", "العلي"},
+	}
+	var bodies [][]byte
+	for i, typ := range clerkfake.Types {
+		n := names[i%len(names)]
+		email := fmt.Sprintf("patient.%d+%s@clinic-example.org", i, strings.ToLower(strings.ReplaceAll(typ, ".", "-")))
+		body := clerkfake.MustBuild(typ, clerkfake.Options{Seed: int64(i + 1), Email: email, FirstName: n[0], LastName: n[1]})
+		var v any
+		require.NoError(t, json.Unmarshal(body, &v))
+		pii.collect(v, "")
+		bodies = append(bodies, body)
+	}
+	for _, n := range names {
+		pii[n[0]], pii[n[1]] = true, true
+	}
+
+	// Hand-made bodies: personal data where no schema puts it.
+	adversarial := []string{
+		`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_2x","notes":"call Gráinne Mhaol on +1 (555) 010-4477 or grainne.mhaol@patients-example.net","unsafe_metadata":{"diagnosis":"type 2 diabetes","next_of_kin":{"name":"Bartholomew Quince","phone":"+44 20 7946 0958"}}}}`,
+		`{"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_3y","private_metadata":{"contacts":[{"e":"ximena.quispe@andes-example.pe"},{"p":"+51 1 555 0199"}]},"labels":["Ximena Quispe Huamán"]}}`,
+	}
+	pii.add("Gráinne Mhaol", "+1 (555) 010-4477", "grainne.mhaol@patients-example.net", "Bartholomew Quince", "+44 20 7946 0958",
+		"ximena.quispe@andes-example.pe", "+51 1 555 0199", "Ximena Quispe Huamán")
+	for _, b := range adversarial {
+		bodies = append(bodies, []byte(b))
+	}
+
+	// The database down: append_failed carries the driver's error. This
+	// comes first, while the projection has nothing in hand: a cut in the
+	// middle of its batch leaves it retrying on the dead connection (see
+	// the report on projections.Runner), which is not what this test is
+	// about.
+	proxy.Cut()
+	for i, b := range bodies[:5] {
+		a := h.deliver(fmt.Sprintf("msg_pii_down_%d", i), b)
+		require.Equal(t, http.StatusServiceUnavailable, a.status)
+	}
+	proxy.Restore()
+
+	// Paths: accepted, duplicate, bad signature.
+	for i, body := range bodies {
+		id := fmt.Sprintf("msg_pii_%d", i)
+		require.Equal(t, http.StatusOK, h.deliver(id, body).status, "body %d", i)
+		require.Equal(t, "duplicate", h.deliver(id, body).body["status"])
+		require.Equal(t, http.StatusUnauthorized, h.post(h.url, signed(t, otherSecret, id+"_forged", h.now, body), body).status)
+	}
+
+	// Invalid bodies, signed: broken JSON holding an email, wrong types,
+	// a type that is itself an email, an id that is one.
+	invalid := []string{
+		`{"object":"event","type":"user.created","data":{"email_addresses":[{"email_address":"broken.json@clinic-example.org"`,
+		`{"object":"event","type":"bertha.vanation@clinic-example.org","instance_id":"ins_1","timestamp":1,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.created","instance_id":"ins_1","timestamp":"Bertha Vanation +1 555 010 9988","data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1,"data":{"id":{"first_name":"Bertha","email":"bertha.vanation@clinic-example.org"}}}`,
+		`["bertha.vanation@clinic-example.org", "+1 555 010 9988"]`,
+		"bertha.vanation@clinic-example.org \x00\xff not json",
+	}
+	pii.add("broken.json@clinic-example.org", "bertha.vanation@clinic-example.org", "Bertha Vanation", "+1 555 010 9988")
+	for i, b := range invalid {
+		a := h.deliver(fmt.Sprintf("msg_pii_invalid_%d", i), []byte(b))
+		require.Equal(t, http.StatusBadRequest, a.status, "invalid body %d: %v", i, a.body)
+	}
+	// A signed event whose ids carry personal data (data.id is logged as
+	// clerk_id).
+	oddIDs := `{"object":"event","type":"user.created","instance_id":"ins_olive.oyl@clinic-example.org","timestamp":1654012591835,"data":{"id":"user_olive.oyl@clinic-example.org"}}`
+	pii.add("olive.oyl@clinic-example.org")
+	require.Equal(t, http.StatusOK, h.deliver("msg_pii_oddid", []byte(oddIDs)).status)
+
+	// Personal data in headers: svix-id (printable ASCII, so a valid id),
+	// svix-timestamp, svix-signature, User-Agent, X-Forwarded-For.
+	body := bodies[0]
+	hdr := signed(t, testSecret, "ignatius.reilly@clinic-example.org", h.now, body)
+	hdr.Set("User-Agent", "Ignatius Reilly <ignatius.reilly@clinic-example.org>")
+	hdr.Set("X-Forwarded-For", "ignatius.reilly@clinic-example.org")
+	require.Equal(t, http.StatusOK, h.post(h.url, hdr, body).status)
+	pii.add("ignatius.reilly@clinic-example.org", "Ignatius Reilly")
+	for _, set := range []func(http.Header){
+		func(x http.Header) { x.Set("svix-timestamp", "+1 555 010 3344") },
+		func(x http.Header) { x.Set("svix-signature", "v1,myra.breckinridge@clinic-example.org") },
+		func(x http.Header) { x.Set("svix-id", "Myra Breckinridge +1 555 010 3344") },
+		func(x http.Header) {
+			x.Del("svix-signature")
+			x.Set("webhook-id", "myra.breckinridge@clinic-example.org")
+		},
+	} {
+		x := signed(t, testSecret, "msg_hdr_pii", h.now, body)
+		set(x)
+		require.Contains(t, []int{400, 401}, h.post(h.url, x, body).status)
+	}
+	pii.add("+1 555 010 3344", "myra.breckinridge@clinic-example.org", "Myra Breckinridge")
+
+	// Oversize, with personal data all through it.
+	big := []byte(`{"object":"event","type":"user.created","data":{"email_address":"` + strings.Repeat("oversize.olga@clinic-example.org ", 40_000) + `"}}`)
+	pii.add("oversize.olga@clinic-example.org")
+	require.Equal(t, http.StatusRequestEntityTooLarge, h.deliver("msg_pii_big", big).status)
+
+	// Let the users projection apply everything (its debug lines are part
+	// of the output checked).
+	require.Eventually(t, func() bool {
+		var n int64
+		err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM users`).Scan(&n)
+		return err == nil && n > 0 && h.get("/readyz").status == http.StatusOK &&
+			scrape(t, h).value(`webhookd_projection_lag_events{projection="users"}`) == 0
+	}, 20*time.Second, 20*time.Millisecond, "readyz: %v", h.get("/readyz").body)
+
+	out := logs.String()
+	require.Contains(t, out, `"msg":"projection_applied"`, "the projection's lines are in the output")
+	require.Contains(t, out, `"msg":"append_failed"`)
+	require.Greater(t, len(pii), 90, "the test sends a good amount of personal data")
+	for s := range pii {
+		require.NotContains(t, out, s, "personal data in the logs")
+		if b, err := json.Marshal(s); err == nil {
+			// As JSON escapes it (non-ASCII stays as is, but quotes
+			// and the like do not).
+			require.NotContains(t, out, strings.Trim(string(b), `"`), "personal data in the logs")
+		}
+	}
+}
+
+func (p personal) add(s ...string) {
+	for _, x := range s {
+		p[x] = true
+	}
+}
