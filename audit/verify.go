@@ -402,12 +402,12 @@ func verifyEntries(ctx context.Context, dir string, cp Checkpoint, m Manifest, o
 // checkLine verifies one entry and its proof.
 func checkLine(entryLine, proofLine []byte, cp Checkpoint, cache *pathCache) lineResult {
 	var e Entry
-	if err := json.Unmarshal(entryLine, &e); err != nil {
+	if err := decodeEntry(entryLine, &e); err != nil {
 		return lineResult{problem: fmt.Sprintf("%s line is not a valid entry: %v", EntriesFile, err)}
 	}
 	res := lineResult{index: e.LedgerIndex, svixID: e.SvixID, redacted: e.Redacted}
 	var p Proof
-	if err := json.Unmarshal(proofLine, &p); err != nil {
+	if err := decodeProof(proofLine, &p); err != nil {
 		res.problem = fmt.Sprintf("%s line is not a valid proof: %v", ProofsFile, err)
 		return res
 	}
