@@ -92,12 +92,13 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 func ConsumerGroup(projection string) string { return "projection." + projection }
 
 // newRouter builds a Watermill router with one subscriber per projection.
-func (r *Runner) newRouter() (*message.Router, error) {
+func (r *Runner) newRouter() (*message.Router, []*gate, error) {
 	wlog := eventstore.WatermillLogger(r.cfg.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var gates []*gate
 	for _, p := range r.cfg.Projections {
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(r.cfg.Pool), wsql.SubscriberConfig{
 			ConsumerGroup:  ConsumerGroup(p.Name()),
@@ -108,24 +109,26 @@ func (r *Runner) newRouter() (*message.Router, error) {
 			OffsetsAdapter: eventstore.OffsetsAdapter(),
 		}, wlog)
 		if err != nil {
-			return nil, fmt.Errorf("projection %s: %w", p.Name(), err)
+			return nil, nil, fmt.Errorf("projection %s: %w", p.Name(), err)
 		}
 		g := &gate{}
+		gates = append(gates, g)
 		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, gatedSubscriber{sub, g}, r.handler(p, g))
 	}
 	if r.cfg.Instrument != nil {
 		r.cfg.Instrument(router)
 	}
-	return router, nil
+	return router, gates, nil
 }
 
-// gate keeps a projection's subscriber from closing while its handler is
-// using the subscriber's transaction. On close, watermill-sql stops
-// waiting for the handler and commits or rolls back the batch
-// transaction at once; if the handler were still running a statement on
-// that transaction's connection, the two would use one connection
-// concurrently (pgx panics) and the handler's half-done writes could
-// commit without its offset.
+// gate keeps a projection's subscriber from giving up on its handler while
+// the handler is using the subscriber's transaction. When the router
+// closes (or its context ends), watermill-sql stops waiting for the
+// handler and commits or rolls back the batch transaction at once; if the
+// handler were still running a statement on that transaction's
+// connection, the two would use one connection concurrently (pgx panics)
+// and the handler's half-done writes could commit without its offset. So
+// the gates are closed, waiting for handlers in hand, before the router.
 type gate struct {
 	mu     sync.Mutex
 	closed bool
@@ -175,9 +178,15 @@ var errStopping = errors.New("projection runner is stopping")
 // the gates instead (see gate).
 func (r *Runner) Run(ctx context.Context) error {
 	for {
-		router, err := r.newRouter()
+		router, gates, err := r.newRouter()
 		if err != nil {
 			return err
+		}
+		closeRouter := func() {
+			for _, g := range gates {
+				g.close()
+			}
+			_ = router.Close()
 		}
 		stopped := make(chan struct{})
 		go func() {
@@ -190,14 +199,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-				_ = router.Close()
+				closeRouter()
 			case <-stopped:
 			}
 		}()
 		err = router.Run(context.WithoutCancel(ctx))
 		close(stopped)
 		if ctx.Err() != nil || err == nil {
-			_ = router.Close()
+			closeRouter()
 			return nil
 		}
 		r.cfg.Logger.Warn("projections_restart", slog.String("cause", audit.SafeError(err)))
@@ -248,6 +257,17 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 		if eventstore.IsUnavailable(err) {
 			// The database, not the event: retry without counting.
 			r.failed(p.Name(), e, FailureUnavailable)
+			if ptx.Tx.Conn().IsClosed() {
+				// The batch transaction died with its connection: it can
+				// never commit, so neither this entry's writes nor any
+				// position will stick. Acking lets watermill-sql reach its
+				// commit, fail, and read the batch again on a fresh
+				// connection, instead of retrying on the dead one until
+				// the ack deadline.
+				r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()),
+					slog.Int64("ledger_offset", e.Offset), slog.String("cause", "database connection lost; the batch is read again"))
+				return nil
+			}
 			r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()),
 				slog.Int64("ledger_offset", e.Offset), slog.String("cause", audit.SafeError(err)))
 			return err

@@ -1,0 +1,59 @@
+package projections_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/internal/testdb"
+	"github.com/webhookd/webhookd/projections"
+)
+
+// pausing counts applications like counting, and stops once inside the
+// transaction of one entry until released.
+type pausing struct {
+	counting
+	at       string
+	inside   chan struct{}
+	release  chan struct{}
+	pauseOne sync.Once
+}
+
+func (p *pausing) Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) error {
+	if e.SvixID == p.at {
+		p.pauseOne.Do(func() {
+			close(p.inside)
+			<-p.release
+		})
+	}
+	return p.counting.Apply(ctx, tx, e)
+}
+
+func TestProjectionRecoversWhenTheDatabaseDropsMidBatch(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
+	require.NoError(t, err)
+	for _, e := range history("user_outage") {
+		v.append(e)
+	}
+	proxy, viaProxy := testdb.NewProxy(t, v.db)
+	p := &pausing{counting: counting{tried: map[string]int{}}, at: "msg_2", inside: make(chan struct{}), release: make(chan struct{})}
+	wait := v.run(projections.RunnerConfig{Pool: testdb.Pool(t, viaProxy), Projections: []projections.Projection{p}, RetryInterval: 20 * time.Millisecond})
+
+	<-p.inside // msg_1 is applied in this batch's transaction, msg_2 is in hand
+	proxy.Cut()
+	close(p.release)
+	time.Sleep(200 * time.Millisecond) // the projection meets the dead connection
+	proxy.Restore()
+	wait()
+
+	require.Equal(t, map[string]int{"msg_1": 1, "msg_2": 1, "msg_3": 1, "msg_4": 1}, v.appliedCounts(), "each entry took effect once")
+	u := v.users()["user_outage"]
+	require.Equal(t, "Hedy", *u.FirstName)
+	require.NotNil(t, u.DeletedAt)
+}
