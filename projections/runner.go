@@ -303,6 +303,9 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 // watermill-sql does not roll back a nacked message's writes on its own
 // (watermill#224), since the batch shares one transaction.
 func applyInSavepoint(ctx context.Context, tx pgx.Tx, p Projection, e domain.LedgerEntry) error {
+	if _, ok := p.(Atomic); ok {
+		return p.Apply(ctx, tx, e)
+	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
