@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # otherwise on a throwaway embedded PostgreSQL that devpg starts and stops.
 DEVPG   := bin/devpg
 
-.PHONY: build run test vet fmt migrate bench test-faults
+.PHONY: build run test vet fmt migrate bench bench-replay test-faults
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/webhookd
@@ -43,6 +43,11 @@ endif
 # results in bench-results/bench.json.
 bench: build
 	$(BIN) bench
+
+# Rebuild of users from a synthetic 1,000,000-event ledger (WEBHOOKD_BENCH_EVENTS,
+# WEBHOOKD_BENCH_USERS change the size).
+bench-replay:
+	$(GO) test -run '^$$' -bench RebuildUsers -benchtime 1x -timeout 30m ./projections/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
