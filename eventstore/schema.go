@@ -196,10 +196,17 @@ func (s LedgerSchema) SchemaInitializingQueries(wsql.SchemaInitializingQueriesPa
 	return nil, errors.New("the ledger schema is created by `webhookd migrate`, not by Watermill")
 }
 
-// SubscribeIsolationLevel is REPEATABLE READ, as watermill-sql's own
-// PostgreSQL schema uses.
+// SubscribeIsolationLevel is READ COMMITTED, not the REPEATABLE READ of
+// watermill-sql's own PostgreSQL schema. Exactly-once comes from the
+// FOR UPDATE on the consumer's offsets row, which READ COMMITTED re-reads
+// at its newest version after waiting; and a projection's writes must see
+// rows committed while the batch waited. Under REPEATABLE READ a batch
+// whose snapshot predates a rebuild's swap (or any other committed change
+// to the same rows) fails every retry with "could not serialize access"
+// until its ack deadline, since watermill-sql retries inside the same
+// transaction.
 func (s LedgerSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
-	return stdsql.LevelRepeatableRead
+	return stdsql.LevelReadCommitted
 }
 
 // OffsetsAdapter returns watermill-sql's PostgreSQL offsets adapter on the

@@ -57,3 +57,30 @@ func TestProjectionRecoversWhenTheDatabaseDropsMidBatch(t *testing.T) {
 	require.Equal(t, "Hedy", *u.FirstName)
 	require.NotNil(t, u.DeletedAt)
 }
+
+// A row committed by someone else while a batch is in hand (a rebuild's
+// catch-up does exactly that) must not stall the projection: the batch's
+// writes see it.
+func TestProjectionSeesRowsCommittedDuringItsBatch(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
+	require.NoError(t, err)
+	for _, e := range history("user_concurrent")[:2] {
+		v.append(e)
+	}
+	p := &pausing{counting: counting{tried: map[string]int{}}, at: "msg_1", inside: make(chan struct{}), release: make(chan struct{})}
+	wait := v.run(projections.RunnerConfig{Projections: []projections.Projection{p}, RetryInterval: 20 * time.Millisecond})
+
+	<-p.inside // the batch transaction has read its entries, written nothing yet
+	_, err = v.db.Pool.Exec(context.Background(), `INSERT INTO users (clerk_id, role, last_offset) VALUES ('user_concurrent', 'ADMIN', 0)
+		ON CONFLICT (clerk_id) DO UPDATE SET role = 'ADMIN'`)
+	require.NoError(t, err)
+	close(p.release)
+	wait()
+
+	require.Equal(t, map[string]int{"msg_1": 1, "msg_2": 1}, v.appliedCounts())
+	u := v.users()["user_concurrent"]
+	require.Equal(t, "Grace", *u.FirstName)
+	require.Equal(t, "ADMIN", u.Role)
+}

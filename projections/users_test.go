@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -19,7 +20,13 @@ import (
 	"github.com/webhookd/webhookd/projections"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quiet discards the runner's logs; WEBHOOKD_TEST_LOG=1 shows them.
+var quiet = func() *slog.Logger {
+	if os.Getenv("WEBHOOKD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 type env struct {
 	t     *testing.T
