@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"github.com/webhookd/webhookd/domain"
 	"net/http"
 	"strings"
 	"time"
@@ -18,29 +19,9 @@ const MetricsNamespace = "webhookd"
 // document, so that a sender cannot create label values at will.
 const OtherEventType = "other"
 
-// ClerkEventTypes are the webhook event types Clerk documents (the
-// WebhookEvent union of @clerk/backend 3.25.0, plus session.pending): the
-// only values of the type label of webhookd_events_total besides
-// OtherEventType. Callers must treat it as read-only.
-var ClerkEventTypes = []string{
-	"user.created", "user.updated", "user.deleted",
-	"session.created", "session.ended", "session.removed", "session.revoked", "session.pending",
-	"email.created",
-	"sms.created",
-	"organization.created", "organization.updated", "organization.deleted",
-	"organizationDomain.created", "organizationDomain.updated", "organizationDomain.deleted",
-	"organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted",
-	"organizationInvitation.created", "organizationInvitation.accepted", "organizationInvitation.revoked",
-	"role.created", "role.updated", "role.deleted",
-	"permission.created", "permission.updated", "permission.deleted",
-	"waitlistEntry.created", "waitlistEntry.updated",
-	"paymentAttempt.created", "paymentAttempt.updated",
-	"subscription.created", "subscription.updated", "subscription.active", "subscription.pastDue",
-	"subscriptionItem.created", "subscriptionItem.updated", "subscriptionItem.active",
-	"subscriptionItem.canceled", "subscriptionItem.upcoming", "subscriptionItem.ended",
-	"subscriptionItem.abandoned", "subscriptionItem.incomplete", "subscriptionItem.pastDue",
-	"subscriptionItem.freeTrialEnding",
-}
+// ClerkEventTypes are the only values of the type label of
+// webhookd_events_total besides OtherEventType.
+var ClerkEventTypes = domain.ClerkEventTypes
 
 var knownEventTypes = func() map[string]bool {
 	m := make(map[string]bool, len(ClerkEventTypes))
