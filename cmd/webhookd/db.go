@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/webhookd/webhookd/migrations"
 )
 
 // connectTimeout bounds opening one database connection when the URL does
@@ -54,3 +55,20 @@ func describeDB(cfg *pgxpool.Config) string {
 
 // sqlDB wraps pool for database/sql users (the migration library).
 func sqlDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
+
+// openMigrated is openPool for the commands that use an existing schema:
+// it also checks that the schema is at this binary's version.
+func openMigrated(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	pool, err := openPool(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	db := sqlDB(pool)
+	err = migrations.Check(ctx, db)
+	db.Close()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/eventstore"
-	"github.com/webhookd/webhookd/migrations"
 )
 
 // ExportCmd writes an audit bundle that `webhookd verify` checks offline.
@@ -45,17 +44,11 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 	if c.User != "" && !strings.HasPrefix(c.User, "user_") {
 		return errors.New("--user must be a Clerk user id, user_…")
 	}
-	pool, err := openPool(ctx, c.DatabaseURL)
+	pool, err := openMigrated(ctx, c.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	db := sqlDB(pool)
-	err = migrations.Check(ctx, db)
-	db.Close()
-	if err != nil {
-		return err
-	}
 	store, err := eventstore.New(pool, eventstore.WatermillLogger(logger))
 	if err != nil {
 		return err

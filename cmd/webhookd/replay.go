@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/webhookd/webhookd/migrations"
 	"github.com/webhookd/webhookd/projections"
 )
 
@@ -24,17 +23,11 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, c.DatabaseURL)
+	pool, err := openMigrated(ctx, c.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	db := sqlDB(pool)
-	err = migrations.Check(ctx, db)
-	db.Close()
-	if err != nil {
-		return err
-	}
 	op := "rebuild " + c.Projection
 	if c.Check {
 		op = "check " + c.Projection

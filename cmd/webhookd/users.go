@@ -10,7 +10,6 @@ import (
 
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
-	"github.com/webhookd/webhookd/migrations"
 )
 
 // UsersCmd groups the commands on the users read model.
@@ -40,17 +39,11 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 	if err := change.Validate(); err != nil {
 		return fmt.Errorf("%s", domain.ErrorMessage(err))
 	}
-	pool, err := openPool(ctx, c.DatabaseURL)
+	pool, err := openMigrated(ctx, c.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	db := sqlDB(pool)
-	err = migrations.Check(ctx, db)
-	db.Close()
-	if err != nil {
-		return err
-	}
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/eventstore"
-	"github.com/webhookd/webhookd/migrations"
 )
 
 // VerifyCmd checks an export bundle offline, or the live ledger.
@@ -55,17 +54,11 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 func verifyDB(ctx context.Context, url string, opts audit.VerifyOptions, p *progressCounter) (audit.Report, error) {
-	pool, err := openPool(ctx, url)
+	pool, err := openMigrated(ctx, url)
 	if err != nil {
 		return audit.Report{}, err
 	}
 	defer pool.Close()
-	db := sqlDB(pool)
-	err = migrations.Check(ctx, db)
-	db.Close()
-	if err != nil {
-		return audit.Report{}, err
-	}
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
 		return audit.Report{}, err
