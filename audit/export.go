@@ -54,6 +54,12 @@ type ExportOptions struct {
 	Redact bool
 	// Dir is the bundle directory; created if missing, must be empty.
 	Dir string
+	// Archive, when set instead of Dir, is the bundle archive to create
+	// (see WriteArchive; its parent is created if missing, it must not
+	// exist): the bundle is written into a scratch directory beside it,
+	// archived before the export is recorded, and the scratch directory
+	// removed.
+	Archive string
 	// Actor is who asked for the export (recorded in the manifest and the
 	// export's ledger event).
 	Actor string
@@ -131,10 +137,12 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 		opts.Total(total)
 	}
 
-	if err := prepareDir(opts.Dir); err != nil {
+	dir, cleanup, err := prepareOutput(opts.Dir, opts.Archive)
+	if err != nil {
 		return Manifest{}, err
 	}
-	w, err := newBundleWriter(opts.Dir)
+	defer cleanup()
+	w, err := newBundleWriter(dir)
 	if err != nil {
 		return Manifest{}, err
 	}
@@ -175,7 +183,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 		return Manifest{}, err
 	}
 	for name, data := range map[string][]byte{CheckpointFile: append(cpJSON, '\n'), PublicKeyFile: EncodePublicKeyPEM(cp.PublicKey)} {
-		if err := writeFile(opts.Dir, name, data, m.Files); err != nil {
+		if err := writeFile(dir, name, data, m.Files); err != nil {
 			return Manifest{}, err
 		}
 	}
@@ -183,8 +191,13 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	if err != nil {
 		return Manifest{}, err
 	}
-	if err := os.WriteFile(filepath.Join(opts.Dir, ManifestFile), append(mJSON, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), append(mJSON, '\n'), 0o644); err != nil {
 		return Manifest{}, err
+	}
+	if opts.Archive != "" {
+		if err := WriteArchive(dir, opts.Archive, m.CreatedAt); err != nil {
+			return Manifest{}, err
+		}
 	}
 	if opts.Record != nil {
 		event, err := ExportEvent(m, opts.Now())
@@ -240,6 +253,33 @@ func NewUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// prepareOutput returns the directory to write the bundle files into: dir
+// itself, or for an archive a new scratch directory beside it, which
+// cleanup removes.
+func prepareOutput(dir, archive string) (string, func(), error) {
+	if archive == "" {
+		return dir, func() {}, prepareDir(dir)
+	}
+	if dir != "" {
+		return "", nil, errors.New("give an output directory or an archive, not both")
+	}
+	if _, err := os.Lstat(archive); !errors.Is(err, os.ErrNotExist) {
+		if err == nil {
+			err = fmt.Errorf("output archive %s already exists", archive)
+		}
+		return "", nil, err
+	}
+	parent := filepath.Dir(archive)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", nil, err
+	}
+	scratch, err := os.MkdirTemp(parent, ".webhookd-export-*")
+	if err != nil {
+		return "", nil, err
+	}
+	return scratch, func() { _ = os.RemoveAll(scratch) }, nil
 }
 
 func prepareDir(dir string) error {

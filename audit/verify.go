@@ -87,7 +87,7 @@ type chunkResult struct {
 	results []lineResult
 }
 
-// VerifyBundle checks the bundle in dir without any database: the
+// VerifyBundle checks the bundle at path without any database: the
 // checkpoint's signature, the public key, each entry's leaf hash
 // recomputed from its canonical encoding (a redacted entry must be marked
 // so and only has its stated leaf hash checked), each entry's inclusion
@@ -96,7 +96,39 @@ type chunkResult struct {
 // every file listed in the manifest. Entry checks run on opts.Workers
 // goroutines. The error is non-nil only when the bundle could not be read
 // at all; failed checks are in Report.Problems (see Report.Err).
-func VerifyBundle(ctx context.Context, dir string, opts VerifyOptions) (Report, error) {
+//
+// path is a bundle directory or a bundle archive (a regular file starting
+// with the gzip magic number, see WriteArchive): an archive is extracted
+// with ExtractArchive into a temporary directory (os.TempDir, so TMPDIR),
+// removed afterwards, and checked exactly as a directory.
+func VerifyBundle(ctx context.Context, path string, opts VerifyOptions) (Report, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Report{}, err
+	}
+	if fi.IsDir() {
+		return verifyBundleDir(ctx, path, opts)
+	}
+	isGzip, err := isGzipFile(path)
+	if err != nil {
+		return Report{}, err
+	}
+	if !isGzip {
+		return Report{}, fmt.Errorf("%s is neither a bundle directory nor a bundle archive (.tar.gz)", path)
+	}
+	dir, err := os.MkdirTemp("", "webhookd-verify-*")
+	if err != nil {
+		return Report{}, err
+	}
+	defer os.RemoveAll(dir)
+	if err := ExtractArchive(path, dir); err != nil {
+		return Report{}, err
+	}
+	return verifyBundleDir(ctx, dir, opts)
+}
+
+// verifyBundleDir is VerifyBundle for a bundle directory.
+func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Report, error) {
 	var r Report
 	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
 

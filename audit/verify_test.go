@@ -19,9 +19,11 @@ import (
 
 var otherKey = ed25519.NewKeyFromSeed([]byte("another key, not webhookd's own!"))
 
+// export writes a bundle (to a new directory unless opts says where) and
+// returns its directory or archive path.
 func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
 	l.t.Helper()
-	if opts.Dir == "" {
+	if opts.Dir == "" && opts.Archive == "" {
 		opts.Dir = filepath.Join(l.t.TempDir(), "bundle")
 	}
 	opts.Actor = "auditor@example.com"
@@ -29,6 +31,9 @@ func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
 	opts.Now = func() time.Time { return l.now }
 	m, err := audit.Export(context.Background(), l.store, opts)
 	require.NoError(l.t, err)
+	if opts.Archive != "" {
+		return opts.Archive, m
+	}
 	return opts.Dir, m
 }
 

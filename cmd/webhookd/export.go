@@ -22,7 +22,7 @@ type ExportCmd struct {
 	User        string   `name:"user" help:"Only entries about this Clerk user id (subject, or mentioned in the body), user_…."`
 	Types       []string `name:"types" sep:"," help:"Only these event types, comma separated."`
 	Redact      bool     `name:"redact" help:"Replace personal data in payloads; the bundle then proves inclusion of each entry's sealed leaf hash but cannot recompute it."`
-	Out         string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent)."`
+	Out         string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent), or, ending in .tar.gz or .tgz, bundle archive file to create (must not exist)."`
 	Actor       string   `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who takes the export, recorded in the ledger; default user@host."`
 }
 
@@ -54,11 +54,15 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer store.Close()
+	dir, archive := c.Out, ""
+	if audit.IsArchivePath(c.Out) {
+		dir, archive = "", c.Out
+	}
 	report, finish := newProgress(logger, "export")
 	p := &progressCounter{report: report, total: -1}
 	m, err := audit.Export(ctx, store, audit.ExportOptions{
 		From: from, To: to, User: c.User, Types: c.Types, Redact: c.Redact,
-		Dir: c.Out, Actor: actor(c.Actor), Record: store, Progress: p,
+		Dir: dir, Archive: archive, Actor: actor(c.Actor), Record: store, Progress: p,
 		Total: func(n int64) { p.total = n },
 	})
 	finish()

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,4 +134,115 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	err = (&VerifyCmd{DB: true, DatabaseURL: h.db.URL}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	require.Regexp(t, fmt.Sprintf(`^verification failed: ledger index 5 \(offset %d, svix_id msg_seal_005\): the ledger_events row does not match its sealed leaf hash`, offset), err.Error())
+}
+
+// rewriteArchive rewrites the gzip'd tar archive at path with each entry's
+// data passed through change.
+func rewriteArchive(t *testing.T, path string, change func(name string, data []byte) []byte) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	gz, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	tr := tar.NewReader(gz)
+	var buf bytes.Buffer
+	gzw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gzw)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		data, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		data = change(hdr.Name, data)
+		hdr.Size = int64(len(data))
+		require.NoError(t, tw.WriteHeader(hdr))
+		_, err = tw.Write(data)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+	require.NoError(t, tw.Close())
+	require.NoError(t, gzw.Close())
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
+}
+
+// alterEntry6 changes one byte of the payload of the sixth line of
+// entries.jsonl (ledger index 5).
+func alterEntry6(t *testing.T, data []byte) []byte {
+	t.Helper()
+	lines := strings.SplitAfter(string(data), "\n")
+	var e audit.Entry
+	require.NoError(t, json.Unmarshal([]byte(lines[5]), &e))
+	e.Payload = bytes.Replace(e.Payload, []byte(`"object":"event"`), []byte(`"object":"evenT"`), 1)
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	lines[5] = string(b) + "\n"
+	return []byte(strings.Join(lines, ""))
+}
+
+func TestExportArchiveThenVerifyCommands(t *testing.T) {
+	t.Parallel()
+	h := start(t, withSeal(sealKey))
+	h.deliverN(0, 12)
+	h.waitCheckpoint(12)
+	h.stop()
+
+	g := &Globals{LogFormat: "json", LogLevel: "error"}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	archive := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(ctx, g))
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: archive, Actor: "auditor"}).Run(ctx, g))
+	fi, err := os.Stat(archive)
+	require.NoError(t, err)
+	require.True(t, fi.Mode().IsRegular())
+	pem := filepath.Join(dir, audit.PublicKeyFile)
+	require.NoError(t, (&VerifyCmd{Bundle: archive, PublicKey: []string{pem}}).Run(ctx, g))
+
+	// The same OK line as for the directory.
+	var lines []string
+	for _, path := range []string{dir, archive} {
+		r, err := audit.VerifyBundle(ctx, path, audit.VerifyOptions{})
+		require.NoError(t, err)
+		var out bytes.Buffer
+		require.NoError(t, printVerifyReport(&out, r, false))
+		lines = append(lines, out.String())
+	}
+	require.Equal(t, lines[0], lines[1])
+	require.True(t, strings.HasPrefix(lines[1], "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "), lines[1])
+
+	// One byte changed inside an entry: the same failure, naming the entry.
+	entries := filepath.Join(dir, audit.EntriesFile)
+	data, err := os.ReadFile(entries)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(entries, alterEntry6(t, data), 0o644))
+	rewriteArchive(t, archive, func(name string, data []byte) []byte {
+		if name == audit.EntriesFile {
+			return alterEntry6(t, data)
+		}
+		return data
+	})
+	dirErr := (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g)
+	archiveErr := (&VerifyCmd{Bundle: archive, PublicKey: []string{pem}}).Run(ctx, g)
+	require.ErrorIs(t, archiveErr, errVerifyFailed)
+	require.Regexp(t, `^verification failed: entry 6 \(ledger index 5, svix_id msg_seal_005\): leaf hash does not match the entry's canonical encoding .*: the entry was altered$`, archiveErr.Error())
+	require.Equal(t, dirErr.Error(), archiveErr.Error())
+
+	// An entry that climbs out of the extraction directory.
+	evil := filepath.Join(t.TempDir(), "evil.tgz")
+	var buf bytes.Buffer
+	gzw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gzw)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "../x", Mode: 0o644, Size: 5}))
+	_, err = tw.Write([]byte("owned"))
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	require.NoError(t, gzw.Close())
+	require.NoError(t, os.WriteFile(evil, buf.Bytes(), 0o644))
+	err = (&VerifyCmd{Bundle: evil}).Run(ctx, g)
+	require.ErrorIs(t, err, audit.ErrBadArchive)
+	require.NotErrorIs(t, err, errVerifyFailed)
+	require.EqualError(t, err, evil+`: not a valid bundle archive: entry "../x" climbs out of the bundle (..)`)
 }

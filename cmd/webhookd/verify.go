@@ -14,7 +14,7 @@ import (
 
 // VerifyCmd checks an export bundle offline, or the live ledger.
 type VerifyCmd struct {
-	Bundle      string   `arg:"" optional:"" help:"Bundle directory written by webhookd export."`
+	Bundle      string   `arg:"" optional:"" help:"Bundle directory or bundle archive (.tar.gz) written by webhookd export."`
 	DB          bool     `name:"db" help:"Re-check the whole live ledger instead of a bundle (needs DATABASE_URL)."`
 	DatabaseURL string   `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for --db (DATABASE_URL)."`
 	PublicKey   []string `name:"public-key" help:"Trusted public key (PEM file or base64 of 32 bytes), as GET /ledger/checkpoint publishes it; repeatable. Without it a bundle is checked against the key it carries."`
@@ -31,7 +31,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if (c.Bundle == "") == !c.DB {
-		return errors.New("give either a bundle directory or --db")
+		return errors.New("give either a bundle (directory or .tar.gz archive) or --db")
 	}
 	trusted, err := readKeys(c.PublicKey)
 	if err != nil {
