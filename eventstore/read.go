@@ -59,6 +59,13 @@ func (s *Store) UnsealedEntries(ctx context.Context, limit int) ([]domain.Ledger
 }
 
 func scanEntry(row pgx.Row, extra ...any) (domain.LedgerEntry, error) {
+	e, _, err := scanPositioned(row, extra...)
+	return e, err
+}
+
+// scanPositioned scans a row of selectColumns (then extra) into an entry
+// and its position in safe order.
+func scanPositioned(row pgx.Row, extra ...any) (domain.LedgerEntry, Position, error) {
 	var (
 		e       rowEntry
 		txID    wsql.XID8
@@ -69,9 +76,9 @@ func scanEntry(row pgx.Row, extra ...any) (domain.LedgerEntry, error) {
 	dest := append([]any{&e.offset, &txID, &uuid, &payload, &meta, &e.svixID, &e.source, &e.svixTimestamp, &e.signature,
 		&e.eventType, &e.subjectID, &e.instanceID, &e.eventTime, &e.timestampUnit, &e.receivedAt, &e.sourceIP}, extra...)
 	if err := row.Scan(dest...); err != nil {
-		return domain.LedgerEntry{}, translate(err, "scan ledger entry")
+		return domain.LedgerEntry{}, Position{}, translate(err, "scan ledger entry")
 	}
-	return e.entry(payload), nil
+	return e.entry(payload), Position{TxID: uint64(txID), Offset: e.offset}, nil
 }
 
 // LeafHashes returns every stored leaf hash in ledger index order.

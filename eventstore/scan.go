@@ -56,18 +56,11 @@ func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([
 	defer rows.Close()
 	out := make([]Scanned, 0, limit)
 	for rows.Next() {
-		var (
-			e       rowEntry
-			txID    wsql.XID8
-			uuid    string
-			payload []byte
-			meta    []byte
-		)
-		if err := rows.Scan(&e.offset, &txID, &uuid, &payload, &meta, &e.svixID, &e.source, &e.svixTimestamp, &e.signature,
-			&e.eventType, &e.subjectID, &e.instanceID, &e.eventTime, &e.timestampUnit, &e.receivedAt, &e.sourceIP); err != nil {
-			return nil, translate(err, "scan ledger")
+		e, pos, err := scanPositioned(rows)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, Scanned{LedgerEntry: e.entry(payload), Position: Position{TxID: uint64(txID), Offset: e.offset}})
+		out = append(out, Scanned{LedgerEntry: e, Position: pos})
 	}
 	return out, translate(rows.Err(), "scan ledger")
 }

@@ -117,23 +117,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // Get returns the entry with the given svix-id, or a domain.ENOTFOUND
 // error.
 func (s *Store) Get(ctx context.Context, svixID string) (domain.LedgerEntry, error) {
-	var (
-		e       rowEntry
-		txID    wsql.XID8
-		uuid    string
-		payload []byte
-		meta    []byte
-	)
-	err := s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM `+EventsTable+` WHERE svix_id = $1`, svixID).
-		Scan(&e.offset, &txID, &uuid, &payload, &meta, &e.svixID, &e.source, &e.svixTimestamp, &e.signature,
-			&e.eventType, &e.subjectID, &e.instanceID, &e.eventTime, &e.timestampUnit, &e.receivedAt, &e.sourceIP)
+	e, err := scanEntry(s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM `+EventsTable+` WHERE svix_id = $1`, svixID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return domain.LedgerEntry{}, domain.Errorf(domain.ENOTFOUND, "not_found", "no ledger entry with svix-id %q", svixID)
 	}
-	if err != nil {
-		return domain.LedgerEntry{}, translate(err, "read ledger entry")
-	}
-	return e.entry(payload), nil
+	return e, err
 }
 
 // Count returns the number of entries in the ledger.
