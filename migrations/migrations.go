@@ -95,7 +95,7 @@ func provider(ctx context.Context, db *sql.DB, logger *slog.Logger) (*goose.Prov
 		goose.WithDisableGlobalRegistry(true),
 	}
 	if logger != nil {
-		opts = append(opts, goose.WithSlog(logger), goose.WithVerbose(true))
+		opts = append(opts, goose.WithSlog(logger))
 	}
 	return goose.NewProvider(goose.DialectPostgres, db, sub, opts...)
 }
