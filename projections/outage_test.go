@@ -36,8 +36,7 @@ func (p *pausing) Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) er
 func TestProjectionRecoversWhenTheDatabaseDropsMidBatch(t *testing.T) {
 	t.Parallel()
 	v := setup(t)
-	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
-	require.NoError(t, err)
+	v.createApplied()
 	for _, e := range history("user_outage") {
 		v.append(e)
 	}
@@ -64,8 +63,7 @@ func TestProjectionRecoversWhenTheDatabaseDropsMidBatch(t *testing.T) {
 func TestProjectionSeesRowsCommittedDuringItsBatch(t *testing.T) {
 	t.Parallel()
 	v := setup(t)
-	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
-	require.NoError(t, err)
+	v.createApplied()
 	for _, e := range history("user_concurrent")[:2] {
 		v.append(e)
 	}
@@ -73,7 +71,7 @@ func TestProjectionSeesRowsCommittedDuringItsBatch(t *testing.T) {
 	wait := v.run(projections.RunnerConfig{Projections: []projections.Projection{p}, RetryInterval: 20 * time.Millisecond})
 
 	<-p.inside // the batch transaction has read its entries, written nothing yet
-	_, err = v.db.Pool.Exec(context.Background(), `INSERT INTO users (clerk_id, role, last_offset) VALUES ('user_concurrent', 'ADMIN', 0)
+	_, err := v.db.Pool.Exec(context.Background(), `INSERT INTO users (clerk_id, role, last_offset) VALUES ('user_concurrent', 'ADMIN', 0)
 		ON CONFLICT (clerk_id) DO UPDATE SET role = 'ADMIN'`)
 	require.NoError(t, err)
 	close(p.release)

@@ -317,6 +317,13 @@ func (c *counting) Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) e
 	return nil
 }
 
+// createApplied makes the table counting writes to.
+func (v *env) createApplied() {
+	v.t.Helper()
+	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
+	require.NoError(v.t, err)
+}
+
 func (v *env) appliedCounts() map[string]int {
 	v.t.Helper()
 	rows, err := v.db.Pool.Query(context.Background(), `SELECT svix_id, n FROM applied`)
@@ -332,8 +339,7 @@ func (v *env) appliedCounts() map[string]int {
 func TestFailingHandlerLeavesNoPartialWrite(t *testing.T) {
 	t.Parallel()
 	v := setup(t)
-	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
-	require.NoError(t, err)
+	v.createApplied()
 	for _, e := range history("user_crash")[:3] {
 		v.append(e)
 	}
@@ -348,8 +354,7 @@ func TestFailingHandlerLeavesNoPartialWrite(t *testing.T) {
 func TestPoisonEventIsRecordedAndSkipped(t *testing.T) {
 	t.Parallel()
 	v := setup(t)
-	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
-	require.NoError(t, err)
+	v.createApplied()
 	for _, e := range history("user_poison")[:3] {
 		v.append(e)
 	}
@@ -373,8 +378,7 @@ func TestPoisonEventIsRecordedAndSkipped(t *testing.T) {
 func TestTwoRunnersApplyEachEventOnce(t *testing.T) {
 	t.Parallel()
 	v := setup(t)
-	_, err := v.db.Pool.Exec(context.Background(), `CREATE TABLE applied (svix_id TEXT PRIMARY KEY, n INT NOT NULL)`)
-	require.NoError(t, err)
+	v.createApplied()
 	c1 := &counting{tried: map[string]int{}}
 	c2 := &counting{tried: map[string]int{}}
 	wait1 := v.run(projections.RunnerConfig{Projections: []projections.Projection{c1}, BatchSize: 5})

@@ -97,17 +97,24 @@ func TestServeWithoutSigningKeyWarnsOnce(t *testing.T) {
 	require.Equal(t, 404, h.get(CheckpointPath).status)
 }
 
-func TestExportThenVerifyCommands(t *testing.T) {
-	t.Parallel()
+// exportedBundle seals 12 delivered events, stops webhookd and exports
+// them into a bundle directory with the export command.
+func exportedBundle(t *testing.T) (*harness, *Globals, string) {
+	t.Helper()
 	h := start(t, withSeal(sealKey))
 	h.deliverN(0, 12)
 	h.waitCheckpoint(12)
 	h.stop()
-
 	g := &Globals{LogFormat: "json", LogLevel: "error"}
-	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "bundle")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(ctx, g))
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(context.Background(), g))
+	return h, g, dir
+}
+
+func TestExportThenVerifyCommands(t *testing.T) {
+	t.Parallel()
+	h, g, dir := exportedBundle(t)
+	ctx := context.Background()
 	pem := filepath.Join(dir, audit.PublicKeyFile)
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
 	require.NoError(t, (&VerifyCmd{DB: true, DatabaseURL: h.db.URL}).Run(ctx, g))
@@ -184,16 +191,9 @@ func alterEntry6(t *testing.T, data []byte) []byte {
 
 func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	t.Parallel()
-	h := start(t, withSeal(sealKey))
-	h.deliverN(0, 12)
-	h.waitCheckpoint(12)
-	h.stop()
-
-	g := &Globals{LogFormat: "json", LogLevel: "error"}
+	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "bundle")
 	archive := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(ctx, g))
 	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: archive, Actor: "auditor"}).Run(ctx, g))
 	fi, err := os.Stat(archive)
 	require.NoError(t, err)
