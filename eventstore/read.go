@@ -38,7 +38,7 @@ func (s *Store) UnsealedEntries(ctx context.Context, limit int) ([]domain.Ledger
 		ORDER BY i.ledger_index DESC LIMIT 1
 	)
 	SELECT ` + selectColumns + ` FROM ` + EventsTable + `
-	WHERE (NOT EXISTS (SELECT 1 FROM last) OR (transaction_id, "offset") > (SELECT tx, off FROM last))
+	WHERE (transaction_id, "offset") > (coalesce((SELECT tx FROM last), '0'::xid8), coalesce((SELECT off FROM last), 0))
 	  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 	ORDER BY transaction_id, "offset"
 	LIMIT $1`
