@@ -63,7 +63,10 @@ type LedgerSchema struct {
 
 var _ wsql.SchemaAdapter = LedgerSchema{}
 
-// InsertQuery inserts the messages in one statement.
+// InsertQuery inserts the messages in one statement. A row whose svix-id
+// is already in the ledger (or earlier in the same statement) is skipped,
+// not an error: the store tells new from duplicate entries by reading back
+// which message uuid holds each svix-id (see batch.go).
 func (s LedgerSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO ` + EventsTable + ` (` + insertColumns + `) VALUES `)
@@ -83,6 +86,7 @@ func (s LedgerSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, er
 		args = append(args, row...)
 		b.WriteString("pg_current_xact_id())")
 	}
+	b.WriteString(" ON CONFLICT (svix_id) DO NOTHING")
 	return wsql.Query{Query: b.String(), Args: args}, nil
 }
 

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -16,50 +18,60 @@ import (
 	"github.com/webhookd/webhookd/domain"
 )
 
-// svixIDConstraint is the unique index that makes svix-id the idempotency
-// key (migrations/sql/001_ledger.sql).
-const svixIDConstraint = "ledger_events_svix_id_key"
-
 // Store appends to and reads from the ledger.
 type Store struct {
+	cfg       Config
 	pool      *pgxpool.Pool
 	publisher *wsql.Publisher
+
+	queue   chan *appendRequest
+	writers sync.WaitGroup
+	mu      sync.RWMutex // held (shared) while sending to queue; Close takes it
+	closed  bool
 }
 
-// New returns a Store on pool. The schema must already be migrated.
+// Config configures a Store.
+type Config struct {
+	// Logger receives Watermill's log lines. Defaults to none.
+	Logger watermill.LoggerAdapter
+	// MaxBatch is the most appends one INSERT (one transaction) carries.
+	// Defaults to DefaultMaxBatch.
+	MaxBatch int
+	// Writers is how many batches may be written at once. Defaults to
+	// DefaultWriters.
+	Writers int
+	// Flushed, when set, is called after each batch INSERT with the
+	// number of entries, the time it took and its error.
+	Flushed func(entries int, took time.Duration, err error)
+}
+
+// New returns a Store on pool with the default Config and logger. The
+// schema must already be migrated.
 func New(pool *pgxpool.Pool, logger watermill.LoggerAdapter) (*Store, error) {
+	return NewWithConfig(pool, Config{Logger: logger})
+}
+
+// NewWithConfig returns a Store on pool. The schema must already be
+// migrated. Close stops its writers.
+func NewWithConfig(pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = DefaultWriters
+	}
 	pub, err := wsql.NewPublisher(wsql.BeginnerFromPgx(pool), wsql.PublisherConfig{
 		SchemaAdapter: LedgerSchema{},
-	}, logger)
+	}, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("ledger publisher: %w", err)
 	}
-	return &Store{pool: pool, publisher: pub}, nil
-}
-
-// Close stops accepting appends and waits for those in flight.
-func (s *Store) Close() error { return s.publisher.Close() }
-
-// Append stores e durably (the insert has committed when Append returns
-// nil). If e.SvixID is already in the ledger, including when another append
-// of the same id is racing this one, it stores nothing and reports
-// Duplicate.
-func (s *Store) Append(ctx context.Context, e domain.LedgerEntry) (domain.AppendResult, error) {
-	msg := NewMessage(e)
-	msg.SetContext(ctx)
-	err := s.publisher.Publish(Topic, msg)
-	if err == nil {
-		return domain.AppendResult{}, nil
+	s := &Store{cfg: cfg, pool: pool, publisher: pub, queue: make(chan *appendRequest, cfg.MaxBatch*cfg.Writers)}
+	s.writers.Add(cfg.Writers)
+	for range cfg.Writers {
+		go s.write()
 	}
-	if isUniqueViolation(err, svixIDConstraint) {
-		return domain.AppendResult{Duplicate: true}, nil
-	}
-	return domain.AppendResult{}, translate(err, "append to ledger")
-}
-
-func isUniqueViolation(err error, constraint string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
+	return s, nil
 }
 
 // translate turns a driver error into a domain error: EUNAVAILABLE when

@@ -1,0 +1,222 @@
+package eventstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/webhookd/webhookd/domain"
+)
+
+// Group commit. Appends that arrive while earlier ones are being written
+// wait in a queue; a writer takes everything queued (up to MaxBatch) and
+// publishes it as one multi-row INSERT, one transaction, one WAL flush.
+// Nobody waits for a batch to fill: an append that finds a writer idle is
+// written at once, alone. Under load the batches grow by themselves, which
+// is what lets webhookd go past the database's single-row insert rate.
+//
+// The guarantees of a single append are kept per entry:
+//   - Append returns only after the INSERT carrying its entry committed;
+//   - one row per svix-id: the INSERT skips rows whose svix-id is already
+//     in the ledger (ON CONFLICT (svix_id) DO NOTHING, which waits for a
+//     concurrent uncommitted insert of the same id, in this process or
+//     another, and skips only if that one commits), and after the commit
+//     the batch reads back which uuids hold its svix-ids: an entry whose
+//     own message uuid is there was appended, any other is a duplicate;
+//   - a batch that fails for a reason other than the database being
+//     unavailable is retried entry by entry, so one bad entry cannot fail
+//     the others.
+
+// Defaults of Config.
+const (
+	DefaultMaxBatch = 64
+	DefaultWriters  = 2
+)
+
+// errStoreClosed is the answer to an append after Close.
+var errStoreClosed = &domain.Error{Code: domain.EUNAVAILABLE, Reason: "shutting_down", Message: "webhookd is shutting down; retry later"}
+
+// defaultFlushTimeout bounds a batch whose appends carry no deadline.
+const defaultFlushTimeout = 30 * time.Second
+
+type appendRequest struct {
+	ctx    context.Context
+	entry  domain.LedgerEntry
+	msg    *message.Message
+	result chan appendResult
+}
+
+type appendResult struct {
+	res domain.AppendResult
+	err error
+}
+
+func (r *appendRequest) reply(res domain.AppendResult, err error) {
+	r.result <- appendResult{res, err}
+}
+
+// Append stores e durably (the insert has committed when Append returns
+// nil). If e.SvixID is already in the ledger, including when another append
+// of the same id is racing this one, it stores nothing and reports
+// Duplicate. Concurrent appends share transactions (see Config.MaxBatch).
+func (s *Store) Append(ctx context.Context, e domain.LedgerEntry) (domain.AppendResult, error) {
+	req := &appendRequest{ctx: ctx, entry: e, msg: NewMessage(e), result: make(chan appendResult, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return domain.AppendResult{}, errStoreClosed
+	}
+	select {
+	case s.queue <- req:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return domain.AppendResult{}, translate(ctx.Err(), "append to ledger")
+	}
+	select {
+	case r := <-req.result:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The entry may still be committed by its batch; the caller
+		// answers "retry later" and a retry finds it as a duplicate.
+		return domain.AppendResult{}, translate(ctx.Err(), "append to ledger")
+	}
+}
+
+// write is one writer: it takes the first queued append, everything else
+// queued behind it up to MaxBatch, and flushes them together.
+func (s *Store) write() {
+	defer s.writers.Done()
+	batch := make([]*appendRequest, 0, s.cfg.MaxBatch)
+	for first := range s.queue {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.flush(batch)
+	}
+}
+
+// flush appends batch in one INSERT and answers every request in it.
+func (s *Store) flush(batch []*appendRequest) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.reply(domain.AppendResult{}, translate(err, "append to ledger"))
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := flushContext(live)
+	defer cancel()
+	start := time.Now()
+	err := s.insert(ctx, live)
+	if s.cfg.Flushed != nil {
+		s.cfg.Flushed(len(live), time.Since(start), err)
+	}
+	if err != nil && len(live) > 1 && !IsUnavailable(err) {
+		// Something in the batch was refused: try each entry alone so
+		// only the one at fault fails.
+		for _, r := range live {
+			s.flush([]*appendRequest{r})
+		}
+		return
+	}
+	if err != nil {
+		for _, r := range live {
+			r.reply(domain.AppendResult{}, translate(err, "append to ledger"))
+		}
+		return
+	}
+	ids := make([]string, len(live))
+	for i, r := range live {
+		ids[i] = r.entry.SvixID
+	}
+	owners, err := s.owners(ctx, ids)
+	for _, r := range live {
+		switch {
+		case err != nil:
+			// Committed, but which entries were new is unknown: the
+			// caller retries and then learns it is a duplicate.
+			r.reply(domain.AppendResult{}, translate(err, "read back appended entries"))
+		default:
+			r.reply(domain.AppendResult{Duplicate: !owners[r.msg.UUID]}, nil)
+		}
+	}
+}
+
+// insert publishes the batch's messages as one INSERT (autocommit).
+func (s *Store) insert(ctx context.Context, batch []*appendRequest) error {
+	msgs := make([]*message.Message, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.msg
+	}
+	// watermill-sql runs the INSERT on the first message's context.
+	msgs[0].SetContext(ctx)
+	return s.publisher.Publish(Topic, msgs...)
+}
+
+// owners returns the set of message uuids that hold the given svix-ids.
+func (s *Store) owners(ctx context.Context, svixIDs []string) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT uuid FROM `+EventsTable+` WHERE svix_id = ANY($1)`, svixIDs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	owners := make(map[string]bool, len(svixIDs))
+	for rows.Next() {
+		var uuid string
+		if err := rows.Scan(&uuid); err != nil {
+			return nil, err
+		}
+		owners[uuid] = true
+	}
+	return owners, rows.Err()
+}
+
+// flushContext lives as long as the longest-waiting request is willing to:
+// a batch must not fail because one of its requests has a short deadline.
+func flushContext(batch []*appendRequest) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, r := range batch {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if latest.IsZero() {
+		return context.WithTimeout(context.Background(), defaultFlushTimeout)
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
+// Close stops accepting appends, writes those already queued and waits for
+// them.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.queue)
+	s.mu.Unlock()
+	s.writers.Wait()
+	return s.publisher.Close()
+}
