@@ -138,7 +138,11 @@ func TestSealerIndexesGaplessAndSignsCheckpoints(t *testing.T) {
 	require.EqualValues(t, 8, cp2.TreeSize)
 	all, err := l.store.Checkpoints(context.Background())
 	require.NoError(t, err)
-	require.Len(t, all, 2)
+	// Two, or more when a parallel test's open transaction held the
+	// horizon between two of the three new rows.
+	require.GreaterOrEqual(t, len(all), 2)
+	require.Equal(t, cp, all[0])
+	require.Equal(t, cp2, all[len(all)-1])
 
 	// The seal tables are append-only.
 	_, err = l.db.Pool.Exec(context.Background(), `UPDATE ledger_index SET leaf_hash = leaf_hash`)
