@@ -18,13 +18,23 @@ type Projection interface {
 	Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) error
 }
 
-// Atomic is implemented by a projection whose Apply already leaves no
-// partial write, and the transaction usable, when it fails (it pipelines
-// its own savepoint with its statements). The runner then adds no
-// savepoint of its own, saving two round trips per entry.
-type Atomic interface {
+// Batched is implemented by a projection that applies many entries with a
+// few statements. The runner then prepares (decodes) each entry as the
+// subscriber hands it over, and applies all the entries of the
+// subscriber's batch with one ApplyBatch call in the batch transaction,
+// just before the consumer position is stored with it. A Prepare error is
+// the entry's own: retried and at last recorded as poison, like an Apply
+// error. When ApplyBatch fails, the runner rolls the batch transaction
+// back and applies those entries one by one with Apply, so that one bad
+// entry cannot hold up the others.
+type Batched interface {
 	Projection
-	AppliesAtomically()
+	// Prepare decodes e for ApplyBatch; ok is false when the projection
+	// has nothing to do with e.
+	Prepare(e domain.LedgerEntry) (prepared any, ok bool, err error)
+	// ApplyBatch applies prepared entries, given in ledger order, inside
+	// tx. An error may leave partial writes and tx unusable.
+	ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []any) error
 }
 
 // All returns the projections webhookd serve runs.

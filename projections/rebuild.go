@@ -181,11 +181,9 @@ func createShadow(ctx context.Context, tx pgx.Tx, shadow string, states map[stri
 	}
 	rows := make([][]any, 0, len(states))
 	for _, s := range states {
-		rows = append(rows, []any{s.ClerkID, s.Email, s.FirstName, s.LastName, s.Name, s.ImageURL, s.Role, s.PracticeID,
-			s.CreatedAt, s.UpdatedAt, s.DeletedAt, s.ClerkUpdatedAt, s.LastOffset})
+		rows = append(rows, s.values())
 	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, []string{"clerk_id", "email", "first_name", "last_name", "name", "image_url",
-		"role", "practice_id", "created_at", "updated_at", "deleted_at", "clerk_updated_at", "last_offset"}, pgx.CopyFromRows(rows))
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, userColumnNames, pgx.CopyFromRows(rows))
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", shadow, err)
 	}

@@ -65,7 +65,8 @@ type Runner struct {
 	runningOnce sync.Once
 
 	mu       sync.Mutex
-	attempts map[string]int // projection/offset → failed attempts
+	attempts map[string]int  // projection/offset → failed attempts
+	alone    map[string]bool // projection/offset → apply alone (see Batched)
 }
 
 // NewRunner prepares the router; Run starts it.
@@ -85,7 +86,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 100 * time.Millisecond
 	}
-	return &Runner{cfg: cfg, attempts: map[string]int{}, running: make(chan struct{})}, nil
+	return &Runner{cfg: cfg, attempts: map[string]int{}, alone: map[string]bool{}, running: make(chan struct{})}, nil
 }
 
 // ConsumerGroup is the ledger_offsets row of a projection.
@@ -100,13 +101,18 @@ func (r *Runner) newRouter() (*message.Router, []*gate, error) {
 	}
 	var gates []*gate
 	for _, p := range r.cfg.Projections {
-		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(r.cfg.Pool), wsql.SubscriberConfig{
+		beginner, offsets := wsql.BeginnerFromPgx(r.cfg.Pool), eventstore.OffsetsAdapter()
+		if bp, ok := p.(Batched); ok {
+			acks := &ackTracker{OffsetsAdapter: offsets}
+			beginner, offsets = batchBeginner{Beginner: beginner, acks: acks, apply: r.applier(bp)}, acks
+		}
+		sub, err := wsql.NewSubscriber(beginner, wsql.SubscriberConfig{
 			ConsumerGroup:  ConsumerGroup(p.Name()),
 			PollInterval:   r.cfg.PollInterval,
 			ResendInterval: r.cfg.RetryInterval,
 			RetryInterval:  r.cfg.RetryInterval,
 			SchemaAdapter:  eventstore.LedgerSchema{SubscribeBatchSize: r.cfg.BatchSize},
-			OffsetsAdapter: eventstore.OffsetsAdapter(),
+			OffsetsAdapter: offsets,
 		}, wlog)
 		if err != nil {
 			return nil, nil, fmt.Errorf("projection %s: %w", p.Name(), err)
@@ -232,18 +238,51 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 		if !ok {
 			return errors.New("projection: no subscriber transaction in message context")
 		}
-		ptx, ok := wtx.(*wsql.PgxTx)
-		if !ok {
+		var (
+			tx  pgx.Tx
+			btx *batchTx
+		)
+		switch t := wtx.(type) {
+		case *batchTx:
+			tx, btx = t.Tx, t
+		case *wsql.PgxTx:
+			tx = t.Tx
+		default:
 			return fmt.Errorf("projection: subscriber transaction is %T, want *sql.PgxTx", wtx)
+		}
+		if btx != nil && btx.doomed() {
+			// Applying the batch's entries failed: the transaction will
+			// be rolled back and the batch read again (see applier), so
+			// there is nothing to do until the subscriber gets there.
+			return nil
 		}
 		e, err := eventstore.EntryFromMessage(msg)
 		if err != nil {
 			return err
 		}
 		start := time.Now()
-		err = applyInSavepoint(ctx, ptx.Tx, p, e)
+		buffered := false
+		bp, batched := p.(Batched)
+		switch {
+		case batched && btx != nil && !r.isAlone(p.Name(), e.Offset):
+			var prepared any
+			if prepared, buffered, err = bp.Prepare(e); err == nil && buffered {
+				btx.add(e, prepared)
+			}
+		case btx != nil:
+			// To be applied alone: the entries before it first.
+			if err = btx.applyPending(ctx, false); err != nil {
+				return nil // doomed, as above
+			}
+			err = applyInSavepoint(ctx, tx, p, e)
+		default:
+			err = applyInSavepoint(ctx, tx, p, e)
+		}
 		if err == nil {
 			r.forget(p.Name(), e.Offset)
+			if buffered {
+				return nil // applied with its batch, see flusher
+			}
 			if r.cfg.Applied != nil {
 				r.cfg.Applied(p.Name(), e)
 			}
@@ -257,7 +296,7 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 		if eventstore.IsUnavailable(err) {
 			// The database, not the event: retry without counting.
 			r.failed(p.Name(), e, FailureUnavailable)
-			if ptx.Tx.Conn().IsClosed() {
+			if tx.Conn().IsClosed() {
 				// The batch transaction died with its connection: it can
 				// never commit, so neither this entry's writes nor any
 				// position will stick. Acking lets watermill-sql reach its
@@ -282,7 +321,7 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 			return err
 		}
 		// Poison: record it with the offset commit and move on.
-		if _, rerr := ptx.Tx.Exec(ctx, `
+		if _, rerr := tx.Exec(ctx, `
 			INSERT INTO projection_failures (projection, ledger_offset, svix_id, event_type, error, attempts)
 			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (projection, ledger_offset) DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()`,
@@ -303,9 +342,6 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 // watermill-sql does not roll back a nacked message's writes on its own
 // (watermill#224), since the batch shares one transaction.
 func applyInSavepoint(ctx context.Context, tx pgx.Tx, p Projection, e domain.LedgerEntry) error {
-	if _, ok := p.(Atomic); ok {
-		return p.Apply(ctx, tx, e)
-	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
@@ -328,7 +364,7 @@ func (r *Runner) failed(projection string, e domain.LedgerEntry, outcome string)
 func (r *Runner) fail(projection string, offset int64) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	k := fmt.Sprintf("%s/%d", projection, offset)
+	k := attemptKey(projection, offset)
 	r.attempts[k]++
 	return r.attempts[k]
 }
@@ -336,5 +372,11 @@ func (r *Runner) fail(projection string, offset int64) int {
 func (r *Runner) forget(projection string, offset int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.attempts, fmt.Sprintf("%s/%d", projection, offset))
+	k := attemptKey(projection, offset)
+	delete(r.attempts, k)
+	delete(r.alone, k)
+}
+
+func attemptKey(projection string, offset int64) string {
+	return fmt.Sprintf("%s/%d", projection, offset)
 }

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -10,12 +9,17 @@ import (
 )
 
 // Users projects Clerk user events and webhookd's access changes into the
-// users table, with the rules of UserState.Apply.
+// users table, with the rules of UserState.Apply: the live projection
+// loads the rows an entry or batch touches, folds the entries into them in
+// memory with the same method a rebuild folds the whole ledger with, and
+// writes back the rows that changed.
 type Users struct {
 	// Table is the table written. Defaults to "users"; a rebuild writes a
 	// shadow table.
 	Table string
 }
+
+var _ Batched = Users{}
 
 // Name implements Projection.
 func (u Users) Name() string { return "users" }
@@ -31,82 +35,129 @@ func (u Users) table() string {
 const userColumns = `clerk_id, email, first_name, last_name, name, image_url, role, practice_id,
 	created_at, updated_at, deleted_at, clerk_updated_at, last_offset`
 
-// Apply implements Projection: it loads the user's row (locking it),
-// applies the entry with UserState.Apply and writes the row back. It
-// manages its own savepoint, pipelined with its statements, so an entry
-// costs two round trips: [SAVEPOINT, SELECT … FOR UPDATE] and [upsert,
-// RELEASE]. A failure rolls back to the savepoint: no partial write, and
-// the transaction stays usable.
-func (u Users) Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) error {
-	ev, err := DecodeUserEvent(e)
-	if err != nil || ev.Kind == UserIgnored {
-		return err
-	}
-	if err := u.apply(ctx, tx, ev); err != nil {
-		rb := &pgx.Batch{}
-		rb.Queue(`ROLLBACK TO SAVEPOINT users_entry`)
-		rb.Queue(`RELEASE SAVEPOINT users_entry`)
-		if rbErr := tx.SendBatch(ctx, rb).Close(); rbErr != nil {
-			return errors.Join(err, rbErr)
-		}
-		return err
-	}
-	return nil
+// userColumnNames is userColumns as a list, for COPY.
+var userColumnNames = []string{"clerk_id", "email", "first_name", "last_name", "name", "image_url",
+	"role", "practice_id", "created_at", "updated_at", "deleted_at", "clerk_updated_at", "last_offset"}
+
+// values is s as a row of userColumns.
+func (s *UserState) values() []any {
+	return []any{s.ClerkID, s.Email, s.FirstName, s.LastName, s.Name, s.ImageURL, s.Role, s.PracticeID,
+		s.CreatedAt, s.UpdatedAt, s.DeletedAt, s.ClerkUpdatedAt, s.LastOffset}
 }
 
-// AppliesAtomically tells the runner that Apply handles its own savepoint.
-func (Users) AppliesAtomically() {}
-
-// apply sends the entry's one statement between SAVEPOINT and RELEASE in
-// a single round trip. The statements are the SQL form of
-// UserState.Apply (which a rebuild folds with); the permutation,
-// randomized and rebuild-equals-live tests hold the two to the same
-// result.
-func (u Users) apply(ctx context.Context, tx pgx.Tx, ev UserEvent) error {
-	b := &pgx.Batch{}
-	b.Queue(`SAVEPOINT users_entry`)
-	switch ev.Kind {
-	case UserProfile:
-		p := ev.User
-		b.Queue(`
-			INSERT INTO `+u.table()+` AS u (clerk_id, email, first_name, last_name, name, image_url,
-				created_at, updated_at, clerk_updated_at, last_offset)
-			VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), $7, $8, $8, $9)
-			ON CONFLICT (clerk_id) DO UPDATE SET
-				email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
-				name = EXCLUDED.name, image_url = EXCLUDED.image_url,
-				created_at = LEAST(u.created_at, EXCLUDED.created_at),
-				updated_at = EXCLUDED.updated_at, clerk_updated_at = EXCLUDED.clerk_updated_at,
-				last_offset = EXCLUDED.last_offset
-			WHERE u.clerk_updated_at IS NULL OR u.clerk_updated_at <= EXCLUDED.clerk_updated_at`,
-			p.ClerkID, p.Email, p.FirstName, p.LastName, p.Name, p.ImageURL, p.CreatedAt, p.UpdatedAt, ev.Offset)
-	case UserDeleted:
-		b.Queue(`
-			INSERT INTO `+u.table()+` AS u (clerk_id, deleted_at, last_offset) VALUES ($1, $2, $3)
-			ON CONFLICT (clerk_id) DO UPDATE SET
-				deleted_at = LEAST(u.deleted_at, EXCLUDED.deleted_at), last_offset = EXCLUDED.last_offset`,
-			ev.ClerkID, ev.Time, ev.Offset)
-	case UserAccess:
-		a := ev.Access
-		role := domain.DefaultRole
-		if a.Role != nil {
-			role = *a.Role
-		}
-		var practice *string
-		if a.PracticeID != nil {
-			practice = nonEmpty(*a.PracticeID)
-		}
-		b.Queue(`
-			INSERT INTO `+u.table()+` AS u (clerk_id, role, practice_id, last_offset) VALUES ($1, $2, $3, $6)
-			ON CONFLICT (clerk_id) DO UPDATE SET
-				role = CASE WHEN $4 THEN EXCLUDED.role ELSE u.role END,
-				practice_id = CASE WHEN $5 THEN EXCLUDED.practice_id ELSE u.practice_id END,
-				last_offset = EXCLUDED.last_offset`,
-			a.ClerkID, role, practice, a.Role != nil, a.PracticeID != nil, ev.Offset)
+// Prepare implements Batched: it decodes e as a UserEvent.
+func (u Users) Prepare(e domain.LedgerEntry) (any, bool, error) {
+	ev, err := DecodeUserEvent(e)
+	if err != nil || ev.Kind == UserIgnored {
+		return nil, false, err
 	}
-	b.Queue(`RELEASE SAVEPOINT users_entry`)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("apply user entry: %w", err)
+	return ev, true, nil
+}
+
+// Apply implements Projection: ApplyBatch for one entry.
+func (u Users) Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) error {
+	ev, ok, err := u.Prepare(e)
+	if err != nil || !ok {
+		return err
+	}
+	return u.ApplyBatch(ctx, tx, []any{ev})
+}
+
+// ApplyBatch implements Batched with two statements whatever the number
+// of entries: it locks and reads the rows of the users the entries touch,
+// applies the entries in order with UserState.Apply, and upserts the rows
+// that changed.
+func (u Users) ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []any) error {
+	if len(prepared) == 0 {
+		return nil
+	}
+	events := make([]UserEvent, len(prepared))
+	var ids []string
+	seen := map[string]bool{}
+	for i, p := range prepared {
+		ev, ok := p.(UserEvent)
+		if !ok {
+			return fmt.Errorf("users projection: prepared entry is %T, want UserEvent", p)
+		}
+		events[i] = ev
+		if !seen[ev.ClerkID] {
+			seen[ev.ClerkID] = true
+			ids = append(ids, ev.ClerkID)
+		}
+	}
+	states, err := u.load(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	var changed []*UserState
+	dirty := map[string]bool{}
+	for _, ev := range events {
+		s, ok := states[ev.ClerkID]
+		if !ok {
+			fresh := NewUserState(ev.ClerkID)
+			s = &fresh
+			states[ev.ClerkID] = s
+		}
+		if s.Apply(ev) && !dirty[ev.ClerkID] {
+			dirty[ev.ClerkID] = true
+			changed = append(changed, s)
+		}
+	}
+	return u.store(ctx, tx, changed)
+}
+
+// load reads and locks the rows of ids that exist.
+func (u Users) load(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*UserState, error) {
+	rows, err := tx.Query(ctx, `SELECT `+userColumns+` FROM `+u.table()+` WHERE clerk_id = ANY($1) FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load users: %w", err)
+	}
+	defer rows.Close()
+	states := make(map[string]*UserState, len(ids))
+	for rows.Next() {
+		s := &UserState{}
+		if err := rows.Scan(&s.ClerkID, &s.Email, &s.FirstName, &s.LastName, &s.Name, &s.ImageURL, &s.Role, &s.PracticeID,
+			&s.CreatedAt, &s.UpdatedAt, &s.DeletedAt, &s.ClerkUpdatedAt, &s.LastOffset); err != nil {
+			return nil, fmt.Errorf("load users: %w", err)
+		}
+		states[s.ClerkID] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load users: %w", err)
+	}
+	return states, nil
+}
+
+// store upserts states in one statement, one array parameter per column.
+func (u Users) store(ctx context.Context, tx pgx.Tx, states []*UserState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	cols := make([][]any, len(userColumnNames))
+	for i := range cols {
+		cols[i] = make([]any, len(states))
+	}
+	for j, s := range states {
+		for i, v := range s.values() {
+			cols[i][j] = v
+		}
+	}
+	args := make([]any, len(cols))
+	for i := range cols {
+		args[i] = cols[i]
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO `+u.table()+` (`+userColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::bigint[])
+		ON CONFLICT (clerk_id) DO UPDATE SET
+			email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+			name = EXCLUDED.name, image_url = EXCLUDED.image_url, role = EXCLUDED.role,
+			practice_id = EXCLUDED.practice_id, created_at = EXCLUDED.created_at,
+			updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at,
+			clerk_updated_at = EXCLUDED.clerk_updated_at, last_offset = EXCLUDED.last_offset`, args...)
+	if err != nil {
+		return fmt.Errorf("store users: %w", err)
 	}
 	return nil
 }
