@@ -68,6 +68,20 @@ type rawEnvelope struct {
 // "not_clerk_event"; their messages name the field at fault and never quote
 // the body's values, which may hold personal data.
 func ParseEnvelope(body []byte) (Envelope, error) {
+	if env, ok := readPlainEnvelope(body, nil); ok {
+		// Copies, as json.Unmarshal makes for json.RawMessage fields: the
+		// envelope does not share the caller's buffer.
+		env.Data, env.EventAttributes = bytes.Clone(env.Data), bytes.Clone(env.EventAttributes)
+		return env, nil
+	}
+	return decodeEnvelope(body)
+}
+
+// decodeEnvelope is ParseEnvelope by json.Unmarshal. It is the reference:
+// readPlainEnvelope only takes the bodies whose reading is obvious, and
+// every other body, including every invalid one, comes here, so that
+// acceptance and error messages are encoding/json's.
+func decodeEnvelope(body []byte) (Envelope, error) {
 	var raw rawEnvelope
 	if err := json.Unmarshal(body, &raw); err != nil {
 		var syntaxErr *json.SyntaxError
@@ -132,6 +146,122 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	}, nil
 }
 
+// ParseUserEvent reads the user of a user.created or user.updated event:
+// it is ParseUser(env.Data, env.Time) for env, err := ParseEnvelope(body),
+// with the same results and errors, but it checks and walks body once
+// where the two calls would each read data again.
+func ParseUserEvent(body []byte) (User, error) {
+	var t userTokens
+	if env, ok := readPlainEnvelope(body, &t); ok {
+		if u, ok := t.user(env.Time); ok {
+			return u, nil
+		}
+	}
+	env, err := ParseEnvelope(body)
+	if err != nil {
+		return User{}, err
+	}
+	return ParseUser(env.Data, env.Time)
+}
+
+// envelopeMembers are the members of an envelope that ParseEnvelope reads,
+// numbered by the constants below.
+var envelopeMembers = [...]string{"object", "type", "instance_id", "timestamp", "data", "event_attributes"}
+
+const (
+	envObject = iota
+	envType
+	envInstanceID
+	envTimestamp
+	envData
+	envEventAttributes
+)
+
+// readPlainEnvelope is ParseEnvelope in a single pass for bodies of the
+// plain shape Clerk sends: after json.Valid, it walks the top-level object
+// once, and data's members once, with no reflection and no copies but the
+// results'. ok is false for every body it might read differently from
+// decodeEnvelope, which then decides: every invalid or rejected body, and
+// also valid ones with a duplicated member, a member name that
+// encoding/json would match to a field only case-insensitively or after
+// unescaping, or a timestamp that is not a plain positive integer. Data
+// and EventAttributes are slices of body. When user is non-nil,
+// readPlainEnvelope also collects the members of data that ParseUser reads.
+func readPlainEnvelope(body []byte, user *userTokens) (Envelope, bool) {
+	if !json.Valid(body) {
+		return Envelope{}, false
+	}
+	start := skipSpace(body, 0)
+	if body[start] != '{' {
+		return Envelope{}, false
+	}
+	var tok [len(envelopeMembers)][]byte
+	var seen uint
+	var id []byte
+	obj := objectReader{b: body, i: start}
+	for {
+		key, more := obj.next()
+		if !more {
+			break
+		}
+		n, plain := memberIndex(key, envelopeMembers[:])
+		switch {
+		case !plain || n >= 0 && seen&(1<<n) != 0:
+			return Envelope{}, false
+		case n < 0:
+			obj.skipValue()
+		case n == envData:
+			if body[obj.i] != '{' {
+				return Envelope{}, false
+			}
+			dataStart := obj.i
+			var ok bool
+			if id, obj.i, ok = readData(body, dataStart, user); !ok {
+				return Envelope{}, false
+			}
+			tok[n] = body[dataStart:obj.i]
+		default:
+			tok[n] = obj.value()
+		}
+		if n >= 0 {
+			seen |= 1 << n
+		}
+	}
+	if object, ok := stringBytes(tok[envObject]); !ok || string(object) != "event" {
+		return Envelope{}, false
+	}
+	typ, ok := plainString(tok[envType])
+	if !ok || typ == "" || len(typ) > maxTypeLen || !eventTypePattern.MatchString(typ) {
+		return Envelope{}, false
+	}
+	instanceID, ok := plainString(tok[envInstanceID])
+	if !ok || instanceID == "" || checkID("instance_id", instanceID) != nil {
+		return Envelope{}, false
+	}
+	timestamp, ok := plainPositiveInt(tok[envTimestamp])
+	if !ok || tok[envData] == nil {
+		return Envelope{}, false
+	}
+	subjectID, ok := plainString(id)
+	if !ok || subjectID == "" || checkID("data.id", subjectID) != nil {
+		return Envelope{}, false
+	}
+	attrs := tok[envEventAttributes]
+	if attrs != nil && attrs[0] != '{' && string(attrs) != "null" {
+		return Envelope{}, false
+	}
+	at, unit := eventTime(timestamp)
+	return Envelope{
+		Type:            typ,
+		InstanceID:      instanceID,
+		SubjectID:       subjectID,
+		Time:            at,
+		TimestampUnit:   unit,
+		Data:            tok[envData],
+		EventAttributes: attrs,
+	}, true
+}
+
 func parseTimestamp(raw json.RawMessage) (time.Time, string, error) {
 	if len(raw) == 0 || isJSONNull(raw) {
 		return time.Time{}, "", invalidField("timestamp", "is required")
@@ -145,10 +275,16 @@ func parseTimestamp(raw json.RawMessage) (time.Time, string, error) {
 	if err != nil || v <= 0 {
 		return time.Time{}, "", invalidField("timestamp", "must be a positive integer (unix milliseconds)")
 	}
+	at, unit := eventTime(v)
+	return at, unit, nil
+}
+
+// eventTime reads a positive "timestamp" in the unit its size implies.
+func eventTime(v int64) (time.Time, string) {
 	if v < secondsCutoff {
-		return time.Unix(v, 0).UTC(), UnitSeconds, nil
+		return time.Unix(v, 0).UTC(), UnitSeconds
 	}
-	return time.UnixMilli(v).UTC(), UnitMilliseconds, nil
+	return time.UnixMilli(v).UTC(), UnitMilliseconds
 }
 
 // checkID keeps identifiers short and printable: they become indexed text
@@ -187,4 +323,239 @@ func isJSONObject(raw json.RawMessage) bool {
 
 func isJSONNull(raw json.RawMessage) bool {
 	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+// readData walks the data object that starts at b[start] and returns its
+// "id" member and the index just past the object. When user is non-nil it
+// also collects the members ParseUser reads, so that ParseUserEvent walks
+// data once for both. ok is false for a duplicated member or a member name
+// that is not plain (see memberIndex).
+func readData(b []byte, start int, user *userTokens) (id []byte, end int, ok bool) {
+	names := userMembers[:1]
+	if user != nil {
+		names = userMembers[:]
+	}
+	var seen uint
+	obj := objectReader{b: b, i: start}
+	for {
+		key, more := obj.next()
+		if !more {
+			break
+		}
+		n, plain := memberIndex(key, names)
+		if !plain || n >= 0 && seen&(1<<n) != 0 {
+			return nil, 0, false
+		}
+		if n < 0 {
+			obj.skipValue()
+			continue
+		}
+		seen |= 1 << n
+		v := obj.value()
+		if n == userID {
+			id = v
+		}
+		if user != nil {
+			user[n] = v
+		}
+	}
+	return id, obj.i, true
+}
+
+// The readers below walk JSON that json.Valid has accepted: they check
+// nothing, and on invalid input their results are meaningless.
+
+// objectReader reads the members of a JSON object.
+type objectReader struct {
+	b []byte
+	// i is the index of the object's '{' before the first call of next,
+	// then that of the value of the member next returned, then the index
+	// just past that value once value or skipValue has read it.
+	i int
+}
+
+// next returns the name of the next member, still escaped, and leaves i
+// at its value; ok is false, and i just past the object, at the end.
+func (r *objectReader) next() (key []byte, ok bool) {
+	i := skipSpace(r.b, r.i)
+	if r.b[i] == '}' {
+		r.i = i + 1
+		return nil, false
+	}
+	i = skipSpace(r.b, i+1) // past '{' or ','
+	if r.b[i] == '}' {
+		r.i = i + 1
+		return nil, false
+	}
+	end := endOfString(r.b, i)
+	key = r.b[i+1 : end-1]
+	i = skipSpace(r.b, end) // at ':'
+	r.i = skipSpace(r.b, i+1)
+	return key, true
+}
+
+// value returns the current member's value.
+func (r *objectReader) value() []byte {
+	start := r.i
+	r.i = skipValue(r.b, start)
+	return r.b[start:r.i]
+}
+
+// skipValue steps over the current member's value.
+func (r *objectReader) skipValue() { r.i = skipValue(r.b, r.i) }
+
+// arrayReader reads the elements of a JSON array.
+type arrayReader struct {
+	b []byte
+	// i is the index of the array's '[' before the first call of next,
+	// then that of the element next found; the caller sets it just past
+	// that element before calling next again.
+	i int
+}
+
+// next reports whether there is another element, and leaves i at it.
+func (r *arrayReader) next() bool {
+	i := skipSpace(r.b, r.i)
+	if r.b[i] == ']' {
+		r.i = i + 1
+		return false
+	}
+	i = skipSpace(r.b, i+1) // past '[' or ','
+	if r.b[i] == ']' {
+		r.i = i + 1
+		return false
+	}
+	r.i = i
+	return true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return endOfString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = endOfString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default: // a number, true, false or null
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\n' && b[i] != '\r' && b[i] != '\t' {
+			i++
+		}
+		return i
+	}
+}
+
+// endOfString returns the index just past the string that starts at b[i].
+func endOfString(b []byte, i int) int {
+	for j := i + 1; ; {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return len(b)
+		}
+		q := j + k
+		backslashes := 0
+		for p := q - 1; b[p] == '\\'; p-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
+	}
+}
+
+// memberIndex returns the index of key in names, or -1 if it is none of
+// them. plain is false when encoding/json might match key to one of names
+// while key differs from it: by case (it matches names case-insensitively,
+// with Unicode folding: "ſ" matches "s"), or by an escape.
+func memberIndex(key []byte, names []string) (n int, plain bool) {
+	for _, c := range key {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return -1, false
+		}
+	}
+	for n, name := range names {
+		if len(key) == len(name) && asciiEqualFold(key, name) {
+			return n, string(key) == name
+		}
+	}
+	return -1, true
+}
+
+func asciiEqualFold(a []byte, b string) bool {
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// stringBytes returns the text of tok, a JSON string, as encoding/json
+// decodes it (unescaped, invalid UTF-8 replaced by U+FFFD). ok is false
+// when tok is not a string. A string with neither escapes nor invalid UTF-8
+// is its own text and costs no copy.
+func stringBytes(tok []byte) (text []byte, ok bool) {
+	if len(tok) < 2 || tok[0] != '"' {
+		return nil, false
+	}
+	text = tok[1 : len(tok)-1]
+	if bytes.IndexByte(text, '\\') < 0 && utf8.Valid(text) {
+		return text, true
+	}
+	var s string
+	if json.Unmarshal(tok, &s) != nil {
+		return nil, false
+	}
+	return []byte(s), true
+}
+
+// plainString is stringBytes as a string.
+func plainString(tok []byte) (string, bool) {
+	text, ok := stringBytes(tok)
+	return string(text), ok
+}
+
+// plainPositiveInt reads tok when it is a positive integer of at most 18
+// digits, which cannot overflow an int64; ok is false for any other value.
+func plainPositiveInt(tok []byte) (v int64, ok bool) {
+	if len(tok) == 0 || len(tok) > 18 {
+		return 0, false
+	}
+	for _, c := range tok {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, v > 0
 }

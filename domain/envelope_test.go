@@ -1,10 +1,17 @@
 package domain_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/domain"
@@ -62,4 +69,401 @@ func TestParseEnvelopeErrorsDoNotQuoteValues(t *testing.T) {
 		require.NotContains(t, err.Error(), "jane", body)
 		require.NotContains(t, err.Error(), "Jane", body)
 	}
+}
+
+func TestParseEnvelopeDataIsACopy(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"},"event_attributes":{"a":1}}`)
+	env, err := domain.ParseEnvelope(body)
+	require.NoError(t, err)
+	for i := range body {
+		body[i] = 'x'
+	}
+	require.Equal(t, `{"id":"user_1"}`, string(env.Data))
+	require.Equal(t, `{"a":1}`, string(env.EventAttributes))
+}
+
+func TestParseEnvelopeMessages(t *testing.T) {
+	t.Parallel()
+	const head = `{"object":"event","type":"user.created","instance_id":"ins_1",`
+	for _, tc := range []struct{ body, reason, message string }{
+		{`{"type":"user.created",`, "body_not_json", "body is not valid JSON (syntax error at byte 23)"},
+		{`not json at all`, "body_not_json", "body is not valid JSON (syntax error at byte 2)"},
+		{``, "body_not_json", "body is not valid JSON (syntax error at byte 0)"},
+		{`{"object":"event"} x`, "body_not_json", "body is not valid JSON (syntax error at byte 20)"},
+		{`[1,2,3]`, "not_clerk_event", "body is JSON but not an object: a Clerk event is a JSON object"},
+		{`null`, "not_clerk_event", `not a Clerk event: "object" must be "event"`},
+		{`{"hello":"world"}`, "not_clerk_event", `not a Clerk event: "object" must be "event"`},
+		{`{"object":"event","type":5}`, "not_clerk_event", `not a Clerk event: "type" must be a string`},
+		{`{"object":"Event","type":5}`, "not_clerk_event", `not a Clerk event: "type" must be a string`},
+		{`{"OBJECT":"event","Type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"ID":5}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
+		{head + `"timestamp":1654012591835,"data":{}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
+		{head + `"timestamp":1654012591835,"data":{"id":"user_1","id":null}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
+		{head + `"timestamp":1654012591835,"data":[{"id":"user_1"}]}`, "not_clerk_event", `not a Clerk event: "data" must be an object`},
+		{head + `"timestamp":1654012591835,"data":{"id":"user\u0000"}}`, "not_clerk_event", `not a Clerk event: "data.id" holds control characters or invalid UTF-8`},
+		{head + `"timestamp":1654012591835,"data":{"id":"user_1"},"event_attributes":[]}`, "not_clerk_event", `not a Clerk event: "event_attributes" must be an object when present`},
+		{`{"object":"event","type":"user created","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "type" must look like "user.created"`},
+		{`{"object":"event","type":"user.created","timestamp":1654012591835,"data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "instance_id" is required`},
+		{head + `"timestamp":"soon","data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "timestamp" must be a number (unix milliseconds)`},
+		{head + `"timestamp":1e12,"data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "timestamp" must be a positive integer (unix milliseconds)`},
+		{head + `"timestamp":null,"data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "timestamp" is required`},
+	} {
+		_, err := domain.ParseEnvelope([]byte(tc.body))
+		require.Equal(t, domain.Errorf(domain.EINVALID, tc.reason, "%s", tc.message), err, tc.body)
+	}
+}
+
+// TestParseEnvelopeMatchesReference checks ParseEnvelope, ParseUser and
+// ParseUserEvent against the json.Unmarshal code they replaced, on the
+// bodies where encoding/json's reading is least obvious: duplicated and
+// case-folded member names, escapes, nulls, edge numbers, odd spacing.
+// FuzzParsersMatchReference explores further from these.
+func TestParseEnvelopeMatchesReference(t *testing.T) {
+	t.Parallel()
+	for _, body := range referenceCases() {
+		requireSameAsReference(t, []byte(body))
+	}
+	files, err := filepath.Glob("../../shared/fixtures/clerk/*.json")
+	require.NoError(t, err)
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		require.NoError(t, err)
+		requireSameAsReference(t, body)
+	}
+}
+
+// referenceCases are envelope bodies and user objects (each also wrapped in
+// an envelope) for TestParseEnvelopeMatchesReference and the fuzzer's seed.
+func referenceCases() []string {
+	const ok = `"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835`
+	envelopes := []string{
+		``, ` `, `null`, `true`, `1`, `"x"`, `[]`, `{}`, `{`, `{"object":"event"} x`, "\ufeff{}",
+		`{` + ok + `,"data":{"id":"user_1"}}`,
+		" \r\n\t{ \"object\" : \"event\" , \"type\" :\"user.updated\",\n\"instance_id\":\"ins_1\" ,\"timestamp\": 1654012591835 ,\"data\" : { \"id\" : \"user_1\" } , \"event_attributes\" : null } \n",
+		`{` + ok + `,"data":{"id":"user_1"},"event_attributes":{"http_request":{"client_ip":"192.0.2.1"}}}`,
+		`{` + ok + `,"data":{"id":"user_1"},"event_attributes":[]}`,
+		`{` + ok + `,"data":{"id":"user_1"},"event_attributes":"x"}`,
+		`{` + ok + `,"data":{"id":"user_1"},"event_attributes":0}`,
+		`{` + ok + `,"data":{"id":"user_1"},"event_attributes":{},"event_attributes":false}`,
+		`{` + ok + `,"data":{"id":"user_1"},"Event_Attributes":[]}`,
+		`{` + ok + `,"data":null}`, `{` + ok + `,"data":"user_1"}`, `{` + ok + `,"data":[]}`, `{` + ok + `,"data":{}}`, `{` + ok + `}`,
+		`{` + ok + `,"data":{"id":null}}`, `{` + ok + `,"data":{"id":""}}`, `{` + ok + `,"data":{"id":1}}`, `{` + ok + `,"data":{"id":["user_1"]}}`,
+		`{` + ok + `,"data":{"id":"user_1","id":"user_2"}}`, `{` + ok + `,"data":{"id":"user_1","ID":"user_2"}}`, `{` + ok + `,"data":{"Id":"user_2"}}`,
+		`{` + ok + `,"data":{"i\u0064":"user_2"}}`, `{` + ok + `,"data":{"x":{"id":"user_2"}}}`, `{` + ok + `,"data":{"id":"user_1","id":null}}`,
+		`{` + ok + `,"data":{"id":"user_1"},"data":{"id":"user_2"}}`, `{` + ok + `,"data":{"id":"user_1"},"DATA":{"id":"user_2"}}`, `{` + ok + `,"data":{"id":"user_1"},"data":null}`,
+		`{` + ok + `,"data":{"id":"user\/1"}}`, `{` + ok + `,"data":{"id":"user\u00e9"}}`, `{` + ok + `,"data":{"id":"usér"}}`,
+		`{` + ok + `,"data":{"id":"user\u0000"}}`, `{` + ok + `,"data":{"id":"user\u001f"}}`, `{` + ok + `,"data":{"id":"user` + "\x7f" + `"}}`,
+		`{` + ok + `,"data":{"id":"user` + "\xff" + `"}}`, `{` + ok + `,"data":{"id":"user\ufffd"}}`, `{` + ok + `,"data":{"id":"user` + "\xef\xbf\xbd" + `"}}`,
+		`{` + ok + `,"data":{"id":"user\ud800"}}`, `{` + ok + `,"data":{"id":"user\ud83d\ude00"}}`, `{` + ok + `,"data":{"id":"user\\"}}`, `{` + ok + `,"data":{"id":"\"\\\""}}`,
+		`{` + ok + `,"data":{"id":"` + strings.Repeat("u", 255) + `"}}`, `{` + ok + `,"data":{"id":"` + strings.Repeat("u", 256) + `"}}`,
+		`{` + ok + `,"data":{"id":"user_1","deep":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
+		`{` + ok + `,"data":{"id":"user_1","deep":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}}`,
+		`{` + ok + `,"data":{"id":"user_1","n":-0.5e-3,"t":true,"f":false,"z":null,"s":"}]\"{[","a":[1,{"b":[]},"c"]}}`,
+		`{"object":"event","object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":5,"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","object":null,"type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"Object":"event","TYPE":"user.updated","Instance_ID":"ins_1","TimeStamp":1654012591835,"Data":{"id":"user_1"}}`,
+		`{"\u006fbject":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","inſtance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins_1","time\u017ftamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins_1","inſtance_id":"ins_2","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins_1","in\u017ftance_id":"ins\u0000","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","\u006fbject":"x","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"x","\u006fbject":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1","i\u0064":"user_2"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"},"d\u0061ta":{"id":"user_2"}}`,
+		`{"object":"\u0065vent","type":"user.\u0075pdated","instance_id":"ins\u005f1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event ","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":null,"instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"a.` + strings.Repeat("b", 98) + `","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"a.` + strings.Repeat("b", 99) + `","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":["user.updated"],"instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":null,"timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":{},"timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins` + "\t" + `1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+		`{"object":"event","type":"user.updated","instance_id":"ins\t1","timestamp":1654012591835,"data":{"id":"user_1"}}`,
+	}
+	for _, ts := range []string{`0`, `-0`, `-1`, `1`, `1.0`, `1.5`, `1e3`, `1E3`, `99999999999`, `100000000000`, `999999999999999999`, `1000000000000000000`,
+		`9223372036854775807`, `9223372036854775808`, `-9223372036854775808`, `123456789012345678901234567890`, `1e400`, `"1"`, `null`, `true`, `[]`, `{}`} {
+		envelopes = append(envelopes,
+			`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":`+ts+`,"data":{"id":"user_1"}}`,
+			`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1,"timestamp":`+ts+`,"data":{"id":"user_1"}}`)
+	}
+	users := []string{
+		`{"id":"user_1"}`, `{"id":"user_1","first_name":"Jane","last_name":"Doe","image_url":"https://img.example.com/a?b=1\u0026c=2"}`,
+		`{"id":"user_1","first_name":" José ","last_name":"Müller\ud83d\ude00"}`, `{"id":"user_1","first_name":"` + "\xff" + `"}`,
+		`{"id":"user_1","first_name":null,"last_name":"Doe"}`, `{"id":"user_1","first_name":"Jane","last_name":null}`, `{"id":"user_1","first_name":"","last_name":""}`,
+		`{"id":"user_1","first_name":5}`, `{"id":"user_1","last_name":{}}`, `{"id":"user_1","image_url":[]}`, `{"id":"user_1","First_Name":"Jane"}`,
+		`{"id":"user_1","first_name":"Jane","first_name":"Joan"}`, `{"id":"user_1","first_name":"Jane","first_name":null}`, `{"id":"user_1","first_name":1,"first_name":"Jane"}`,
+		`{"id":null}`, `{"id":5}`, `{"id":"user_1","id":5}`, `{}`, `[]`, `null`, `"user_1"`,
+		`{"id":"user_1","created_at":1654012591514,"updated_at":1654012591835}`, `{"id":"user_1","created_at":null,"updated_at":null}`,
+		`{"id":"user_1","created_at":0}`, `{"id":"user_1","created_at":-5}`, `{"id":"user_1","updated_at":1.5}`, `{"id":"user_1","updated_at":1e3}`,
+		`{"id":"user_1","updated_at":"1654012591835"}`, `{"id":"user_1","updated_at":9223372036854775807}`, `{"id":"user_1","updated_at":9223372036854775808}`,
+		`{"id":"user_1","updated_at":1,"updated_at":2}`, `{"id":"user_1","Updated_At":2}`,
+		`{"id":"user_1","primary_email_address_id":"idn_2","email_addresses":[{"id":"idn_1","email_address":"a@example.com"},{"id":"idn_2","email_address":"b@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_2","email_addresses":[{"id":"idn_2","email_address":"a@example.com"},{"id":"idn_2","email_address":"b@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_3","email_addresses":[{"id":"idn_1","email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":null,"email_addresses":[{"id":"idn_1","email_address":"a@example.com"}]}`,
+		`{"id":"user_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com"}]}`,
+		`{"id":"user_1","email_addresses":[{"email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":null,"email_addresses":[{"id":"","email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com","\u0065mail_address":"b@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com","emaıl_address":"b@example.com"}]}`,
+		`{"id":"user_1","first_name":"Jane","firſt_name":"Joan","last_name":"Doe","la\u0073t_name":"Roe"}`,
+		`{"id":"user_1","primary_email_address_id":"","email_addresses":[{"email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"","email_addresses":[{"id":null,"email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":null}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":null}`, `{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[null]}`, `{"id":"user_1","primary_email_address_id":"","email_addresses":[null]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[1]}`, `{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[[]]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":{}}`, `{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":"a@example.com"}`,
+		`{"id":"user_1","primary_email_address_id":1,"email_addresses":[]}`, `{"id":"user_1","primary_email_address_id":["idn_1"]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":5}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_0","email_address":5},{"id":"idn_1","email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"ID":"idn_1","Email_Address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com","email_address":"b@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com"}],"email_addresses":[{"id":"idn_2"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com"}],"email_addresses":[{"email_address":"b@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn\u005f1","email_addresses":[{"id":"idn_1","email_address":"a\u0040example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_` + "\xff" + `","email_addresses":[{"id":"idn_\ufffd","email_address":"a@example.com"}]}`,
+		`{"id":"user_1","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"a@example.com","verification":{"status":"verified"},"linked_to":[]}]}`,
+		`{"id":"user_1","email_addresses":[{"i\u0064":"idn_1"}],"primary_email_address_id":"idn_1"}`,
+	}
+	cases := envelopes
+	for _, u := range users {
+		cases = append(cases, u, `{"data":`+u+`,"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1654012591835}`)
+	}
+	return cases
+}
+
+// requireSameAsReference checks ParseEnvelope, ParseUserEvent and ParseUser
+// (reading body as a user object) against the reference.
+func requireSameAsReference(t *testing.T, body []byte) {
+	t.Helper()
+	env, err := domain.ParseEnvelope(body)
+	wantEnv, wantErr := referenceParseEnvelope(body)
+	require.Equal(t, wantErr, err, "ParseEnvelope(%q)", body)
+	require.Equal(t, wantEnv, env, "ParseEnvelope(%q)", body)
+
+	user, err := domain.ParseUserEvent(body)
+	wantUser := domain.User{}
+	if wantErr == nil {
+		wantUser, wantErr = referenceParseUser(wantEnv.Data, wantEnv.Time)
+	}
+	require.Equal(t, wantErr, err, "ParseUserEvent(%q)", body)
+	require.Equal(t, wantUser, user, "ParseUserEvent(%q)", body)
+
+	fallback := time.Date(2024, 5, 28, 8, 0, 0, 0, time.UTC)
+	user, err = domain.ParseUser(body, fallback)
+	wantUser, wantErr = referenceParseUser(body, fallback)
+	require.Equal(t, wantErr, err, "ParseUser(%q)", body)
+	require.Equal(t, wantUser, user, "ParseUser(%q)", body)
+}
+
+// The reference: ParseEnvelope and ParseUser as they were before they read
+// bodies in a single pass, by json.Unmarshal alone, kept here unchanged.
+
+const (
+	referenceSecondsCutoff = 100_000_000_000
+	referenceMaxTypeLen    = 100
+	referenceMaxIDLen      = 255
+)
+
+var referenceEventTypePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$`)
+
+type referenceRawEnvelope struct {
+	Type            *string         `json:"type"`
+	Object          *string         `json:"object"`
+	InstanceID      *string         `json:"instance_id"`
+	Timestamp       json.RawMessage `json:"timestamp"`
+	Data            json.RawMessage `json:"data"`
+	EventAttributes json.RawMessage `json:"event_attributes"`
+}
+
+func referenceParseEnvelope(body []byte) (domain.Envelope, error) {
+	var raw referenceRawEnvelope
+	if err := json.Unmarshal(body, &raw); err != nil {
+		var syntaxErr *json.SyntaxError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntaxErr):
+			return domain.Envelope{}, domain.Errorf(domain.EINVALID, "body_not_json", "body is not valid JSON (syntax error at byte %d)", syntaxErr.Offset)
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return domain.Envelope{}, domain.Errorf(domain.EINVALID, "not_clerk_event", "body is JSON but not an object: a Clerk event is a JSON object")
+		case errors.As(err, &typeErr):
+			return domain.Envelope{}, referenceInvalidField(typeErr.Field, "must be a "+referenceJSONKind(typeErr.Type.Kind().String()))
+		default:
+			return domain.Envelope{}, domain.Errorf(domain.EINVALID, "body_not_json", "body is not valid JSON")
+		}
+	}
+	if raw.Object == nil || *raw.Object != "event" {
+		return domain.Envelope{}, referenceInvalidField("object", `must be "event"`)
+	}
+	if raw.Type == nil || *raw.Type == "" {
+		return domain.Envelope{}, referenceInvalidField("type", "is required")
+	}
+	if len(*raw.Type) > referenceMaxTypeLen || !referenceEventTypePattern.MatchString(*raw.Type) {
+		return domain.Envelope{}, referenceInvalidField("type", `must look like "user.created"`)
+	}
+	if raw.InstanceID == nil || *raw.InstanceID == "" {
+		return domain.Envelope{}, referenceInvalidField("instance_id", "is required")
+	}
+	if err := referenceCheckID("instance_id", *raw.InstanceID); err != nil {
+		return domain.Envelope{}, err
+	}
+	at, unit, err := referenceParseTimestamp(raw.Timestamp)
+	if err != nil {
+		return domain.Envelope{}, err
+	}
+	if !referenceIsJSONObject(raw.Data) {
+		return domain.Envelope{}, referenceInvalidField("data", "must be an object")
+	}
+	var data struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(raw.Data, &data); err != nil {
+		return domain.Envelope{}, referenceInvalidField("data", "must be an object")
+	}
+	var id string
+	if len(data.ID) == 0 || json.Unmarshal(data.ID, &id) != nil || id == "" {
+		return domain.Envelope{}, referenceInvalidField("data.id", "must be a non-empty string")
+	}
+	if err := referenceCheckID("data.id", id); err != nil {
+		return domain.Envelope{}, err
+	}
+	if len(raw.EventAttributes) > 0 && !referenceIsJSONNull(raw.EventAttributes) && !referenceIsJSONObject(raw.EventAttributes) {
+		return domain.Envelope{}, referenceInvalidField("event_attributes", "must be an object when present")
+	}
+	return domain.Envelope{
+		Type:            *raw.Type,
+		InstanceID:      *raw.InstanceID,
+		SubjectID:       id,
+		Time:            at,
+		TimestampUnit:   unit,
+		Data:            raw.Data,
+		EventAttributes: raw.EventAttributes,
+	}, nil
+}
+
+func referenceParseTimestamp(raw json.RawMessage) (time.Time, string, error) {
+	if len(raw) == 0 || referenceIsJSONNull(raw) {
+		return time.Time{}, "", referenceInvalidField("timestamp", "is required")
+	}
+	var n json.Number
+	if raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
+		return time.Time{}, "", referenceInvalidField("timestamp", "must be a number (unix milliseconds)")
+	}
+	v, err := n.Int64()
+	if err != nil || v <= 0 {
+		return time.Time{}, "", referenceInvalidField("timestamp", "must be a positive integer (unix milliseconds)")
+	}
+	if v < referenceSecondsCutoff {
+		return time.Unix(v, 0).UTC(), domain.UnitSeconds, nil
+	}
+	return time.UnixMilli(v).UTC(), domain.UnitMilliseconds, nil
+}
+
+func referenceCheckID(field, id string) error {
+	if len(id) > referenceMaxIDLen {
+		return referenceInvalidField(field, fmt.Sprintf("is longer than %d bytes", referenceMaxIDLen))
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return referenceInvalidField(field, "holds control characters or invalid UTF-8")
+		}
+	}
+	return nil
+}
+
+func referenceInvalidField(field, problem string) *domain.Error {
+	return domain.Errorf(domain.EINVALID, "not_clerk_event", "not a Clerk event: %q %s", field, problem)
+}
+
+func referenceJSONKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "ptr":
+		return "string"
+	default:
+		return goKind
+	}
+}
+
+func referenceIsJSONObject(raw json.RawMessage) bool {
+	b := bytes.TrimLeft(raw, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+func referenceIsJSONNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+type referenceClerkUser struct {
+	ID                    string  `json:"id"`
+	FirstName             *string `json:"first_name"`
+	LastName              *string `json:"last_name"`
+	ImageURL              *string `json:"image_url"`
+	PrimaryEmailAddressID *string `json:"primary_email_address_id"`
+	EmailAddresses        []struct {
+		ID           string `json:"id"`
+		EmailAddress string `json:"email_address"`
+	} `json:"email_addresses"`
+	CreatedAt *int64 `json:"created_at"`
+	UpdatedAt *int64 `json:"updated_at"`
+}
+
+func referenceParseUser(data json.RawMessage, fallback time.Time) (domain.User, error) {
+	var u referenceClerkUser
+	if err := json.Unmarshal(data, &u); err != nil {
+		return domain.User{}, domain.Errorf(domain.EINVALID, "not_clerk_user", "data is not a Clerk user object: %s", referenceDescribeJSONError(err))
+	}
+	if u.ID == "" {
+		return domain.User{}, domain.Errorf(domain.EINVALID, "not_clerk_user", "data.id is empty")
+	}
+	out := domain.User{
+		ClerkID:   u.ID,
+		FirstName: referenceDeref(u.FirstName),
+		LastName:  referenceDeref(u.LastName),
+		ImageURL:  referenceDeref(u.ImageURL),
+		CreatedAt: fallback,
+		UpdatedAt: fallback,
+	}
+	out.Name = strings.TrimSpace(out.FirstName + " " + out.LastName)
+	if u.PrimaryEmailAddressID != nil {
+		for _, e := range u.EmailAddresses {
+			if e.ID == *u.PrimaryEmailAddressID {
+				out.Email = e.EmailAddress
+				break
+			}
+		}
+	}
+	if u.CreatedAt != nil {
+		out.CreatedAt = time.UnixMilli(*u.CreatedAt).UTC()
+	}
+	if u.UpdatedAt != nil {
+		out.UpdatedAt = time.UnixMilli(*u.UpdatedAt).UTC()
+	}
+	return out, nil
+}
+
+func referenceDescribeJSONError(err error) string {
+	if te, ok := err.(*json.UnmarshalTypeError); ok {
+		return fmt.Sprintf("field %q must be a %s", te.Field, te.Type.Kind())
+	}
+	if se, ok := err.(*json.SyntaxError); ok {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	return "malformed JSON"
+}
+
+func referenceDeref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -37,5 +38,32 @@ func FuzzParseEnvelope(f *testing.F) {
 		if strings.Contains(err.Error(), "@") {
 			t.Fatalf("error echoes a value with '@': %v", err)
 		}
+	})
+}
+
+// FuzzParsersMatchReference checks ParseEnvelope, ParseUserEvent and
+// ParseUser against the json.Unmarshal code they replaced (see
+// requireSameAsReference): same results, same errors. Each body is also
+// tried as the data of an envelope, so that user objects are explored in
+// both places.
+func FuzzParsersMatchReference(f *testing.F) {
+	for _, typ := range []string{"user.created", "user.updated", "user.deleted", "session.created", "organizationMembership.created"} {
+		f.Add(clerkfake.MustBuild(typ, clerkfake.Options{Seed: 1}))
+	}
+	data, err := clerkfake.BuildData("user.updated", clerkfake.Options{Seed: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	body, err := json.Marshal(data)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(body)
+	for _, c := range referenceCases() {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		requireSameAsReference(t, body)
+		requireSameAsReference(t, []byte(`{"object":"event","type":"user.updated","instance_id":"ins_1","timestamp":1654012591835,"data":`+string(body)+`}`))
 	})
 }

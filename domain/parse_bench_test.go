@@ -44,3 +44,16 @@ func BenchmarkParseEnvelopeAndUser(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseUserEvent is BenchmarkParseEnvelopeAndUser in one call, as
+// the users projection makes it.
+func BenchmarkParseUserEvent(b *testing.B) {
+	body := benchUserUpdated(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := domain.ParseUserEvent(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -61,6 +62,23 @@ type clerkUser struct {
 // fallback is used for updated_at (and created_at) when Clerk left them
 // out: the event's own time.
 func ParseUser(data json.RawMessage, fallback time.Time) (User, error) {
+	if json.Valid(data) {
+		if start := skipSpace(data, 0); data[start] == '{' {
+			var t userTokens
+			if _, _, ok := readData(data, start, &t); ok {
+				if u, ok := t.user(fallback); ok {
+					return u, nil
+				}
+			}
+		}
+	}
+	return decodeUser(data, fallback)
+}
+
+// decodeUser is ParseUser by json.Unmarshal: the reference, which decides
+// every user object userTokens.user does not read plainly, and gives every
+// error.
+func decodeUser(data json.RawMessage, fallback time.Time) (User, error) {
 	var u clerkUser
 	if err := json.Unmarshal(data, &u); err != nil {
 		return User{}, Errorf(EINVALID, "not_clerk_user", "data is not a Clerk user object: %s", describeJSONError(err))
@@ -92,6 +110,140 @@ func ParseUser(data json.RawMessage, fallback time.Time) (User, error) {
 		out.UpdatedAt = time.UnixMilli(*u.UpdatedAt).UTC()
 	}
 	return out, nil
+}
+
+// userMembers are the members of a Clerk user object that ParseUser reads,
+// numbered as userTokens holds them.
+var userMembers = [...]string{"id", "first_name", "last_name", "image_url", "primary_email_address_id", "email_addresses", "created_at", "updated_at"}
+
+const (
+	userID = iota
+	userFirstName
+	userLastName
+	userImageURL
+	userPrimaryEmailAddressID
+	userEmailAddresses
+	userCreatedAt
+	userUpdatedAt
+)
+
+// userTokens holds the raw JSON values of userMembers in a user object,
+// nil for those it lacks.
+type userTokens [len(userMembers)][]byte
+
+// emailMembers are the members of an email address ParseUser reads.
+var emailMembers = []string{"id", "email_address"}
+
+// user is decodeUser's reading of t, or ok false where decodeUser might
+// read it otherwise or reject it (see readPlainEnvelope).
+func (t *userTokens) user(fallback time.Time) (u User, ok bool) {
+	id, ok := stringBytes(t[userID])
+	if !ok || len(id) == 0 {
+		return User{}, false
+	}
+	first, ok1 := optionalString(t[userFirstName])
+	last, ok2 := optionalString(t[userLastName])
+	image, ok3 := optionalString(t[userImageURL])
+	created, ok4 := optionalMillis(t[userCreatedAt], fallback)
+	updated, ok5 := optionalMillis(t[userUpdatedAt], fallback)
+	email, ok6 := t.primaryEmail()
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+		return User{}, false
+	}
+	return User{
+		ClerkID:   string(id),
+		Email:     email,
+		FirstName: first,
+		LastName:  last,
+		Name:      strings.TrimSpace(first + " " + last),
+		ImageURL:  image,
+		CreatedAt: created,
+		UpdatedAt: updated,
+	}, true
+}
+
+// primaryEmail returns the email_address of the first element of
+// email_addresses whose id is primary_email_address_id, "" if there is
+// none or primary_email_address_id is null or absent.
+func (t *userTokens) primaryEmail() (string, bool) {
+	primary := t[userPrimaryEmailAddressID]
+	hasPrimary := primary != nil && string(primary) != "null"
+	primaryID, ok := optionalStringBytes(primary)
+	if !ok {
+		return "", false
+	}
+	list := t[userEmailAddresses]
+	if list == nil || string(list) == "null" {
+		return "", true
+	}
+	if list[0] != '[' {
+		return "", false
+	}
+	var email []byte
+	found := false
+	arr := arrayReader{b: list}
+	for arr.next() {
+		if list[arr.i] != '{' {
+			return "", false
+		}
+		var tok [2][]byte
+		var seen uint
+		obj := objectReader{b: list, i: arr.i}
+		for {
+			key, more := obj.next()
+			if !more {
+				break
+			}
+			n, plain := memberIndex(key, emailMembers)
+			if !plain || n >= 0 && seen&(1<<n) != 0 {
+				return "", false
+			}
+			if n < 0 {
+				obj.skipValue()
+				continue
+			}
+			seen |= 1 << n
+			tok[n] = obj.value()
+		}
+		arr.i = obj.i
+		id, ok1 := optionalStringBytes(tok[0])
+		address, ok2 := optionalStringBytes(tok[1])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		if hasPrimary && !found && bytes.Equal(id, primaryID) {
+			email, found = address, true
+		}
+	}
+	return string(email), true
+}
+
+// optionalStringBytes is stringBytes for a member that may be null or
+// absent, which read as "".
+func optionalStringBytes(tok []byte) ([]byte, bool) {
+	if tok == nil || string(tok) == "null" {
+		return nil, true
+	}
+	return stringBytes(tok)
+}
+
+// optionalString is optionalStringBytes as a string.
+func optionalString(tok []byte) (string, bool) {
+	text, ok := optionalStringBytes(tok)
+	return string(text), ok
+}
+
+// optionalMillis reads a member holding unix milliseconds, or null, or
+// absent: then it is fallback.
+func optionalMillis(tok []byte, fallback time.Time) (time.Time, bool) {
+	if tok == nil || string(tok) == "null" {
+		return fallback, true
+	}
+	ms, ok := plainPositiveInt(tok)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms).UTC(), true
 }
 
 // describeJSONError names where decoding failed without quoting values.

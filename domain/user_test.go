@@ -1,0 +1,43 @@
+package domain
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestClerkEventsTakeTheSinglePass checks that Clerk's own example bodies
+// are read by the single pass, not by the json.Unmarshal fallback. The
+// fallback gives the same results, so without this test (and the
+// benchmarks) nothing would notice the single pass giving up on real
+// events.
+func TestClerkEventsTakeTheSinglePass(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../shared/fixtures/clerk/*.json")
+	require.NoError(t, err)
+	require.Len(t, files, 5)
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		require.NoError(t, err)
+		_, ok := readPlainEnvelope(body, nil)
+		require.True(t, ok, f)
+		if filepath.Base(f) != EventUserCreated+".json" {
+			continue
+		}
+		var tok userTokens
+		env, ok := readPlainEnvelope(body, &tok)
+		require.True(t, ok, f)
+		_, ok = tok.user(env.Time)
+		require.True(t, ok, f)
+
+		var data userTokens
+		require.True(t, json.Valid(env.Data))
+		_, _, ok = readData(env.Data, 0, &data)
+		require.True(t, ok, f)
+		_, ok = data.user(env.Time)
+		require.True(t, ok, f)
+	}
+}
