@@ -63,11 +63,8 @@ func DecodeUserEvent(e domain.LedgerEntry) (UserEvent, error) {
 	ev := UserEvent{Offset: e.Offset, ClerkID: e.SubjectID, Time: e.EventTime}
 	switch {
 	case e.Source == domain.SourceClerk && (e.EventType == domain.EventUserCreated || e.EventType == domain.EventUserUpdated):
-		env, err := domain.ParseEnvelope(e.Payload)
-		if err != nil {
-			return ev, err
-		}
-		if ev.User, err = domain.ParseUser(env.Data, env.Time); err != nil {
+		var err error
+		if ev.User, err = domain.ParseUserEvent(e.Payload); err != nil {
 			return ev, err
 		}
 		ev.Kind, ev.ClerkID = UserProfile, ev.User.ClerkID
