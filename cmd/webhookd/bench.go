@@ -26,7 +26,6 @@ type BenchCmd struct {
 	Events      int    `name:"events" short:"n" default:"20000" help:"How many unique events to send."`
 	Concurrency int    `name:"concurrency" short:"c" default:"8" help:"Requests (and ceiling inserts) in flight at once."`
 	Users       int    `name:"users" short:"u" default:"2000" help:"User population the created/updated/deleted events are spread over."`
-	LagSample   int    `name:"lag-sample" default:"10" help:"Measure projection lag on every Nth event (1: all; watching every event costs the database noticeably)."`
 	Out         string `name:"out" default:"bench-results/bench.json" help:"Where to write the results as JSON."`
 	Keep        bool   `name:"keep" help:"Keep the bench schema afterwards."`
 	ChildLog    string `name:"child-log" placeholder:"FILE" help:"Write the webhookd child's logs to this file (default: discarded)."`
@@ -46,7 +45,7 @@ func (c *BenchCmd) Run(ctx context.Context) error {
 	}
 	cfg := loadgen.BenchConfig{
 		DatabaseURL: dbURL, Events: c.Events, Concurrency: c.Concurrency, Users: c.Users,
-		Keep: c.Keep, Log: os.Stderr, LagSample: c.LagSample,
+		Keep: c.Keep, Log: os.Stderr,
 		// The child logs one line per request; at warn it spends its CPU
 		// on the requests, as a production deployment at info would not
 		// have to share two cores with the load generator.
@@ -92,6 +91,6 @@ func printReport(out io.Writer, r loadgen.Report) {
 	_ = tw.Flush()
 	fmt.Fprintf(out, "\nratio to ceiling   %.2f×\n", r.Ratio)
 	fmt.Fprintf(out, "non-2xx answers    %d %v, connection errors %d\n", r.Non2xx, r.Statuses, r.ConnErrors)
-	fmt.Fprintf(out, "projection lag     p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d events watched, 1 in %d; %d never visible)\n", r.Lag.P50, r.Lag.P99, r.Lag.Max, r.LagEvents, r.LagSample, r.NotVisible)
+	fmt.Fprintf(out, "projection lag     p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d events, %g ms resolution; %d never visible)\n", r.Lag.P50, r.Lag.P99, r.Lag.Max, r.LagEvents, r.LagResolutionMs, r.NotVisible)
 	fmt.Fprintf(out, "webhookd peak RSS  %.1f MiB\n", r.PeakRSSMiB)
 }

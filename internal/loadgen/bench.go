@@ -38,14 +38,9 @@ type BenchConfig struct {
 	ChildOutput io.Writer
 	// Log receives progress lines. Defaults to discarding them.
 	Log io.Writer
-	// LagSample watches every LagSample-th event for projection lag.
-	// Polling the users table for every pending event costs the database
-	// and the cores the measured webhookd needs (at 1 in 1 the watcher's
-	// query took most of a core here), so a sample keeps the observer
-	// from changing what it observes. Defaults to 10.
-	LagSample int
-	// LagTimeout bounds the wait for the last events to become visible
-	// in users. Defaults to 60s.
+	// LagTimeout bounds the wait, after the load, for the users
+	// projection to reach the ledger's last row; events it has not
+	// reached by then count as not visible. Defaults to 60s.
 	LagTimeout time.Duration
 }
 
@@ -69,13 +64,14 @@ type Report struct {
 	Non2xx     int            `json:"non_2xx"`
 	ConnErrors int            `json:"connection_errors"`
 
-	// Lag is the projection lag: 2xx to visible in users, over
-	// LagEvents events (every LagSample-th).
-	Lag       Latency `json:"projection_lag"`
-	LagEvents int     `json:"projection_lag_events"`
-	LagSample int     `json:"projection_lag_sample"`
-	// NotVisible counts accepted events never seen in users within
-	// LagTimeout.
+	// Lag is the projection lag: 2xx to visible in users, over all
+	// LagEvents accepted events, to within LagResolutionMs (the interval
+	// at which the projection's position is read).
+	Lag             Latency `json:"projection_lag"`
+	LagEvents       int     `json:"projection_lag_events"`
+	LagResolutionMs float64 `json:"projection_lag_resolution_ms"`
+	// NotVisible counts accepted events not visible in users within
+	// LagTimeout after the load (or missing from the ledger).
 	NotVisible int `json:"not_visible"`
 
 	Ceiling Throughput `json:"db_ceiling"`
@@ -98,9 +94,6 @@ func (c *BenchConfig) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
-	}
-	if c.LagSample <= 0 {
-		c.LagSample = 10
 	}
 	if c.LagTimeout <= 0 {
 		c.LagTimeout = time.Minute
@@ -204,14 +197,19 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		return rep, err
 	}
 	defer watchConn.Close(context.Background())
-	w := newWatcher(watchConn, events, cfg.LagSample)
+	w := newPositionWatcher(watchConn, len(events))
 
 	fmt.Fprintf(cfg.Log, "webhookd: %d events, concurrency %d…\n", cfg.Events, cfg.Concurrency)
 	loadDone := make(chan struct{})
-	watchCtx, cancelWatch := context.WithTimeout(ctx, cfg.LagTimeout+10*time.Minute)
-	defer cancelWatch()
-	watchErr := make(chan error, 1)
-	go func() { watchErr <- w.run(watchCtx, loadDone) }()
+	type watchResult struct {
+		reached bool
+		err     error
+	}
+	watched := make(chan watchResult, 1)
+	go func() {
+		reached, err := w.run(ctx, loadDone, cfg.LagTimeout)
+		watched <- watchResult{reached, err}
+	}()
 
 	statuses, connErrs, through := sendLoad(ctx, child.WebhookURL(), events, cfg.Concurrency, w)
 	rep.Webhookd = through
@@ -223,19 +221,21 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		}
 	}
 	close(loadDone)
-	fmt.Fprintf(cfg.Log, "waiting for the users projection…\n")
-	select {
-	case err := <-watchErr:
-		if err != nil {
-			return rep, fmt.Errorf("lag watcher: %w", err)
-		}
-	case <-time.After(cfg.LagTimeout):
-		cancelWatch()
-		<-watchErr
+	fmt.Fprintf(cfg.Log, "waiting for the users projection to reach the end of the ledger…\n")
+	res := <-watched
+	if res.err != nil {
+		return rep, fmt.Errorf("projection watcher: %w", res.err)
 	}
-	lags, missing := w.result()
-	rep.LagEvents, rep.LagSample = len(lags), cfg.LagSample
-	rep.Lag, rep.NotVisible = Summarize(lags), missing
+	if !res.reached {
+		fmt.Fprintf(cfg.Log, "the users projection did not reach the end of the ledger within %s\n", cfg.LagTimeout)
+	}
+	ledger, err := w.ledgerPositions(ctx, events)
+	if err != nil {
+		return rep, err
+	}
+	lags, notVisible := projectionLags(w.timeline, w.acceptedAt, ledger)
+	rep.Lag, rep.LagEvents, rep.NotVisible = Summarize(lags), len(lags), notVisible
+	rep.LagResolutionMs = ms(positionPoll)
 
 	if rep.PeakRSSBytes, err = child.PeakRSS(); err != nil {
 		return rep, fmt.Errorf("peak RSS: %w", err)
@@ -252,7 +252,7 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 
 // sendLoad posts every pre-signed event once with concurrency workers over
 // keep-alive connections and records latencies and statuses.
-func sendLoad(ctx context.Context, target string, events []Event, concurrency int, w *watcher) (map[int]int, int, Throughput) {
+func sendLoad(ctx context.Context, target string, events []Event, concurrency int, w *positionWatcher) (map[int]int, int, Throughput) {
 	transport := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, IdleConnTimeout: time.Minute}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
