@@ -20,7 +20,9 @@ const benchDefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 // it runs `webhookd serve` (this binary) as a child process on a fresh
 // schema, sends realistic signed Clerk events over HTTP, and compares the
 // throughput with single-row inserts of the same payloads straight into
-// PostgreSQL.
+// PostgreSQL. It fails when an accepted event never reached the users
+// table or the table differs from in-order delivery: a fast but wrong run
+// proves nothing.
 type BenchCmd struct {
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL server to benchmark on; a schema bench_<time> is created and dropped (DATABASE_URL). Defaults to TEST_DATABASE_URL, then the local test database."`
 	Events      int    `name:"events" short:"n" default:"20000" help:"How many unique events to send."`
@@ -75,6 +77,13 @@ func (c *BenchCmd) Run(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "results written to %s\n", c.Out)
+	if err := rep.Verify(); err != nil {
+		hint := ""
+		if !c.Keep {
+			hint = " (run with --keep to inspect the schema)"
+		}
+		return fmt.Errorf("bench run is not valid: %w%s", err, hint)
+	}
 	return nil
 }
 
@@ -92,5 +101,6 @@ func printReport(out io.Writer, r loadgen.Report) {
 	fmt.Fprintf(out, "\nratio to ceiling   %.2f×\n", r.Ratio)
 	fmt.Fprintf(out, "non-2xx answers    %d %v, connection errors %d\n", r.Non2xx, r.Statuses, r.ConnErrors)
 	fmt.Fprintf(out, "projection lag     p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d events, %g ms resolution; %d never visible)\n", r.Lag.P50, r.Lag.P99, r.Lag.Max, r.LagEvents, r.LagResolutionMs, r.NotVisible)
+	fmt.Fprintf(out, "users check        %d of %d users differ from in-order delivery\n", r.UsersMismatched, r.UsersChecked)
 	fmt.Fprintf(out, "webhookd peak RSS  %.1f MiB\n", r.PeakRSSMiB)
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,11 @@ type Report struct {
 	// NotVisible counts accepted events not visible in users within
 	// LagTimeout after the load (or missing from the ledger).
 	NotVisible int `json:"not_visible"`
+	// UsersChecked is how many users the check after the run compared;
+	// UsersMismatched counts those whose row in users differs from what
+	// in-order delivery of the ledger's events gives.
+	UsersChecked    int `json:"users_checked"`
+	UsersMismatched int `json:"users_mismatched"`
 
 	Ceiling Throughput `json:"db_ceiling"`
 	// Ratio is webhookd's events/s over the ceiling's.
@@ -100,6 +106,23 @@ func (c *BenchConfig) defaults() {
 	}
 }
 
+// Verify returns an error when the run proves nothing: a fast run is
+// worthless if accepted events never reached the users table or the table
+// ends up wrong.
+func (r Report) Verify() error {
+	var problems []string
+	if r.NotVisible > 0 {
+		problems = append(problems, fmt.Sprintf("%d accepted events never became visible in users", r.NotVisible))
+	}
+	if r.UsersMismatched > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d users differ from in-order delivery", r.UsersMismatched, r.UsersChecked))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "; "))
+}
+
 // SchemaURL returns databaseURL with search_path set to schema.
 func SchemaURL(databaseURL, schema string) (string, error) {
 	u, err := url.Parse(databaseURL)
@@ -116,7 +139,8 @@ func SchemaURL(databaseURL, schema string) (string, error) {
 // serve --migrate` on it as a child process, measures the database's
 // single-row insert ceiling with the same payloads at the same
 // concurrency, then sends the events to webhookd and measures throughput,
-// latency, projection lag and the child's peak RSS.
+// latency, projection lag and the child's peak RSS; finally it checks the
+// users table against in-order delivery (see Report.Verify).
 func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	cfg.defaults()
 	rep := Report{
@@ -236,6 +260,14 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	lags, notVisible := projectionLags(w.timeline, w.acceptedAt, ledger)
 	rep.Lag, rep.LagEvents, rep.NotVisible = Summarize(lags), len(lags), notVisible
 	rep.LagResolutionMs = ms(positionPoll)
+	check, err := checkUsers(ctx, watchConn, events, ledger)
+	if err != nil {
+		return rep, err
+	}
+	rep.UsersChecked, rep.UsersMismatched = check.Checked, check.Mismatched
+	for _, ex := range check.Examples {
+		fmt.Fprintf(cfg.Log, "users mismatch: %s\n", ex)
+	}
 
 	if rep.PeakRSSBytes, err = child.PeakRSS(); err != nil {
 		return rep, fmt.Errorf("peak RSS: %w", err)
