@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/webhookd/webhookd/domain"
 )
@@ -22,7 +23,8 @@ import (
 //     concurrent uncommitted insert of the same id, in this process or
 //     another, and skips only if that one commits), and after the commit
 //     the batch reads back which uuids hold its svix-ids: an entry whose
-//     own message uuid is there was appended, any other is a duplicate;
+//     own message uuid is there was appended, any other is a duplicate
+//     (skipped when the INSERT's row count says every row went in);
 //   - a batch that fails for a reason other than the database being
 //     unavailable is retried entry by entry, so one bad entry cannot fail
 //     the others.
@@ -122,7 +124,8 @@ func (s *Store) flush(batch []*appendRequest) {
 	ctx, cancel := flushContext(live)
 	defer cancel()
 	start := time.Now()
-	err := s.insert(ctx, live)
+	inserted := int64(-1)
+	err := s.insert(context.WithValue(ctx, insertedKey{}, &inserted), live)
 	if s.cfg.Flushed != nil {
 		s.cfg.Flushed(len(live), time.Since(start), err)
 	}
@@ -137,6 +140,13 @@ func (s *Store) flush(batch []*appendRequest) {
 	if err != nil {
 		for _, r := range live {
 			r.reply(domain.AppendResult{}, translate(err, "append to ledger"))
+		}
+		return
+	}
+	if inserted == int64(len(live)) {
+		// Every row went in: all the appends are new.
+		for _, r := range live {
+			r.reply(domain.AppendResult{}, nil)
 		}
 		return
 	}
@@ -166,6 +176,29 @@ func (s *Store) insert(ctx context.Context, batch []*appendRequest) error {
 	// watermill-sql runs the INSERT on the first message's context.
 	msgs[0].SetContext(ctx)
 	return s.publisher.Publish(Topic, msgs...)
+}
+
+// insertedKey carries, in the context of a batch's INSERT, where
+// countingExecutor puts the number of rows it inserted.
+type insertedKey struct{}
+
+// countingExecutor is what the Watermill publisher executes its INSERT on:
+// the pool, reporting the INSERT's row count to the batch (Publish itself
+// returns only an error). When it equals the batch size, every append is
+// new and the read-back is skipped.
+type countingExecutor struct{ wsql.ContextExecutor }
+
+// ExecContext implements wsql.ContextExecutor.
+func (c countingExecutor) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
+	res, err := c.ContextExecutor.ExecContext(ctx, query, args...)
+	if err == nil {
+		if p, ok := ctx.Value(insertedKey{}).(*int64); ok {
+			if n, nerr := res.RowsAffected(); nerr == nil {
+				*p = n
+			}
+		}
+	}
+	return res, err
 }
 
 // owners returns the set of message uuids that hold the given svix-ids.

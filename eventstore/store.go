@@ -60,7 +60,7 @@ func NewWithConfig(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if cfg.Writers <= 0 {
 		cfg.Writers = DefaultWriters
 	}
-	pub, err := wsql.NewPublisher(wsql.BeginnerFromPgx(pool), wsql.PublisherConfig{
+	pub, err := wsql.NewPublisher(countingExecutor{wsql.BeginnerFromPgx(pool)}, wsql.PublisherConfig{
 		SchemaAdapter: LedgerSchema{},
 	}, cfg.Logger)
 	if err != nil {

@@ -47,6 +47,7 @@ type Metrics struct {
 	requests           *prometheus.CounterVec
 	verifyFailures     *prometheus.CounterVec
 	appendSeconds      *prometheus.HistogramVec
+	batchEntries       prometheus.Histogram
 	duplicates         prometheus.Counter
 	events             *prometheus.CounterVec
 	inFlight           prometheus.Gauge
@@ -73,6 +74,11 @@ func NewMetrics() *Metrics {
 			Help:    "Time to append one delivery to the ledger, by result (appended, duplicate, error).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"result"}),
+		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: MetricsNamespace, Name: "ledger_batch_entries",
+			Help:    "Appends written by one ledger INSERT (group commit: concurrent deliveries share a transaction).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "ledger_duplicates_total",
 			Help: "Verified deliveries whose svix-id was already in the ledger (Svix re-deliveries); nothing was appended.",
@@ -97,7 +103,7 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.verifyFailures, m.appendSeconds, m.duplicates, m.events, m.inFlight,
+		m.requests, m.verifyFailures, m.appendSeconds, m.batchEntries, m.duplicates, m.events, m.inFlight,
 		m.projectionApplied, m.projectionFailures,
 	)
 	return m
@@ -139,6 +145,13 @@ func (m *Metrics) delivered(event, verifyReason, eventType string) {
 		m.events.WithLabelValues(eventTypeLabel(eventType)).Inc()
 	case "event_duplicate":
 		m.duplicates.Inc()
+	}
+}
+
+// LedgerBatch records one ledger INSERT of entries appends.
+func (m *Metrics) LedgerBatch(entries int) {
+	if m != nil {
+		m.batchEntries.Observe(float64(entries))
 	}
 }
 

@@ -110,6 +110,8 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 		`webhookd_ledger_duplicates_total`:                                                                        1,
 		`webhookd_ledger_append_duration_seconds_count{result="appended"}`:                                        2,
 		`webhookd_ledger_append_duration_seconds_count{result="duplicate"}`:                                       1,
+		`webhookd_ledger_batch_entries_count`:                                                                     3,
+		`webhookd_ledger_batch_entries_sum`:                                                                       3,
 		`webhookd_webhook_requests_in_flight`:                                                                     0,
 		`webhookd_projection_lag_events{projection="users"}`:                                                      0,
 		`webhookd_projection_lag_seconds{projection="users"}`:                                                     0,

@@ -161,12 +161,15 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
-	a.store, err = eventstore.New(pool, eventstore.WatermillLogger(cfg.Logger))
+	metrics := a.newMetrics()
+	a.store, err = eventstore.NewWithConfig(pool, eventstore.Config{
+		Logger:  eventstore.WatermillLogger(cfg.Logger),
+		Flushed: func(entries int, _ time.Duration, _ error) { metrics.LedgerBatch(entries) },
+	})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	metrics := a.newMetrics()
 	a.runner, err = projections.NewRunner(projectionHooks(metrics, projections.RunnerConfig{
 		Pool:         pool,
 		Projections:  projections.All(),
