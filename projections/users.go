@@ -3,6 +3,8 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/webhookd/webhookd/domain"
@@ -38,6 +40,15 @@ const userColumns = `clerk_id, email, first_name, last_name, name, image_url, ro
 // userColumnNames is userColumns as a list, for COPY.
 var userColumnNames = []string{"clerk_id", "email", "first_name", "last_name", "name", "image_url",
 	"role", "practice_id", "created_at", "updated_at", "deleted_at", "clerk_updated_at", "last_offset"}
+
+// qualified is columns prefixed with alias, as a select list.
+func qualified(alias string, columns []string) string {
+	out := make([]string, len(columns))
+	for i, c := range columns {
+		out[i] = alias + "." + c
+	}
+	return strings.Join(out, ", ")
+}
 
 // values is s as a row of userColumns.
 func (s *UserState) values() []any {
@@ -106,9 +117,22 @@ func (u Users) ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []any) error 
 	return u.store(ctx, tx, changed)
 }
 
-// load reads and locks the rows of ids that exist.
+// load reads and locks the rows of ids that exist, in id order (so that
+// two writers lock rows in the same order).
+//
+// Each id is looked up by itself (LATERAL, one primary-key probe per id):
+// with clerk_id = ANY($1) the planner reads a small users table (a few
+// thousand rows, or a fresh install, or a rebuild's new table) with a
+// sequential scan for every batch, and the scan gets slower with every
+// dead row version the projection's own updates leave until vacuum runs:
+// 0.78 ms instead of 0.14 ms for 40 ids in a 2,000-user table under make
+// bench, where such scans were most of the projection's database time.
 func (u Users) load(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*UserState, error) {
-	rows, err := tx.Query(ctx, `SELECT `+userColumns+` FROM `+u.table()+` WHERE clerk_id = ANY($1) FOR UPDATE`, ids)
+	slices.Sort(ids)
+	rows, err := tx.Query(ctx, `
+		SELECT `+qualified("u", userColumnNames)+`
+		FROM unnest($1::text[]) AS k(clerk_id)
+		CROSS JOIN LATERAL (SELECT * FROM `+u.table()+` WHERE clerk_id = k.clerk_id FOR UPDATE) AS u`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load users: %w", err)
 	}
