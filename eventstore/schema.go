@@ -9,6 +9,7 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 )
 
 // Topic is the Watermill topic of the ledger. The schema adapter maps it to
@@ -166,7 +167,14 @@ func (s LedgerSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 	ORDER BY transaction_id ASC, "offset" ASC
 	LIMIT ` + fmt.Sprint(s.batchSize())
-	return wsql.Query{Query: q, Args: next.Args}, nil
+	// Planned at every execution, not once as a prepared statement: a
+	// plan made while the ledger was small (a fresh install, the first
+	// minute before autovacuum analyzes it) is a sequential scan and a
+	// sort, and a prepared statement keeps it for the connection's life.
+	// Planned each time, it is the range scan above once the ledger has
+	// a few pages. pgx takes the mode as the first argument.
+	args := append([]any{pgx.QueryExecModeExec}, next.Args...)
+	return wsql.Query{Query: q, Args: args}, nil
 }
 
 func (s LedgerSchema) batchSize() int {
