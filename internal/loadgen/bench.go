@@ -86,6 +86,12 @@ type Report struct {
 
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+
+	// LedgerInserts is how many INSERTs the appends took and
+	// AppendsPerInsert their mean size (group commit), from webhookd's
+	// webhookd_ledger_batch_entries metric.
+	LedgerInserts    int     `json:"ledger_inserts"`
+	AppendsPerInsert float64 `json:"appends_per_insert"`
 }
 
 func (c *BenchConfig) defaults() {
@@ -269,6 +275,13 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		fmt.Fprintf(cfg.Log, "users mismatch: %s\n", ex)
 	}
 
+	sum, count, err := scrapeBatches(ctx, child.BaseURL()+"/metrics")
+	if err != nil {
+		return rep, err
+	}
+	if rep.LedgerInserts = int(count); count > 0 {
+		rep.AppendsPerInsert = float64(int(sum/count*10+0.5)) / 10
+	}
 	if rep.PeakRSSBytes, err = child.PeakRSS(); err != nil {
 		return rep, fmt.Errorf("peak RSS: %w", err)
 	}
@@ -339,4 +352,38 @@ func sendLoad(ctx context.Context, target string, events []Event, concurrency in
 		EventsPerSec: float64(accepted) / elapsed.Seconds(),
 		Latency:      Summarize(latencies),
 	}
+}
+
+// scrapeBatches reads webhookd_ledger_batch_entries' sum and count from a
+// Prometheus text page.
+func scrapeBatches(ctx context.Context, url string) (sum, count float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scrape webhookd metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scrape webhookd metrics: %w", err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "webhookd_ledger_batch_entries_sum":
+			sum, err = strconv.ParseFloat(value, 64)
+		case "webhookd_ledger_batch_entries_count":
+			count, err = strconv.ParseFloat(value, 64)
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("scrape webhookd metrics: %s: %w", name, err)
+		}
+	}
+	return sum, count, nil
 }
