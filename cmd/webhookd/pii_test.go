@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"unicode"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
