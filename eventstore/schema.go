@@ -172,8 +172,12 @@ func (s LedgerSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	// minute before autovacuum analyzes it) is a sequential scan and a
 	// sort, and a prepared statement keeps it for the connection's life.
 	// Planned each time, it is the range scan above once the ledger has
-	// a few pages. pgx takes the mode as the first argument.
-	args := append([]any{pgx.QueryExecModeExec}, next.Args...)
+	// a few pages. QueryExecModeCacheDescribe runs it as an unnamed
+	// statement (planned at each execution) with binary results;
+	// QueryExecModeExec would ask for text, and the payloads would travel
+	// as hex and be decoded back. pgx takes the mode as the first
+	// argument.
+	args := append([]any{pgx.QueryExecModeCacheDescribe}, next.Args...)
 	return wsql.Query{Query: q, Args: args}, nil
 }
 

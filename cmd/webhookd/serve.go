@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,6 +50,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	// Without DATABASE_URL: an embedded PostgreSQL, stopped once serving ends (dev.go).
 	stopDev, err := c.startDevMode(ctx, logger)
 	if err != nil {
@@ -313,4 +316,28 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.cfg.Logger.Info("webhookd_stopped")
 	return nil
+}
+
+// servingGCPercent is the garbage collector's GOGC for `webhookd serve`
+// when the environment does not set GOGC. webhookd's live heap is a few
+// MiB, so at Go's default of 100 it collects every few MiB allocated:
+// dozens of times a second under load, about a third of its CPU (perf
+// under make bench). At 400, make bench measured 168–190 µs of webhookd
+// CPU per event instead of 208–230, for a peak RSS of 38 MiB instead of
+// 26. The soft memory limit keeps a large live heap (many 1 MiB bodies in
+// flight) from growing fivefold before a collection.
+const (
+	servingGCPercent  = 400
+	servingSoftMemMiB = 512
+)
+
+// tuneGC applies servingGCPercent and servingSoftMemMiB unless GOGC or
+// GOMEMLIMIT are set, which then decide as usual.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(servingGCPercent)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(servingSoftMemMiB << 20)
+	}
 }

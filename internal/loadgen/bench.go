@@ -86,6 +86,11 @@ type Report struct {
 
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	// CPUPerEventMicros is webhookd's CPU time (user and system, all its
+	// work: HTTP, appends, the users projection) from the start of the
+	// load until the projection caught up, per event: a figure that
+	// depends less than throughput on what else the machine is doing.
+	CPUPerEventMicros float64 `json:"webhookd_cpu_per_event_us"`
 
 	// LedgerInserts is how many INSERTs the appends took and
 	// AppendsPerInsert their mean size (group commit), from webhookd's
@@ -241,6 +246,10 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		watched <- watchResult{reached, err}
 	}()
 
+	cpuBefore, err := child.CPUTime()
+	if err != nil {
+		return rep, fmt.Errorf("webhookd CPU time: %w", err)
+	}
 	statuses, connErrs, through := sendLoad(ctx, child.WebhookURL(), events, cfg.Concurrency, w)
 	rep.Webhookd = through
 	rep.ConnErrors = connErrs
@@ -256,6 +265,11 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	if res.err != nil {
 		return rep, fmt.Errorf("projection watcher: %w", res.err)
 	}
+	cpuAfter, err := child.CPUTime()
+	if err != nil {
+		return rep, fmt.Errorf("webhookd CPU time: %w", err)
+	}
+	rep.CPUPerEventMicros = float64(int((cpuAfter-cpuBefore).Seconds()*1e6/float64(cfg.Events)*10+0.5)) / 10
 	if !res.reached {
 		fmt.Fprintf(cfg.Log, "the users projection did not reach the end of the ledger within %s\n", cfg.LagTimeout)
 	}

@@ -199,3 +199,36 @@ func peakRSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("no VmHWM in /proc/<pid>/status")
 }
+
+// CPUTime returns the CPU time (user and system) the process has used so
+// far, to the kernel's clock tick (10 ms).
+func (p *Process) CPUTime() (time.Duration, error) {
+	return cpuTime(p.PID())
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, the 12th and 13th after it.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	var total int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		total += n
+	}
+	return time.Duration(total) * clockTick, nil
+}
