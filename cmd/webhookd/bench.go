@@ -103,6 +103,8 @@ func printReport(out io.Writer, r loadgen.Report) {
 	fmt.Fprintf(out, "projection lag     p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d events, %g ms resolution; %d never visible)\n", r.Lag.P50, r.Lag.P99, r.Lag.Max, r.LagEvents, r.LagResolutionMs, r.NotVisible)
 	fmt.Fprintf(out, "users check        %d of %d users differ from in-order delivery\n", r.UsersMismatched, r.UsersChecked)
 	fmt.Fprintf(out, "group commit       %.1f appends per INSERT (%d INSERTs)\n", r.AppendsPerInsert, r.LedgerInserts)
-	fmt.Fprintf(out, "webhookd CPU       %.0f µs per event (HTTP, append, projection; load start to caught up)\n", r.CPUPerEventMicros)
+	fmt.Fprintf(out, "CPU per event      generator %.0f µs + webhookd %.0f µs + PostgreSQL %.0f µs = %.0f µs (ceiling: %.0f + %.0f = %.0f µs per insert)\n",
+		r.CPU.Generator, r.CPU.Webhookd, r.CPU.Postgres, r.CPU.Total,
+		r.CeilingCPU.Generator, r.CeilingCPU.Postgres, r.CeilingCPU.Total)
 	fmt.Fprintf(out, "webhookd peak RSS  %.1f MiB\n", r.PeakRSSMiB)
 }

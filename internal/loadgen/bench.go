@@ -86,11 +86,14 @@ type Report struct {
 
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
-	// CPUPerEventMicros is webhookd's CPU time (user and system, all its
-	// work: HTTP, appends, the users projection) from the start of the
-	// load until the projection caught up, per event: a figure that
-	// depends less than throughput on what else the machine is doing.
-	CPUPerEventMicros float64 `json:"webhookd_cpu_per_event_us"`
+	// CPU is the CPU time per event of the load generator, webhookd (all
+	// its work: HTTP, appends, the users projection) and PostgreSQL, from
+	// the start of the load until the projection caught up; CeilingCPU
+	// the same for the ceiling's inserts. On a machine the three share,
+	// these say where the time goes, and depend less than throughput on
+	// what else the machine is doing.
+	CPU        CPUPerEvent `json:"cpu_per_event"`
+	CeilingCPU CPUPerEvent `json:"db_ceiling_cpu_per_insert"`
 
 	// LedgerInserts is how many INSERTs the appends took and
 	// AppendsPerInsert their mean size (group commit), from webhookd's
@@ -222,9 +225,18 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}
 	defer pool.Close()
 	fmt.Fprintf(cfg.Log, "database ceiling: single-row INSERT per transaction, %d connections…\n", cfg.Concurrency)
+	cpuBefore, err := sampleCPU(child)
+	if err != nil {
+		return rep, fmt.Errorf("CPU time: %w", err)
+	}
 	if rep.Ceiling, err = measureCeiling(ctx, pool, events, cfg.Concurrency); err != nil {
 		return rep, err
 	}
+	cpuAfter, err := sampleCPU(child)
+	if err != nil {
+		return rep, fmt.Errorf("CPU time: %w", err)
+	}
+	rep.CeilingCPU = perEvent(cpuBefore, cpuAfter, len(events))
 	pool.Close()
 
 	watchConn, err := pgx.Connect(ctx, schemaURL)
@@ -246,9 +258,8 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		watched <- watchResult{reached, err}
 	}()
 
-	cpuBefore, err := child.CPUTime()
-	if err != nil {
-		return rep, fmt.Errorf("webhookd CPU time: %w", err)
+	if cpuBefore, err = sampleCPU(child); err != nil {
+		return rep, fmt.Errorf("CPU time: %w", err)
 	}
 	statuses, connErrs, through := sendLoad(ctx, child.WebhookURL(), events, cfg.Concurrency, w)
 	rep.Webhookd = through
@@ -265,11 +276,10 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	if res.err != nil {
 		return rep, fmt.Errorf("projection watcher: %w", res.err)
 	}
-	cpuAfter, err := child.CPUTime()
-	if err != nil {
-		return rep, fmt.Errorf("webhookd CPU time: %w", err)
+	if cpuAfter, err = sampleCPU(child); err != nil {
+		return rep, fmt.Errorf("CPU time: %w", err)
 	}
-	rep.CPUPerEventMicros = float64(int((cpuAfter-cpuBefore).Seconds()*1e6/float64(cfg.Events)*10+0.5)) / 10
+	rep.CPU = perEvent(cpuBefore, cpuAfter, len(events))
 	if !res.reached {
 		fmt.Fprintf(cfg.Log, "the users projection did not reach the end of the ledger within %s\n", cfg.LagTimeout)
 	}

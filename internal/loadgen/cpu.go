@@ -1,0 +1,76 @@
+package loadgen
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cpuSample is the CPU time used so far by the three parties of a run on
+// this machine: the load generator (this process), webhookd (the child)
+// and every PostgreSQL process (when the server runs here; zero
+// otherwise).
+type cpuSample struct {
+	generator, webhookd, postgres time.Duration
+}
+
+// sampleCPU reads the CPU times from /proc.
+func sampleCPU(child *Process) (cpuSample, error) {
+	var s cpuSample
+	var err error
+	if s.generator, err = cpuTime(os.Getpid()); err != nil {
+		return s, err
+	}
+	if s.webhookd, err = child.CPUTime(); err != nil {
+		return s, err
+	}
+	s.postgres = postgresCPU()
+	return s, nil
+}
+
+// postgresCPU sums the CPU time of the processes named postgres. A
+// backend that exits between two samples takes its time with it, so the
+// figure is a lower bound; the benchmark's connections live through each
+// phase.
+func postgresCPU() time.Duration {
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	var total time.Duration
+	for _, c := range comms {
+		b, err := os.ReadFile(c)
+		if err != nil || strings.TrimSpace(string(b)) != "postgres" {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		if err != nil {
+			continue
+		}
+		if t, err := cpuTime(pid); err == nil {
+			total += t
+		}
+	}
+	return total
+}
+
+// CPUPerEvent is CPU time per event, in microseconds, of each party
+// during one phase of a run.
+type CPUPerEvent struct {
+	Generator float64 `json:"generator_us"`
+	Webhookd  float64 `json:"webhookd_us"`
+	Postgres  float64 `json:"postgres_us"`
+	Total     float64 `json:"total_us"`
+}
+
+func perEvent(from, to cpuSample, events int) CPUPerEvent {
+	us := func(d time.Duration) float64 {
+		return float64(int(d.Seconds()*1e6/float64(events)*10+0.5)) / 10
+	}
+	c := CPUPerEvent{
+		Generator: us(to.generator - from.generator),
+		Webhookd:  us(to.webhookd - from.webhookd),
+		Postgres:  us(to.postgres - from.postgres),
+	}
+	c.Total = us((to.generator - from.generator) + (to.webhookd - from.webhookd) + (to.postgres - from.postgres))
+	return c
+}
