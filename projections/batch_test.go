@@ -2,7 +2,6 @@ package projections_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -112,9 +111,7 @@ func TestBatchedProjectionAppliesABatchAtOnce(t *testing.T) {
 	require.Equal(t, map[string]int{"msg_1": 1, "msg_2": 1, "msg_3": 1, "msg_4": 1}, v.appliedCounts())
 	require.Equal(t, []int{4}, c.batches, "the four entries were applied with one call")
 	require.Empty(t, c.alone)
-	u := v.users()["user_batch"]
-	require.Equal(t, "Hedy", *u.FirstName)
-	require.NotNil(t, u.DeletedAt)
+	v.requireWholeHistory("user_batch")
 }
 
 // A batch the database refuses is rolled back whole and its entries are
@@ -180,23 +177,8 @@ func TestTwoBatchedRunnersApplyEachEventOnce(t *testing.T) {
 	v.createApplied()
 	c1, c2 := newBatchCounting(), newBatchCounting()
 	c1.refuse["msg_7"], c2.refuse["msg_7"] = true, true // a refused batch on either side
-	wait1 := v.run(projections.RunnerConfig{Projections: []projections.Projection{c1}, BatchSize: 5, RetryInterval: time.Millisecond, MaxAttempts: 2})
-	wait2 := v.run(projections.RunnerConfig{Projections: []projections.Projection{c2}, BatchSize: 5, RetryInterval: time.Millisecond, MaxAttempts: 2,
-		Pool: testdb.Pool(t, v.db.URL)})
-	const users = 60
-	for u := range users {
-		for _, e := range history(fmt.Sprintf("user_two%02d", u)) {
-			v.append(e)
-		}
-	}
-	wait1()
-	wait2()
-	counts := v.appliedCounts()
-	require.Len(t, counts, users*4-1, "every entry but the refused one")
-	for id, n := range counts {
-		require.Equal(t, 1, n, id)
-	}
-	require.Len(t, v.users(), users)
+	counts := v.twoRunners(c1, c2, projections.RunnerConfig{RetryInterval: time.Millisecond, MaxAttempts: 2})
+	require.Len(t, counts, twoRunnersUsers*4-1, "every entry but the refused one")
 }
 
 func TestBatchedProjectionRecoversWhenTheDatabaseDropsMidBatch(t *testing.T) {
@@ -211,16 +193,12 @@ func TestBatchedProjectionRecoversWhenTheDatabaseDropsMidBatch(t *testing.T) {
 	c.pauseAt, c.inside, c.release = "msg_3", make(chan struct{}), make(chan struct{})
 	wait := v.run(projections.RunnerConfig{Pool: testdb.Pool(t, viaProxy), Projections: []projections.Projection{c}, RetryInterval: 20 * time.Millisecond})
 
-	<-c.inside // msg_1 and msg_2 are prepared and held by the batch, msg_3 is in hand
-	proxy.Cut()
-	close(c.release)
-	time.Sleep(200 * time.Millisecond) // the batch meets the dead connection at its ack
-	proxy.Restore()
+	// msg_1 and msg_2 are prepared and held by the batch, msg_3 is in
+	// hand; the batch meets the dead connection at its ack.
+	outage(proxy, c.inside, c.release)
 	wait()
 
 	require.Equal(t, map[string]int{"msg_1": 1, "msg_2": 1, "msg_3": 1, "msg_4": 1}, v.appliedCounts(), "each entry took effect once")
 	require.Empty(t, c.alone, "an outage does not split batches")
-	u := v.users()["user_outage"]
-	require.Equal(t, "Hedy", *u.FirstName)
-	require.NotNil(t, u.DeletedAt)
+	v.requireWholeHistory("user_outage")
 }

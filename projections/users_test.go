@@ -375,17 +375,22 @@ func TestPoisonEventIsRecordedAndSkipped(t *testing.T) {
 	require.Equal(t, 3, attempts)
 }
 
-func TestTwoRunnersApplyEachEventOnce(t *testing.T) {
-	t.Parallel()
-	v := setup(t)
-	v.createApplied()
-	c1 := &counting{tried: map[string]int{}}
-	c2 := &counting{tried: map[string]int{}}
-	wait1 := v.run(projections.RunnerConfig{Projections: []projections.Projection{c1}, BatchSize: 5})
-	wait2 := v.run(projections.RunnerConfig{Projections: []projections.Projection{c2}, BatchSize: 5,
-		Pool: testdb.Pool(t, v.db.URL)})
-	const users = 60
-	for u := range users {
+// twoRunnersUsers is how many users' histories twoRunners appends.
+const twoRunnersUsers = 60
+
+// twoRunners runs p1 and p2 as two runners of one consumer group, on two
+// pools (as two webhookd processes would), with batches of 5, while it
+// appends the histories of twoRunnersUsers users; it returns once both
+// have applied the whole ledger, and checks that no entry took effect
+// twice.
+func (v *env) twoRunners(p1, p2 projections.Projection, cfg projections.RunnerConfig) map[string]int {
+	v.t.Helper()
+	cfg.BatchSize = 5
+	cfg.Projections = []projections.Projection{p1}
+	wait1 := v.run(cfg)
+	cfg.Projections, cfg.Pool = []projections.Projection{p2}, testdb.Pool(v.t, v.db.URL)
+	wait2 := v.run(cfg)
+	for u := range twoRunnersUsers {
 		for _, e := range history(fmt.Sprintf("user_two%02d", u)) {
 			v.append(e)
 		}
@@ -393,10 +398,29 @@ func TestTwoRunnersApplyEachEventOnce(t *testing.T) {
 	wait1()
 	wait2()
 	counts := v.appliedCounts()
-	require.Len(t, counts, users*4)
 	for id, n := range counts {
-		require.Equal(t, 1, n, id)
+		require.Equal(v.t, 1, n, id)
 	}
-	require.Len(t, c1.tried, users*4-len(c2.tried), "each event went to one runner")
-	require.Len(t, v.users(), users)
+	require.Len(v.t, v.users(), twoRunnersUsers)
+	return counts
+}
+
+// requireWholeHistory checks that id's row shows history(id) applied:
+// the last profile and the deletion.
+func (v *env) requireWholeHistory(id string) {
+	v.t.Helper()
+	u := v.users()[id]
+	require.Equal(v.t, "Hedy", *u.FirstName)
+	require.NotNil(v.t, u.DeletedAt)
+}
+
+func TestTwoRunnersApplyEachEventOnce(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	v.createApplied()
+	c1 := &counting{tried: map[string]int{}}
+	c2 := &counting{tried: map[string]int{}}
+	counts := v.twoRunners(c1, c2, projections.RunnerConfig{})
+	require.Len(t, counts, twoRunnersUsers*4)
+	require.Len(t, c1.tried, twoRunnersUsers*4-len(c2.tried), "each event went to one runner")
 }
