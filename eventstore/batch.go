@@ -2,6 +2,8 @@ package eventstore
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -121,6 +123,10 @@ func (s *Store) flush(batch []*appendRequest) {
 	if len(live) == 0 {
 		return
 	}
+	// In svix-id order: two processes inserting the same new ids in
+	// opposite orders would each wait for the other's row (a deadlock that
+	// PostgreSQL breaks by failing one batch, answered 503).
+	slices.SortStableFunc(live, func(a, b *appendRequest) int { return strings.Compare(a.entry.SvixID, b.entry.SvixID) })
 	ctx, cancel := flushContext(live)
 	defer cancel()
 	start := time.Now()
