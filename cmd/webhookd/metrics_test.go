@@ -93,8 +93,11 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 	// the custom type, which counts as applied).
 	require.Eventually(t, func() bool {
 		m := scrape(t, h)
+		// Applied is counted before the batch commits; the lag gauge
+		// reads the committed position.
 		return m.value(`webhookd_projection_applied_total{projection="users"}`) == 2 &&
-			m.value(`webhookd_watermill_handler_execution_time_seconds_count{handler_name="projection.users",success="true"}`) == 2
+			m.value(`webhookd_watermill_handler_execution_time_seconds_count{handler_name="projection.users",success="true"}`) == 2 &&
+			m.value(`webhookd_projection_lag_events{projection="users"}`) == 0
 	}, 10*time.Second, 10*time.Millisecond)
 
 	m := scrape(t, h)
