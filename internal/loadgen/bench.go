@@ -213,6 +213,10 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		return rep, err
 	}
 	fmt.Fprintf(cfg.Log, "webhookd serve ready on %s (pid %d), schema %s\n", child.Addr(), child.PID(), rep.Schema)
+	requests, err := wireRequests(child.WebhookURL(), events)
+	if err != nil {
+		return rep, err
+	}
 
 	poolCfg, err := pgxpool.ParseConfig(schemaURL)
 	if err != nil {
@@ -261,7 +265,7 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	if cpuBefore, err = sampleCPU(child); err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
-	statuses, connErrs, through := sendLoad(ctx, child.WebhookURL(), events, cfg.Concurrency, w)
+	statuses, connErrs, through := sendLoad(ctx, child.Addr(), requests, cfg.Concurrency, w)
 	rep.Webhookd = through
 	rep.ConnErrors = connErrs
 	for status, n := range statuses {
@@ -321,12 +325,9 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 
 // sendLoad posts every pre-signed event once with concurrency workers over
 // keep-alive connections and records latencies and statuses.
-func sendLoad(ctx context.Context, target string, events []Event, concurrency int, w *positionWatcher) (map[int]int, int, Throughput) {
-	transport := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, IdleConnTimeout: time.Minute}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-	latencies := make([]time.Duration, len(events))
-	codes := make([]int, len(events))
+func sendLoad(ctx context.Context, addr string, requests [][]byte, concurrency int, w *positionWatcher) (map[int]int, int, Throughput) {
+	latencies := make([]time.Duration, len(requests))
+	codes := make([]int, len(requests))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -334,13 +335,15 @@ func sendLoad(ctx context.Context, target string, events []Event, concurrency in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			conn := &wireConn{addr: addr}
+			defer conn.close()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(events) {
+				if i >= len(requests) {
 					return
 				}
 				t0 := time.Now()
-				status, _, err := post(ctx, client, target, events[i].Header, events[i].Body)
+				status, err := conn.do(ctx, requests[i])
 				t1 := time.Now()
 				latencies[i] = t1.Sub(t0)
 				if err != nil {
@@ -371,7 +374,7 @@ func sendLoad(ctx context.Context, target string, events []Event, concurrency in
 	}
 	// Throughput counts accepted events only: a fast 503 is no work done.
 	return statuses, connErrs, Throughput{
-		Events:       len(events),
+		Events:       len(requests),
 		Seconds:      elapsed.Seconds(),
 		EventsPerSec: float64(accepted) / elapsed.Seconds(),
 		Latency:      Summarize(latencies),

@@ -14,8 +14,10 @@ import (
 )
 
 // positionPoll is how often the watcher reads the users projection's
-// position: the resolution of the projection lag measured.
-const positionPoll = time.Millisecond
+// position: the resolution of the projection lag measured. 2 ms is fine
+// against a 250 ms target, and each read costs the machine being
+// measured (at 1 ms, about 12 µs of CPU per event at 3,500 events/s).
+const positionPoll = 2 * time.Millisecond
 
 // position is a place in the ledger's consumption order: ledger rows are
 // read by (transaction_id, "offset"), and a consumer's position is the
