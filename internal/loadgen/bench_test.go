@@ -42,7 +42,7 @@ func TestRunSmallBench(t *testing.T) {
 	require.Zero(t, rep.ConnErrors)
 	require.Equal(t, 600, rep.LagEvents, "every accepted event has a lag")
 	require.Zero(t, rep.NotVisible)
-	require.Equal(t, 1.0, rep.LagResolutionMs)
+	require.Equal(t, 2.0, rep.LagResolutionMs)
 	require.Equal(t, 100, rep.UsersChecked)
 	require.Zero(t, rep.UsersMismatched)
 	require.NoError(t, rep.Verify())
