@@ -30,10 +30,9 @@ func sampleCPU(child *Process) (cpuSample, error) {
 	return s, nil
 }
 
-// postgresCPU sums the CPU time of the processes named postgres. A
-// backend that exits between two samples takes its time with it, so the
-// figure is a lower bound; the benchmark's connections live through each
-// phase.
+// postgresCPU sums the CPU time of the processes named postgres, and of
+// those that have exited: a backend or autovacuum worker that ends is
+// reaped by the postmaster, whose children's times then hold its time.
 func postgresCPU() time.Duration {
 	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
 	var total time.Duration
@@ -47,6 +46,9 @@ func postgresCPU() time.Duration {
 			continue
 		}
 		if t, err := cpuTime(pid); err == nil {
+			total += t
+		}
+		if t, err := childrenCPUTime(pid); err == nil {
 			total += t
 		}
 	}

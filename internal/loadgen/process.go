@@ -211,19 +211,32 @@ func (p *Process) CPUTime() (time.Duration, error) {
 const clockTick = 10 * time.Millisecond
 
 func cpuTime(pid int) (time.Duration, error) {
+	return statTimes(pid, 11, 13)
+}
+
+// childrenCPUTime returns the CPU time of pid's children that have exited
+// and been waited for (cutime and cstime).
+func childrenCPUTime(pid int) (time.Duration, error) {
+	return statTimes(pid, 13, 15)
+}
+
+// statTimes sums fields [from, to) of /proc/<pid>/stat, counted after the
+// command name, in clock ticks.
+func statTimes(pid, from, to int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces;
-	// utime and stime are fields 14 and 15, the 12th and 13th after it.
+	// utime, stime, cutime and cstime are fields 14 to 17, the 12th to
+	// 15th after it.
 	_, rest, ok := strings.Cut(string(b), ") ")
 	fields := strings.Fields(rest)
-	if !ok || len(fields) < 13 {
+	if !ok || len(fields) < to {
 		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	var total int64
-	for _, f := range fields[11:13] {
+	for _, f := range fields[from:to] {
 		n, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
 			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
