@@ -1,17 +1,11 @@
 package domain_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/domain"
@@ -245,225 +239,21 @@ func referenceCases() []string {
 func requireSameAsReference(t *testing.T, body []byte) {
 	t.Helper()
 	env, err := domain.ParseEnvelope(body)
-	wantEnv, wantErr := referenceParseEnvelope(body)
+	wantEnv, wantErr := domain.DecodeEnvelope(body)
 	require.Equal(t, wantErr, err, "ParseEnvelope(%q)", body)
 	require.Equal(t, wantEnv, env, "ParseEnvelope(%q)", body)
 
 	user, err := domain.ParseUserEvent(body)
 	wantUser := domain.User{}
 	if wantErr == nil {
-		wantUser, wantErr = referenceParseUser(wantEnv.Data, wantEnv.Time)
+		wantUser, wantErr = domain.DecodeUser(wantEnv.Data, wantEnv.Time)
 	}
 	require.Equal(t, wantErr, err, "ParseUserEvent(%q)", body)
 	require.Equal(t, wantUser, user, "ParseUserEvent(%q)", body)
 
 	fallback := time.Date(2024, 5, 28, 8, 0, 0, 0, time.UTC)
 	user, err = domain.ParseUser(body, fallback)
-	wantUser, wantErr = referenceParseUser(body, fallback)
+	wantUser, wantErr = domain.DecodeUser(body, fallback)
 	require.Equal(t, wantErr, err, "ParseUser(%q)", body)
 	require.Equal(t, wantUser, user, "ParseUser(%q)", body)
-}
-
-// The reference: ParseEnvelope and ParseUser as they were before they read
-// bodies in a single pass, by json.Unmarshal alone, kept here unchanged.
-
-const (
-	referenceSecondsCutoff = 100_000_000_000
-	referenceMaxTypeLen    = 100
-	referenceMaxIDLen      = 255
-)
-
-var referenceEventTypePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$`)
-
-type referenceRawEnvelope struct {
-	Type            *string         `json:"type"`
-	Object          *string         `json:"object"`
-	InstanceID      *string         `json:"instance_id"`
-	Timestamp       json.RawMessage `json:"timestamp"`
-	Data            json.RawMessage `json:"data"`
-	EventAttributes json.RawMessage `json:"event_attributes"`
-}
-
-func referenceParseEnvelope(body []byte) (domain.Envelope, error) {
-	var raw referenceRawEnvelope
-	if err := json.Unmarshal(body, &raw); err != nil {
-		var syntaxErr *json.SyntaxError
-		var typeErr *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &syntaxErr):
-			return domain.Envelope{}, domain.Errorf(domain.EINVALID, "body_not_json", "body is not valid JSON (syntax error at byte %d)", syntaxErr.Offset)
-		case errors.As(err, &typeErr) && typeErr.Field == "":
-			return domain.Envelope{}, domain.Errorf(domain.EINVALID, "not_clerk_event", "body is JSON but not an object: a Clerk event is a JSON object")
-		case errors.As(err, &typeErr):
-			return domain.Envelope{}, referenceInvalidField(typeErr.Field, "must be a "+referenceJSONKind(typeErr.Type.Kind().String()))
-		default:
-			return domain.Envelope{}, domain.Errorf(domain.EINVALID, "body_not_json", "body is not valid JSON")
-		}
-	}
-	if raw.Object == nil || *raw.Object != "event" {
-		return domain.Envelope{}, referenceInvalidField("object", `must be "event"`)
-	}
-	if raw.Type == nil || *raw.Type == "" {
-		return domain.Envelope{}, referenceInvalidField("type", "is required")
-	}
-	if len(*raw.Type) > referenceMaxTypeLen || !referenceEventTypePattern.MatchString(*raw.Type) {
-		return domain.Envelope{}, referenceInvalidField("type", `must look like "user.created"`)
-	}
-	if raw.InstanceID == nil || *raw.InstanceID == "" {
-		return domain.Envelope{}, referenceInvalidField("instance_id", "is required")
-	}
-	if err := referenceCheckID("instance_id", *raw.InstanceID); err != nil {
-		return domain.Envelope{}, err
-	}
-	at, unit, err := referenceParseTimestamp(raw.Timestamp)
-	if err != nil {
-		return domain.Envelope{}, err
-	}
-	if !referenceIsJSONObject(raw.Data) {
-		return domain.Envelope{}, referenceInvalidField("data", "must be an object")
-	}
-	var data struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if err := json.Unmarshal(raw.Data, &data); err != nil {
-		return domain.Envelope{}, referenceInvalidField("data", "must be an object")
-	}
-	var id string
-	if len(data.ID) == 0 || json.Unmarshal(data.ID, &id) != nil || id == "" {
-		return domain.Envelope{}, referenceInvalidField("data.id", "must be a non-empty string")
-	}
-	if err := referenceCheckID("data.id", id); err != nil {
-		return domain.Envelope{}, err
-	}
-	if len(raw.EventAttributes) > 0 && !referenceIsJSONNull(raw.EventAttributes) && !referenceIsJSONObject(raw.EventAttributes) {
-		return domain.Envelope{}, referenceInvalidField("event_attributes", "must be an object when present")
-	}
-	return domain.Envelope{
-		Type:            *raw.Type,
-		InstanceID:      *raw.InstanceID,
-		SubjectID:       id,
-		Time:            at,
-		TimestampUnit:   unit,
-		Data:            raw.Data,
-		EventAttributes: raw.EventAttributes,
-	}, nil
-}
-
-func referenceParseTimestamp(raw json.RawMessage) (time.Time, string, error) {
-	if len(raw) == 0 || referenceIsJSONNull(raw) {
-		return time.Time{}, "", referenceInvalidField("timestamp", "is required")
-	}
-	var n json.Number
-	if raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
-		return time.Time{}, "", referenceInvalidField("timestamp", "must be a number (unix milliseconds)")
-	}
-	v, err := n.Int64()
-	if err != nil || v <= 0 {
-		return time.Time{}, "", referenceInvalidField("timestamp", "must be a positive integer (unix milliseconds)")
-	}
-	if v < referenceSecondsCutoff {
-		return time.Unix(v, 0).UTC(), domain.UnitSeconds, nil
-	}
-	return time.UnixMilli(v).UTC(), domain.UnitMilliseconds, nil
-}
-
-func referenceCheckID(field, id string) error {
-	if len(id) > referenceMaxIDLen {
-		return referenceInvalidField(field, fmt.Sprintf("is longer than %d bytes", referenceMaxIDLen))
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return referenceInvalidField(field, "holds control characters or invalid UTF-8")
-		}
-	}
-	return nil
-}
-
-func referenceInvalidField(field, problem string) *domain.Error {
-	return domain.Errorf(domain.EINVALID, "not_clerk_event", "not a Clerk event: %q %s", field, problem)
-}
-
-func referenceJSONKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "ptr":
-		return "string"
-	default:
-		return goKind
-	}
-}
-
-func referenceIsJSONObject(raw json.RawMessage) bool {
-	b := bytes.TrimLeft(raw, " \t\r\n")
-	return len(b) > 0 && b[0] == '{'
-}
-
-func referenceIsJSONNull(raw json.RawMessage) bool {
-	return string(bytes.TrimSpace(raw)) == "null"
-}
-
-type referenceClerkUser struct {
-	ID                    string  `json:"id"`
-	FirstName             *string `json:"first_name"`
-	LastName              *string `json:"last_name"`
-	ImageURL              *string `json:"image_url"`
-	PrimaryEmailAddressID *string `json:"primary_email_address_id"`
-	EmailAddresses        []struct {
-		ID           string `json:"id"`
-		EmailAddress string `json:"email_address"`
-	} `json:"email_addresses"`
-	CreatedAt *int64 `json:"created_at"`
-	UpdatedAt *int64 `json:"updated_at"`
-}
-
-func referenceParseUser(data json.RawMessage, fallback time.Time) (domain.User, error) {
-	var u referenceClerkUser
-	if err := json.Unmarshal(data, &u); err != nil {
-		return domain.User{}, domain.Errorf(domain.EINVALID, "not_clerk_user", "data is not a Clerk user object: %s", referenceDescribeJSONError(err))
-	}
-	if u.ID == "" {
-		return domain.User{}, domain.Errorf(domain.EINVALID, "not_clerk_user", "data.id is empty")
-	}
-	out := domain.User{
-		ClerkID:   u.ID,
-		FirstName: referenceDeref(u.FirstName),
-		LastName:  referenceDeref(u.LastName),
-		ImageURL:  referenceDeref(u.ImageURL),
-		CreatedAt: fallback,
-		UpdatedAt: fallback,
-	}
-	out.Name = strings.TrimSpace(out.FirstName + " " + out.LastName)
-	if u.PrimaryEmailAddressID != nil {
-		for _, e := range u.EmailAddresses {
-			if e.ID == *u.PrimaryEmailAddressID {
-				out.Email = e.EmailAddress
-				break
-			}
-		}
-	}
-	if u.CreatedAt != nil {
-		out.CreatedAt = time.UnixMilli(*u.CreatedAt).UTC()
-	}
-	if u.UpdatedAt != nil {
-		out.UpdatedAt = time.UnixMilli(*u.UpdatedAt).UTC()
-	}
-	return out, nil
-}
-
-func referenceDescribeJSONError(err error) string {
-	if te, ok := err.(*json.UnmarshalTypeError); ok {
-		return fmt.Sprintf("field %q must be a %s", te.Field, te.Type.Kind())
-	}
-	if se, ok := err.(*json.SyntaxError); ok {
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	}
-	return "malformed JSON"
-}
-
-func referenceDeref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
