@@ -33,22 +33,12 @@ func (u Users) table() string {
 	return u.Table
 }
 
-// userColumns is the column list of UserState, in field order.
-const userColumns = `clerk_id, email, first_name, last_name, name, image_url, role, practice_id,
-	created_at, updated_at, deleted_at, clerk_updated_at, last_offset`
-
-// userColumnNames is userColumns as a list, for COPY.
+// userColumnNames are the columns of UserState, in field order.
 var userColumnNames = []string{"clerk_id", "email", "first_name", "last_name", "name", "image_url",
 	"role", "practice_id", "created_at", "updated_at", "deleted_at", "clerk_updated_at", "last_offset"}
 
-// qualified is columns prefixed with alias, as a select list.
-func qualified(alias string, columns []string) string {
-	out := make([]string, len(columns))
-	for i, c := range columns {
-		out[i] = alias + "." + c
-	}
-	return strings.Join(out, ", ")
-}
+// userColumns is userColumnNames as an SQL list.
+var userColumns = strings.Join(userColumnNames, ", ")
 
 // values is s as a row of userColumns.
 func (s *UserState) values() []any {
@@ -130,9 +120,8 @@ func (u Users) ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []any) error 
 func (u Users) load(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*UserState, error) {
 	slices.Sort(ids)
 	rows, err := tx.Query(ctx, `
-		SELECT `+qualified("u", userColumnNames)+`
-		FROM unnest($1::text[]) AS k(clerk_id)
-		CROSS JOIN LATERAL (SELECT * FROM `+u.table()+` WHERE clerk_id = k.clerk_id FOR UPDATE) AS u`, ids)
+		SELECT u.* FROM unnest($1::text[]) AS k(clerk_id)
+		CROSS JOIN LATERAL (SELECT `+userColumns+` FROM `+u.table()+` WHERE clerk_id = k.clerk_id FOR UPDATE) AS u`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load users: %w", err)
 	}
