@@ -137,15 +137,10 @@ func (s *Sender) SendAll(ctx context.Context, events []Event, concurrency int) e
 
 // post sends one attempt and returns the status and the Retry-After header.
 func post(ctx context.Context, client *http.Client, url string, h http.Header, body []byte) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := deliveryRequest(ctx, url, h, body)
 	if err != nil {
 		return 0, "", err
 	}
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", clerkfake.UserAgent)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -153,4 +148,19 @@ func post(ctx context.Context, client *http.Client, url string, h http.Header, b
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, resp.Header.Get("Retry-After"), nil
+}
+
+// deliveryRequest is a Clerk delivery as Svix sends it: the signed
+// headers, a JSON body, Svix's user agent.
+func deliveryRequest(ctx context.Context, url string, h http.Header, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", clerkfake.UserAgent)
+	return req, nil
 }

@@ -8,10 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
-
-	"github.com/webhookd/webhookd/internal/clerkfake"
 )
 
 // The benchmark's HTTP client. On the benchmark's machine the generator
@@ -27,22 +24,13 @@ import (
 // wireRequests serializes one POST per event to target, as net/http would
 // send it.
 func wireRequests(target string, events []Event) ([][]byte, error) {
-	u, err := url.Parse(target)
-	if err != nil {
-		return nil, err
-	}
 	out := make([][]byte, len(events))
 	var buf bytes.Buffer
 	for i, e := range events {
-		req, err := http.NewRequest(http.MethodPost, u.String(), bytes.NewReader(e.Body))
+		req, err := deliveryRequest(context.Background(), target, e.Header, e.Body)
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range e.Header {
-			req.Header[k] = v
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", clerkfake.UserAgent)
 		buf.Reset()
 		if err := req.Write(&buf); err != nil {
 			return nil, fmt.Errorf("serialize request %d: %w", i, err)
