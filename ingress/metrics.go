@@ -39,6 +39,15 @@ func eventTypeLabel(t string) string {
 	return OtherEventType
 }
 
+// DeliveryOutcomes are the outcome label values of
+// webhookd_webhook_requests_total: the events of the audit log line.
+var DeliveryOutcomes = []string{"event_appended", "event_duplicate", "signature_rejected", "event_invalid",
+	"append_failed", "body_too_large", "rate_limited", "overloaded"}
+
+// VerificationReasons are the reason label values of
+// webhookd_verification_failures_total.
+var VerificationReasons = []string{"no_matching_signature", "timestamp_too_old", "timestamp_too_new", "missing_headers", "invalid_headers"}
+
 // Metrics holds webhookd's Prometheus metrics on a registry of its own,
 // so that several instances in one process (tests) do not collide.
 type Metrics struct {
@@ -100,6 +109,18 @@ func NewMetrics() *Metrics {
 			Help: "Failures to apply a ledger entry, by projection and what followed (retry, unavailable, skipped).",
 		}, []string{"projection", "outcome"}),
 	}
+	// Every known label value starts at zero, so that the first event of a
+	// kind is an increase an alert can see (a series born at 1 has no
+	// increase for rate() or increase()).
+	for _, o := range DeliveryOutcomes {
+		m.requests.WithLabelValues(o)
+	}
+	for _, r := range VerificationReasons {
+		m.verifyFailures.WithLabelValues(r)
+	}
+	for _, r := range []string{"appended", "duplicate", "error"} {
+		m.appendSeconds.WithLabelValues(r)
+	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -116,6 +137,17 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 // Handler serves the registry in Prometheus' exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// KnownProjections starts the projection counters of each name at zero,
+// with every failure outcome (see NewMetrics for why).
+func (m *Metrics) KnownProjections(names, failureOutcomes []string) {
+	for _, p := range names {
+		m.projectionApplied.WithLabelValues(p)
+		for _, o := range failureOutcomes {
+			m.projectionFailures.WithLabelValues(p, o)
+		}
+	}
 }
 
 // ProjectionApplied counts an applied entry; it fits

@@ -57,6 +57,9 @@ const (
 	FailureSkipped     = "skipped"
 )
 
+// FailureOutcomes lists every outcome passed to RunnerConfig.Failed.
+var FailureOutcomes = []string{FailureRetry, FailureUnavailable, FailureSkipped}
+
 // Runner runs projections as Watermill router handlers.
 type Runner struct {
 	cfg RunnerConfig

@@ -20,6 +20,11 @@ const lagScrapeTimeout = 2 * time.Second
 // measured at scrape time, and the database pool's state.
 func (a *App) newMetrics() *ingress.Metrics {
 	m := ingress.NewMetrics()
+	var names []string
+	for _, p := range projections.All() {
+		names = append(names, p.Name())
+	}
+	m.KnownProjections(names, projections.FailureOutcomes)
 	m.RegisterProjectionLag(func(ctx context.Context) ([]ingress.ProjectionLag, error) {
 		var out []ingress.ProjectionLag
 		for _, p := range projections.All() {

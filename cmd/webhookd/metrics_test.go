@@ -124,7 +124,20 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 	} {
 		require.Equal(t, want, m.value(series), series)
 	}
-	require.Len(t, seriesOf(m, "webhookd_webhook_requests_total"), 4, "only outcomes that happened")
+	// Outcomes that did not happen are there at zero, so that their
+	// first occurrence is an increase an alert sees.
+	require.Len(t, seriesOf(m, "webhookd_webhook_requests_total"), 8)
+	for _, series := range []string{
+		`webhookd_webhook_requests_total{outcome="append_failed"}`,
+		`webhookd_webhook_requests_total{outcome="overloaded"}`,
+		`webhookd_verification_failures_total{reason="timestamp_too_old"}`,
+		`webhookd_projection_failures_total{outcome="skipped",projection="users"}`,
+		`webhookd_ledger_append_duration_seconds_count{result="error"}`,
+	} {
+		v, ok := m[series]
+		require.True(t, ok, series)
+		require.Zero(t, v, series)
+	}
 	require.Greater(t, m.value("webhookd_db_pool_acquires_total"), 0.0)
 	require.Greater(t, m.value("webhookd_db_pool_total_conns"), 0.0)
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
