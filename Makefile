@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # otherwise on a throwaway embedded PostgreSQL that devpg starts and stops.
 DEVPG   := bin/devpg
 
-.PHONY: build run test vet fmt migrate bench bench-replay test-faults
+.PHONY: build run test vet fmt migrate bench bench-replay test-faults check-alerts
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/webhookd
@@ -37,6 +37,14 @@ ifeq ($(TEST_DATABASE_URL),)
 else
 	$(GO) test -tags faults -count=1 -timeout 15m ./internal/faults/
 endif
+
+# The example alerting rules: promtool's syntax check and the unit tests in
+# docs/alerts/webhookd.rules.test.yml. promtool is in Debian's prometheus
+# package (.ci/run installs it).
+check-alerts:
+	@command -v promtool >/dev/null || { echo "check-alerts: promtool not found; install it (Debian: apt-get install --no-install-recommends prometheus)"; exit 1; }
+	promtool check rules docs/alerts/webhookd.rules.yml
+	promtool test rules docs/alerts/webhookd.rules.test.yml
 
 # End-to-end benchmark against the database's own insert limit, on
 # DATABASE_URL (else TEST_DATABASE_URL, else the local test database);
