@@ -20,8 +20,9 @@ type SealLedger interface {
 	// UnsealedEntries returns up to limit committed entries without a
 	// ledger index, in safe order (the xid8 horizon rule).
 	UnsealedEntries(ctx context.Context, limit int) ([]domain.LedgerEntry, error)
-	// LeafHashes returns every stored leaf hash in index order.
-	LeafHashes(ctx context.Context) ([]merkle.Hash, error)
+	// ForEachLeafHash calls fn with every stored leaf hash in index
+	// order, streaming them (the sealer keeps only the tree's frontier).
+	ForEachLeafHash(ctx context.Context, fn func(leaf merkle.Hash) error) error
 	// AppendLeaves stores indexes first, first+1, … for the entries at
 	// offsets, atomically; it fails if any is taken or would leave a gap.
 	AppendLeaves(ctx context.Context, first uint64, offsets []int64, leaves []merkle.Hash) error
@@ -88,8 +89,10 @@ var ErrIntegrity = errors.New("ledger integrity check failed")
 // and signs checkpoints. Run it in every replica: one leads, the others
 // wait for the lock and take over when the leader's connection dies.
 type Sealer struct {
-	cfg  SealerConfig
-	tree *merkle.Tree
+	cfg SealerConfig
+	// tree is the right edge of the Merkle tree over the indexed
+	// entries: O(log n) hashes, enough for the root of every checkpoint.
+	tree merkle.Frontier
 	// checkpointed is the tree size of the last checkpoint.
 	checkpointed uint64
 }
@@ -179,24 +182,31 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 // restore rebuilds the tree from the stored leaf hashes and checks it
 // against the last checkpoint.
 func (s *Sealer) restore(ctx context.Context) error {
-	leaves, err := s.cfg.Ledger.LeafHashes(ctx)
-	if err != nil {
+	s.tree, s.checkpointed = merkle.Frontier{}, 0
+	cp, err := s.cfg.Ledger.LatestCheckpoint(ctx)
+	signed := err == nil
+	if err != nil && domain.ErrorCode(err) != domain.ENOTFOUND {
 		return err
 	}
-	s.tree = merkle.NewTree(leaves)
-	s.checkpointed = 0
-	cp, err := s.cfg.Ledger.LatestCheckpoint(ctx)
-	if domain.ErrorCode(err) == domain.ENOTFOUND {
+	if signed {
+		if err := cp.VerifySignature(); err != nil {
+			return fmt.Errorf("%w: last %v", ErrIntegrity, err)
+		}
+	}
+	root := merkle.EmptyRoot() // of the first cp.TreeSize leaves
+	if err := s.cfg.Ledger.ForEachLeafHash(ctx, func(leaf merkle.Hash) error {
+		s.tree.Append(leaf)
+		if signed && s.tree.Size() == cp.TreeSize {
+			root = s.tree.Root()
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if !signed {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	if err := cp.VerifySignature(); err != nil {
-		return fmt.Errorf("%w: last %v", ErrIntegrity, err)
-	}
-	root, err := s.tree.RootAt(cp.TreeSize)
-	if err != nil {
+	if s.tree.Size() < cp.TreeSize {
 		return fmt.Errorf("%w: the last checkpoint covers %d entries but ledger_index holds %d", ErrIntegrity, cp.TreeSize, s.tree.Size())
 	}
 	if root != cp.RootHash {

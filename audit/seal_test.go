@@ -183,3 +183,52 @@ func TestSealerRefusesLeavesThatDoNotGiveTheSignedRoot(t *testing.T) {
 	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: the stored leaf hashes give root %s at tree size 4, the signed checkpoint says %s",
 		merkle.RootFromLeaves(leaves), cp.RootHash))
 }
+
+// A sealer that indexed entries but stopped before signing them restarts
+// from a tree larger than its last checkpoint: the checkpoint is checked
+// against the root at its own size, and the next one covers the rest.
+func TestSealerRestartsFromLeavesBeyondTheLastCheckpoint(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(4, "")
+	cp := l.seal()
+	l.add(3, "")
+	ctx := context.Background()
+	var pending []domain.LedgerEntry
+	require.Eventually(t, func() bool { // below the horizon, see seal
+		var err error
+		pending, err = l.store.UnsealedEntries(ctx, 10)
+		require.NoError(t, err)
+		return len(pending) == 3
+	}, 20*time.Second, 5*time.Millisecond)
+	e := audit.EntryFromLedger(pending[0])
+	require.NoError(t, l.store.AppendLeaves(ctx, 4, []int64{pending[0].Offset}, []merkle.Hash{audit.ComputeLeafHash(&e)}))
+
+	next := l.seal()
+	require.EqualValues(t, 7, next.TreeSize)
+	leaves, err := l.store.LeafHashes(ctx)
+	require.NoError(t, err)
+	require.Equal(t, merkle.RootFromLeaves(leaves), next.RootHash)
+	all, err := l.store.Checkpoints(ctx)
+	require.NoError(t, err)
+	require.Equal(t, cp, all[len(all)-2])
+}
+
+func TestSealerRefusesACheckpointLargerThanTheIndex(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(6, "")
+	l.seal()
+	ctx := context.Background()
+	for _, q := range []string{
+		`ALTER TABLE ledger_index DISABLE TRIGGER USER`,
+		`DELETE FROM ledger_index WHERE ledger_index >= 4`,
+		`ALTER TABLE ledger_index ENABLE TRIGGER USER`,
+	} {
+		_, err := l.db.Pool.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	_, err := audit.SealOnce(ctx, audit.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
+	require.ErrorIs(t, err, audit.ErrIntegrity)
+	require.EqualError(t, err, "ledger integrity check failed: the last checkpoint covers 6 entries but ledger_index holds 4")
+}

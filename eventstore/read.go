@@ -83,30 +83,43 @@ func scanPositioned(row pgx.Row, extra ...any) (domain.LedgerEntry, Position, er
 
 // LeafHashes returns every stored leaf hash in ledger index order.
 func (s *Store) LeafHashes(ctx context.Context) ([]merkle.Hash, error) {
+	var out []merkle.Hash
+	err := s.ForEachLeafHash(ctx, func(leaf merkle.Hash) error {
+		out = append(out, leaf)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ForEachLeafHash calls fn with every stored leaf hash in ledger index
+// order, as the rows arrive; it stops at fn's first error and returns it.
+func (s *Store) ForEachLeafHash(ctx context.Context, fn func(leaf merkle.Hash) error) error {
 	rows, err := s.pool.Query(ctx, `SELECT ledger_index, leaf_hash FROM `+IndexTable+` ORDER BY ledger_index`)
 	if err != nil {
-		return nil, translate(err, "read leaf hashes")
+		return translate(err, "read leaf hashes")
 	}
 	defer rows.Close()
-	var out []merkle.Hash
 	var (
-		idx  int64
-		leaf []byte
+		idx, next int64
+		leaf      []byte
 	)
 	_, err = pgx.ForEachRow(rows, []any{&idx, &leaf}, func() error {
-		if idx != int64(len(out)) {
-			return fmt.Errorf("ledger_index has a gap: index %d follows %d", idx, len(out)-1)
+		if idx != next {
+			return fmt.Errorf("ledger_index has a gap: index %d follows %d", idx, next-1)
 		}
 		if len(leaf) != merkle.HashSize {
 			return fmt.Errorf("ledger_index %d: leaf hash has %d bytes", idx, len(leaf))
 		}
-		out = append(out, merkle.Hash(leaf))
-		return nil
+		next++
+		return fn(merkle.Hash(leaf))
 	})
 	if err != nil {
-		return nil, translate(err, "read leaf hashes")
+		return translate(err, "read leaf hashes")
 	}
-	return out, nil
+	return nil
 }
 
 // AppendLeaves stores ledger indexes first, first+1, … for the entries at
