@@ -232,3 +232,47 @@ func TestSealerRefusesACheckpointLargerThanTheIndex(t *testing.T) {
 	require.ErrorIs(t, err, audit.ErrIntegrity)
 	require.EqualError(t, err, "ledger integrity check failed: the last checkpoint covers 6 entries but ledger_index holds 4")
 }
+
+// SealLag names the oldest entry no checkpoint covers, whether the sealer
+// has not indexed it yet or indexed it without signing a checkpoint.
+func TestSealLagIsTheFirstEntryNoCheckpointCovers(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	ctx := context.Background()
+	lag, err := l.store.SealLag(ctx)
+	require.NoError(t, err)
+	require.Equal(t, eventstore.SealLag{}, lag, "empty ledger")
+
+	received := func(n int) time.Time { // of the nth entry l.add appends
+		return time.Date(2026, 11, 27, 10, 0, n-1, 123000, time.UTC) // stored to the µs
+	}
+	l.add(2, "")
+	lag, err = l.store.SealLag(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 0, lag.TreeSize)
+	require.NotNil(t, lag.OldestUncovered)
+	require.Equal(t, received(1), lag.OldestUncovered.UTC(), "not indexed, no checkpoint")
+
+	l.seal()
+	lag, err = l.store.SealLag(ctx)
+	require.NoError(t, err)
+	require.Equal(t, eventstore.SealLag{TreeSize: 2}, lag, "all covered")
+
+	l.add(2, "")
+	lag, err = l.store.SealLag(ctx)
+	require.NoError(t, err)
+	require.Equal(t, received(3), lag.OldestUncovered.UTC(), "not indexed")
+
+	var pending []domain.LedgerEntry
+	require.Eventually(t, func() bool { // below the horizon, see seal
+		pending, err = l.store.UnsealedEntries(ctx, 10)
+		require.NoError(t, err)
+		return len(pending) == 2
+	}, 20*time.Second, 5*time.Millisecond)
+	e := audit.EntryFromLedger(pending[0])
+	require.NoError(t, l.store.AppendLeaves(ctx, 2, []int64{pending[0].Offset}, []merkle.Hash{audit.ComputeLeafHash(&e)}))
+	lag, err = l.store.SealLag(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, lag.TreeSize)
+	require.Equal(t, received(3), lag.OldestUncovered.UTC(), "indexed, not in a checkpoint")
+}

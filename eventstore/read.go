@@ -211,6 +211,50 @@ func (s *Store) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error) 
 	return c, translate(err, "read latest checkpoint")
 }
 
+// SealLag is how far sealing is behind the ledger.
+type SealLag struct {
+	// TreeSize is the size of the latest signed checkpoint (0 before the
+	// first).
+	TreeSize uint64
+	// OldestUncovered is when the first committed entry that no
+	// checkpoint covers was received; nil when every entry is covered.
+	OldestUncovered *time.Time
+}
+
+// SealLag finds the first entry in safe order that the latest checkpoint
+// does not cover: the one at ledger index TreeSize if the sealer indexed
+// it, else the first unindexed entry after the last indexed one. Both are
+// primary-key lookups, so a scrape costs the same however far behind
+// sealing is.
+func (s *Store) SealLag(ctx context.Context) (SealLag, error) {
+	var (
+		size   *int64
+		oldest *time.Time
+	)
+	err := s.pool.QueryRow(ctx, `
+	WITH cp AS (
+		SELECT tree_size FROM `+CheckpointsTable+` ORDER BY tree_size DESC LIMIT 1
+	), last AS (
+		SELECT e.transaction_id AS tx, e."offset" AS off
+		FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
+		ORDER BY i.ledger_index DESC LIMIT 1
+	)
+	SELECT (SELECT tree_size FROM cp), coalesce(
+		(SELECT e.received_at FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
+		 WHERE i.ledger_index = coalesce((SELECT tree_size FROM cp), 0)),
+		(SELECT received_at FROM `+EventsTable+`
+		 WHERE (transaction_id, "offset") > (coalesce((SELECT tx FROM last), '0'::xid8), coalesce((SELECT off FROM last), 0))
+		 ORDER BY transaction_id, "offset" LIMIT 1))`).Scan(&size, &oldest)
+	if err != nil {
+		return SealLag{}, translate(err, "measure seal lag")
+	}
+	lag := SealLag{OldestUncovered: oldest}
+	if size != nil {
+		lag.TreeSize = uint64(*size)
+	}
+	return lag, nil
+}
+
 // EachSealed calls fn for each sealed entry q selects, in index order.
 func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit.SealedRow) error) error {
 	where, args := selectionWhere(q)

@@ -250,6 +250,55 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// SealLag is how far sealing is behind, as the seal collector reports it.
+type SealLag struct {
+	// TreeSize is the size of the latest signed checkpoint.
+	TreeSize uint64
+	// Seconds is the age of the oldest entry no checkpoint covers (0 when
+	// every entry is covered).
+	Seconds float64
+}
+
+// RegisterSealLag reports, at scrape time, the latest checkpoint's size and
+// the age of the oldest ledger entry no checkpoint covers. When measure
+// fails, webhookd_ledger_unsealed_up is 0 and nothing else is reported.
+func (m *Metrics) RegisterSealLag(measure func(ctx context.Context) (SealLag, error), timeout time.Duration) {
+	m.registry.MustRegister(&sealCollector{measure: measure, timeout: timeout})
+}
+
+var (
+	sealTreeSizeDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_checkpoint_tree_size",
+		"Ledger entries the latest signed checkpoint covers (0 before the first).", nil, nil)
+	sealUnsealedDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_unsealed_seconds",
+		"Age of the oldest committed ledger entry that no signed checkpoint covers yet (0 when all are covered).", nil, nil)
+	sealUpDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_unsealed_up",
+		"1 if the seal lag could be measured at this scrape, 0 if the database did not answer in time.", nil, nil)
+)
+
+type sealCollector struct {
+	measure func(ctx context.Context) (SealLag, error)
+	timeout time.Duration
+}
+
+func (c *sealCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sealTreeSizeDesc
+	ch <- sealUnsealedDesc
+	ch <- sealUpDesc
+}
+
+func (c *sealCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	lag, err := c.measure(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(sealUpDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(sealUpDesc, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(sealTreeSizeDesc, prometheus.GaugeValue, float64(lag.TreeSize))
+	ch <- prometheus.MustNewConstMetric(sealUnsealedDesc, prometheus.GaugeValue, lag.Seconds)
+}
+
 // PoolStats is a snapshot of the database connection pool, in terms that
 // keep the driver out of this package.
 type PoolStats struct {

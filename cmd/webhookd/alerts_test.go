@@ -37,11 +37,11 @@ func TestAlertRulesSelectSeriesWebhookdExports(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(raw, &rules))
 
-	h := start(t)
+	h := start(t, withSeal(sealKey)) // the seal alerts assume sealing is on
 	var m samples
 	require.Eventually(t, func() bool {
 		m = scrape(t, h)
-		return m.value("webhookd_projection_lag_up") == 1
+		return m.value("webhookd_projection_lag_up") == 1 && m.value("webhookd_ledger_unsealed_up") == 1
 	}, 10*time.Second, 10*time.Millisecond, "projection lag measured")
 
 	selected := 0
@@ -62,7 +62,7 @@ func TestAlertRulesSelectSeriesWebhookdExports(t *testing.T) {
 			}
 		}
 	}
-	require.GreaterOrEqual(t, selected, 7, "the rules file's webhookd selectors")
+	require.GreaterOrEqual(t, selected, 9, "the rules file's webhookd selectors")
 }
 
 // hasSeries reports whether m holds a series of name with every label pair

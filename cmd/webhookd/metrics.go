@@ -16,8 +16,9 @@ import (
 // so that a slow database cannot hold scrapes open.
 const lagScrapeTimeout = 2 * time.Second
 
-// newMetrics builds the App's metrics: ingress's own, projection lag
-// measured at scrape time, and the database pool's state.
+// newMetrics builds the App's metrics: ingress's own, projection lag and
+// (when this webhookd seals) seal lag measured at scrape time, and the
+// database pool's state.
 func (a *App) newMetrics() *ingress.Metrics {
 	m := ingress.NewMetrics()
 	var names []string
@@ -36,6 +37,19 @@ func (a *App) newMetrics() *ingress.Metrics {
 		}
 		return out, nil
 	}, lagScrapeTimeout)
+	if a.cfg.Seal.SigningKey != "" {
+		m.RegisterSealLag(func(ctx context.Context) (ingress.SealLag, error) {
+			lag, err := a.store.SealLag(ctx)
+			if err != nil {
+				return ingress.SealLag{}, err
+			}
+			out := ingress.SealLag{TreeSize: lag.TreeSize}
+			if lag.OldestUncovered != nil {
+				out.Seconds = max(0, a.cfg.Now().Sub(*lag.OldestUncovered).Seconds())
+			}
+			return out, nil
+		}, lagScrapeTimeout)
+	}
 	m.RegisterPoolStats(func() ingress.PoolStats {
 		s := a.pool.Stat()
 		return ingress.PoolStats{

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,44 @@ func TestServeWithoutSigningKeyWarnsOnce(t *testing.T) {
 	h := start(t)
 	require.Equal(t, 1, strings.Count(h.logs.String(), `"msg":"sealer_disabled"`))
 	require.Equal(t, 404, h.get(CheckpointPath).status)
+	require.False(t, scrape(t, h).has("webhookd_ledger_unsealed_seconds"), "no seal metrics where nothing seals")
+}
+
+// /metrics shows how long the oldest entry has waited for a checkpoint,
+// and the size of the latest one.
+func TestMetricsShowHowLongEntriesWaitForACheckpoint(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	var skew atomic.Int64 // nanoseconds
+	base := time.Now().UTC().Truncate(time.Second)
+	config := withConfig(func(c *AppConfig) {
+		c.Now = func() time.Time { return base.Add(time.Duration(skew.Load())) }
+		// No checkpoint within the test but the last one, at stop.
+		c.Seal = SealConfig{SigningKey: base64.StdEncoding.EncodeToString(sealKey.Seed()), Interval: time.Hour, PollInterval: 10 * time.Millisecond}
+	})
+	h := startOn(t, db, config)
+	h.now = base
+	sealSeries := func(m samples) []float64 {
+		for _, name := range []string{"webhookd_ledger_unsealed_up", "webhookd_ledger_checkpoint_tree_size", "webhookd_ledger_unsealed_seconds"} {
+			require.True(t, m.has(name), name)
+		}
+		return []float64{m.value("webhookd_ledger_unsealed_up"), m.value("webhookd_ledger_checkpoint_tree_size"), m.value("webhookd_ledger_unsealed_seconds")}
+	}
+	require.Equal(t, []float64{1, 0, 0}, sealSeries(scrape(t, h)), "empty ledger")
+
+	h.deliverN(0, 3)
+	skew.Store(int64(90 * time.Second))
+	require.Equal(t, []float64{1, 0, 90}, sealSeries(scrape(t, h)))
+
+	// Stopping signs a last checkpoint of what the sealer has indexed.
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_index`).Scan(&n))
+		return n == 3
+	}, 10*time.Second, 10*time.Millisecond)
+	h.stop()
+	again := startOn(t, db, config)
+	require.Equal(t, []float64{1, 3, 0}, sealSeries(scrape(t, again)))
 }
 
 // exportedBundle seals 12 delivered events, stops webhookd and exports
