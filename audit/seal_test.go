@@ -82,6 +82,25 @@ func (l *ledger) sealWith(key ed25519.PrivateKey) audit.Checkpoint {
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// indexOneWithoutCheckpoint gives the first of the unsealed entries (there
+// are unsealed of them) its ledger index, as a sealer that stopped before
+// signing a checkpoint would have.
+func (l *ledger) indexOneWithoutCheckpoint(unsealed int) {
+	l.t.Helper()
+	ctx := context.Background()
+	var pending []domain.LedgerEntry
+	require.Eventually(l.t, func() bool { // below the horizon, see seal
+		var err error
+		pending, err = l.store.UnsealedEntries(ctx, unsealed+1)
+		require.NoError(l.t, err)
+		return len(pending) == unsealed
+	}, 20*time.Second, 5*time.Millisecond)
+	leaves, err := l.store.LeafHashes(ctx)
+	require.NoError(l.t, err)
+	e := audit.EntryFromLedger(pending[0])
+	require.NoError(l.t, l.store.AppendLeaves(ctx, uint64(len(leaves)), []int64{pending[0].Offset}, []merkle.Hash{audit.ComputeLeafHash(&e)}))
+}
+
 func TestCanonicalEntryEncoding(t *testing.T) {
 	t.Parallel()
 	e := audit.Entry{SvixID: "msg_1", Source: "clerk", SvixTimestamp: "2026-11-27T10:00:00.000000Z", Signature: "v1,x",
@@ -194,15 +213,7 @@ func TestSealerRestartsFromLeavesBeyondTheLastCheckpoint(t *testing.T) {
 	cp := l.seal()
 	l.add(3, "")
 	ctx := context.Background()
-	var pending []domain.LedgerEntry
-	require.Eventually(t, func() bool { // below the horizon, see seal
-		var err error
-		pending, err = l.store.UnsealedEntries(ctx, 10)
-		require.NoError(t, err)
-		return len(pending) == 3
-	}, 20*time.Second, 5*time.Millisecond)
-	e := audit.EntryFromLedger(pending[0])
-	require.NoError(t, l.store.AppendLeaves(ctx, 4, []int64{pending[0].Offset}, []merkle.Hash{audit.ComputeLeafHash(&e)}))
+	l.indexOneWithoutCheckpoint(3)
 
 	next := l.seal()
 	require.EqualValues(t, 7, next.TreeSize)
@@ -263,14 +274,7 @@ func TestSealLagIsTheFirstEntryNoCheckpointCovers(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, received(3), lag.OldestUncovered.UTC(), "not indexed")
 
-	var pending []domain.LedgerEntry
-	require.Eventually(t, func() bool { // below the horizon, see seal
-		pending, err = l.store.UnsealedEntries(ctx, 10)
-		require.NoError(t, err)
-		return len(pending) == 2
-	}, 20*time.Second, 5*time.Millisecond)
-	e := audit.EntryFromLedger(pending[0])
-	require.NoError(t, l.store.AppendLeaves(ctx, 2, []int64{pending[0].Offset}, []merkle.Hash{audit.ComputeLeafHash(&e)}))
+	l.indexOneWithoutCheckpoint(2)
 	lag, err = l.store.SealLag(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, lag.TreeSize)

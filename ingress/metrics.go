@@ -212,7 +212,17 @@ type ProjectionLag struct {
 // measure is called once per scrape with a context bounded by timeout.
 // When it fails, webhookd_projection_lag_up is 0 and no lag is reported.
 func (m *Metrics) RegisterProjectionLag(measure func(ctx context.Context) ([]ProjectionLag, error), timeout time.Duration) {
-	m.registry.MustRegister(&lagCollector{measure: measure, timeout: timeout})
+	m.registry.MustRegister(&scrapeCollector{
+		up: lagUpDesc, descs: []*prometheus.Desc{lagEventsDesc, lagSecondsDesc}, timeout: timeout,
+		measure: func(ctx context.Context, gauge func(*prometheus.Desc, float64, ...string)) error {
+			lags, err := measure(ctx)
+			for _, l := range lags {
+				gauge(lagEventsDesc, float64(l.Events), l.Projection)
+				gauge(lagSecondsDesc, l.Seconds, l.Projection)
+			}
+			return err
+		},
+	})
 }
 
 var (
@@ -224,29 +234,37 @@ var (
 		"1 if projection lag could be measured at this scrape, 0 if the database did not answer in time.", nil, nil)
 )
 
-type lagCollector struct {
-	measure func(ctx context.Context) ([]ProjectionLag, error)
+// scrapeCollector reports gauges that measure reads from the database
+// at scrape time, bounded by timeout: up = 1 and what measure gave, or
+// only up = 0 when it failed.
+type scrapeCollector struct {
+	up      *prometheus.Desc
+	descs   []*prometheus.Desc
 	timeout time.Duration
+	measure func(ctx context.Context, gauge func(d *prometheus.Desc, v float64, labels ...string)) error
 }
 
-func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- lagEventsDesc
-	ch <- lagSecondsDesc
-	ch <- lagUpDesc
+func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	for _, d := range c.descs {
+		ch <- d
+	}
 }
 
-func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	lags, err := c.measure(ctx)
+	var out []prometheus.Metric
+	err := c.measure(ctx, func(d *prometheus.Desc, v float64, labels ...string) {
+		out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
+	})
 	if err != nil {
-		ch <- prometheus.MustNewConstMetric(lagUpDesc, prometheus.GaugeValue, 0)
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(lagUpDesc, prometheus.GaugeValue, 1)
-	for _, l := range lags {
-		ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(l.Events), l.Projection)
-		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Projection)
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, m := range out {
+		ch <- m
 	}
 }
 
@@ -263,7 +281,15 @@ type SealLag struct {
 // the age of the oldest ledger entry no checkpoint covers. When measure
 // fails, webhookd_ledger_unsealed_up is 0 and nothing else is reported.
 func (m *Metrics) RegisterSealLag(measure func(ctx context.Context) (SealLag, error), timeout time.Duration) {
-	m.registry.MustRegister(&sealCollector{measure: measure, timeout: timeout})
+	m.registry.MustRegister(&scrapeCollector{
+		up: sealUpDesc, descs: []*prometheus.Desc{sealTreeSizeDesc, sealUnsealedDesc}, timeout: timeout,
+		measure: func(ctx context.Context, gauge func(*prometheus.Desc, float64, ...string)) error {
+			lag, err := measure(ctx)
+			gauge(sealTreeSizeDesc, float64(lag.TreeSize))
+			gauge(sealUnsealedDesc, lag.Seconds)
+			return err
+		},
+	})
 }
 
 var (
@@ -274,30 +300,6 @@ var (
 	sealUpDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_unsealed_up",
 		"1 if the seal lag could be measured at this scrape, 0 if the database did not answer in time.", nil, nil)
 )
-
-type sealCollector struct {
-	measure func(ctx context.Context) (SealLag, error)
-	timeout time.Duration
-}
-
-func (c *sealCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- sealTreeSizeDesc
-	ch <- sealUnsealedDesc
-	ch <- sealUpDesc
-}
-
-func (c *sealCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	lag, err := c.measure(ctx)
-	if err != nil {
-		ch <- prometheus.MustNewConstMetric(sealUpDesc, prometheus.GaugeValue, 0)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(sealUpDesc, prometheus.GaugeValue, 1)
-	ch <- prometheus.MustNewConstMetric(sealTreeSizeDesc, prometheus.GaugeValue, float64(lag.TreeSize))
-	ch <- prometheus.MustNewConstMetric(sealUnsealedDesc, prometheus.GaugeValue, lag.Seconds)
-}
 
 // PoolStats is a snapshot of the database connection pool, in terms that
 // keep the driver out of this package.
