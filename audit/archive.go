@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,12 +30,13 @@ const MaxArchiveBytes int64 = 64 << 30
 // returns for an archive that is not a well-formed bundle archive.
 var ErrBadArchive = errors.New("not a valid bundle archive")
 
-// bundleFiles lists the files of a bundle, in archive order.
-var bundleFiles = func() []string {
-	names := []string{ManifestFile, CheckpointFile, PublicKeyFile, EntriesFile, EntriesCSVFile, ProofsFile}
-	slices.Sort(names)
-	return names
-}()
+// bundleFiles lists the files every bundle has, optionalBundleFiles those
+// it may have; archiveOrder all of them, in archive order.
+var (
+	bundleFiles         = []string{ManifestFile, CheckpointFile, PublicKeyFile, EntriesFile, EntriesCSVFile, ProofsFile}
+	optionalBundleFiles = []string{ManifestSignatureFile}
+	archiveOrder        = slices.Sorted(slices.Values(append(slices.Clone(bundleFiles), optionalBundleFiles...)))
+)
 
 // IsArchivePath reports whether path names a bundle archive rather than a
 // bundle directory: whether it ends in .tar.gz or .tgz (any case).
@@ -63,8 +65,14 @@ func WriteArchive(dir, path string, mtime time.Time) (err error) {
 	gz := gzip.NewWriter(out)
 	tw := tar.NewWriter(gz)
 	mtime = mtime.UTC().Truncate(time.Second)
-	for _, name := range bundleFiles {
-		if err := addToArchive(tw, filepath.Join(dir, name), name, mtime); err != nil {
+	for _, name := range archiveOrder {
+		src := filepath.Join(dir, name)
+		if slices.Contains(optionalBundleFiles, name) {
+			if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+		}
+		if err := addToArchive(tw, src, name, mtime); err != nil {
 			return err
 		}
 	}
@@ -122,7 +130,8 @@ func isGzipFile(path string) (bool, error) {
 
 // ExtractArchive extracts the bundle archive at path into dir, an existing
 // empty directory. It accepts only what WriteArchive writes: regular files
-// named like the bundle files, each once, every bundle file present, at
+// named like the bundle files, each once, every bundle file present (the
+// manifest signature may be absent), at
 // most MaxArchiveBytes in all. An absolute or climbing (..) name, a link,
 // a directory or other special entry, an unknown or repeated name fail with
 // an error matching ErrBadArchive that names the entry; nothing is written
@@ -190,8 +199,8 @@ func checkArchiveEntry(hdr *tar.Header, seen map[string]bool) string {
 		return "is a link"
 	case hdr.Typeflag != tar.TypeReg:
 		return fmt.Sprintf("is not a regular file (tar type %q)", hdr.Typeflag)
-	case !slices.Contains(bundleFiles, name):
-		return "is not a bundle file (" + strings.Join(bundleFiles, ", ") + ")"
+	case !slices.Contains(archiveOrder, name):
+		return "is not a bundle file (" + strings.Join(archiveOrder, ", ") + ")"
 	case seen[name]:
 		return "appears twice"
 	}

@@ -72,9 +72,9 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 	l := setupLedger(t)
 	l.add(10, "")
 	l.seal()
-	dir, _ := l.export(audit.ExportOptions{})
+	dir, _ := l.export(audit.ExportOptions{Key: testKey})
 	out := filepath.Join(t.TempDir(), "out")
-	archive, m := l.export(audit.ExportOptions{Archive: filepath.Join(out, "bundle.tar.gz")})
+	archive, m := l.export(audit.ExportOptions{Archive: filepath.Join(out, "bundle.tar.gz"), Key: testKey})
 	require.Equal(t, 10, m.Entries)
 
 	// Only the archive is left beside it: the scratch directory is gone.
@@ -89,16 +89,24 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 		require.Equal(t, byte(tar.TypeReg), f.hdr.Typeflag)
 		require.EqualValues(t, 0o644, f.hdr.Mode)
 		require.Equal(t, m.CreatedAt.Truncate(time.Second), f.hdr.ModTime.UTC())
-		if f.hdr.Name != audit.ManifestFile {
+		if f.hdr.Name != audit.ManifestFile && f.hdr.Name != audit.ManifestSignatureFile {
 			require.EqualValues(t, m.Files[f.hdr.Name].Bytes, len(f.data), f.hdr.Name)
 		}
 	}
-	require.Equal(t, []string{"checkpoint.json", "entries.csv", "entries.jsonl", "manifest.json", "proofs.jsonl", "public_key.pem"}, names)
+	require.Equal(t, []string{"checkpoint.json", "entries.csv", "entries.jsonl", "manifest.json", "manifest.sig", "proofs.jsonl", "public_key.pem"}, names)
 
 	fromDir := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
 	fromArchive := verifyBundle(t, archive, testKey.Public().(ed25519.PublicKey))
 	require.Empty(t, fromArchive.Problems)
+	require.True(t, fromArchive.ManifestSigned)
 	require.Equal(t, fromDir, fromArchive)
+
+	// Unsigned, the archive has no manifest.sig and verifies the same.
+	unsigned, _ := l.export(audit.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
+	require.Len(t, readArchive(t, unsigned), 6)
+	r := verifyBundle(t, unsigned, testKey.Public().(ed25519.PublicKey))
+	require.Empty(t, r.Problems)
+	require.False(t, r.ManifestSigned)
 
 	// An existing archive is never overwritten.
 	_, err = audit.Export(context.Background(), l.store, audit.ExportOptions{Archive: archive})

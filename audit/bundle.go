@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/webhookd/webhookd/audit/merkle"
@@ -19,7 +21,43 @@ const (
 	EntriesFile    = "entries.jsonl"
 	EntriesCSVFile = "entries.csv"
 	ProofsFile     = "proofs.jsonl"
+	// ManifestSignatureFile is present when the export was signed (see
+	// ManifestSignature).
+	ManifestSignatureFile = "manifest.sig"
 )
+
+// manifestTag starts the message a manifest signature covers.
+const manifestTag = "webhookd-manifest-v1"
+
+// ManifestSignature is manifest.sig: an Ed25519 signature, by the key that
+// signed the bundle's checkpoint, over "webhookd-manifest-v1\n" followed by
+// the bytes of manifest.json. It authenticates what the manifest says of
+// the export (actor, range, filters, completeness, counts, file hashes),
+// which the checkpoint and the proofs do not cover.
+type ManifestSignature struct {
+	KeyID     string `json:"key_id"`
+	Signature []byte `json:"signature"`
+}
+
+func manifestMessage(manifest []byte) []byte {
+	return append([]byte(manifestTag+"\n"), manifest...)
+}
+
+// SignManifest signs the bytes of a manifest.json with key.
+func SignManifest(key ed25519.PrivateKey, manifest []byte) ManifestSignature {
+	return ManifestSignature{KeyID: KeyID(key.Public().(ed25519.PublicKey)), Signature: ed25519.Sign(key, manifestMessage(manifest))}
+}
+
+// Verify checks s over the bytes of a manifest.json with pub.
+func (s ManifestSignature) Verify(pub ed25519.PublicKey, manifest []byte) error {
+	if s.KeyID != KeyID(pub) {
+		return fmt.Errorf("%s is signed by key %s, not by the checkpoint's key %s", ManifestSignatureFile, s.KeyID, KeyID(pub))
+	}
+	if !ed25519.Verify(pub, manifestMessage(manifest), s.Signature) {
+		return fmt.Errorf("%s: the signature does not verify over %s with key %s: the manifest was changed after the export", ManifestSignatureFile, ManifestFile, s.KeyID)
+	}
+	return nil
+}
 
 // Selection chooses sealed ledger entries.
 type Selection struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/csv"
@@ -75,6 +76,10 @@ type ExportOptions struct {
 	// Total, when set, is told the number of entries to come before the
 	// first Add (-1 when unknown).
 	Total func(n int64)
+	// Key, when set, signs the manifest (manifest.sig). It must be the key
+	// that signed the latest checkpoint, so that one public key vouches
+	// for the whole bundle.
+	Key ed25519.PrivateKey
 }
 
 // Export writes a bundle of the sealed entries opts selects, with their
@@ -97,6 +102,11 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	}
 	if err := cp.VerifySignature(); err != nil {
 		return Manifest{}, fmt.Errorf("latest %w", err)
+	}
+	if opts.Key != nil {
+		if pub := opts.Key.Public().(ed25519.PublicKey); !bytes.Equal(pub, cp.PublicKey) {
+			return Manifest{}, fmt.Errorf("the signing key (key id %s) is not the key that signed the latest checkpoint (key id %s): sign the export with the key webhookd serve seals with", KeyID(pub), cp.KeyID)
+		}
 	}
 	leaves, err := ledger.LeafHashes(ctx)
 	if err != nil {
@@ -191,8 +201,18 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	if err != nil {
 		return Manifest{}, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ManifestFile), append(mJSON, '\n'), 0o644); err != nil {
+	mJSON = append(mJSON, '\n')
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), mJSON, 0o644); err != nil {
 		return Manifest{}, err
+	}
+	if opts.Key != nil {
+		sig, err := json.Marshal(SignManifest(opts.Key, mJSON))
+		if err != nil {
+			return Manifest{}, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, ManifestSignatureFile), append(sig, '\n'), 0o644); err != nil {
+			return Manifest{}, err
+		}
 	}
 	if opts.Archive != "" {
 		if err := WriteArchive(dir, opts.Archive, m.CreatedAt); err != nil {

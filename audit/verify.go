@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,6 +37,8 @@ type Report struct {
 	Checkpoints int
 	// Unsealed counts ledger rows not sealed yet (ledger only).
 	Unsealed int
+	// ManifestSigned says the bundle's manifest.sig verified (bundle only).
+	ManifestSigned bool
 	// Problems lists what failed, the first failing entry first; empty
 	// when everything verified.
 	Problems []string
@@ -61,6 +64,8 @@ type VerifyOptions struct {
 	Workers int
 	// Progress receives one Add per entry checked.
 	Progress Progress
+	// RequireSignedManifest makes a bundle without manifest.sig fail.
+	RequireSignedManifest bool
 }
 
 // chunkLines is how many line pairs one worker checks at a time.
@@ -133,8 +138,12 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
 
 	var m Manifest
-	if err := readJSON(filepath.Join(dir, ManifestFile), &m); err != nil {
+	mJSON, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
 		return r, err
+	}
+	if err := json.Unmarshal(mJSON, &m); err != nil {
+		return r, fmt.Errorf("%s: %w", ManifestFile, err)
 	}
 	if m.Format != BundleFormat {
 		problem("%s: format %q, this webhookd reads %q", ManifestFile, m.Format, BundleFormat)
@@ -161,6 +170,23 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 	}
 	if m.TreeSize != cp.TreeSize {
 		problem("%s says tree size %d, %s %d", ManifestFile, m.TreeSize, CheckpointFile, cp.TreeSize)
+	}
+	switch sigJSON, err := os.ReadFile(filepath.Join(dir, ManifestSignatureFile)); {
+	case errors.Is(err, fs.ErrNotExist):
+		if opts.RequireSignedManifest {
+			problem("the bundle has no %s: its manifest is not signed", ManifestSignatureFile)
+		}
+	case err != nil:
+		return r, err
+	default:
+		var sig ManifestSignature
+		if err := json.Unmarshal(sigJSON, &sig); err != nil {
+			problem("%s: %v", ManifestSignatureFile, err)
+		} else if err := sig.Verify(cp.PublicKey, mJSON); err != nil {
+			problem("%v", err)
+		} else {
+			r.ManifestSigned = true
+		}
 	}
 
 	digests := map[string]string{}

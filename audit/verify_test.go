@@ -279,3 +279,52 @@ func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 	require.Regexp(t, `^checkpoint of tree size \d+: root [0-9a-f]{64} does not match the root [0-9a-f]{64} recomputed from ledger_events$`, r.Problems[1])
 	require.ErrorIs(t, r.Err(), audit.ErrVerification)
 }
+
+// A signed manifest: what it says of the export cannot be changed without
+// the verifier noticing, and an auditor can insist on the signature.
+func TestVerifyChecksTheManifestSignature(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(5, "")
+	l.seal()
+	ctx := context.Background()
+	dir, _ := l.export(audit.ExportOptions{Key: testKey})
+	r := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
+	require.Empty(t, r.Problems)
+	require.True(t, r.ManifestSigned)
+
+	manifest := filepath.Join(dir, audit.ManifestFile)
+	original, err := os.ReadFile(manifest)
+	require.NoError(t, err)
+	keyID := audit.KeyID(testKey.Public().(ed25519.PublicKey))
+
+	// Claiming another actor (nothing else in the bundle says who).
+	edited := bytes.Replace(original, []byte(`"actor": "auditor@example.com"`), []byte(`"actor": "someone-else"`), 1)
+	require.NotEqual(t, original, edited)
+	require.NoError(t, os.WriteFile(manifest, edited, 0o644))
+	r = verifyBundle(t, dir)
+	require.Equal(t, []string{"manifest.sig: the signature does not verify over manifest.json with key " + keyID + ": the manifest was changed after the export"}, r.Problems)
+	require.False(t, r.ManifestSigned)
+	require.NoError(t, os.WriteFile(manifest, original, 0o644))
+
+	// Signed by another key than the checkpoint's.
+	sig, err := json.Marshal(audit.SignManifest(otherKey, original))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, audit.ManifestSignatureFile), sig, 0o644))
+	r = verifyBundle(t, dir)
+	require.Equal(t, []string{"manifest.sig is signed by key " + audit.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", not by the checkpoint's key " + keyID}, r.Problems)
+
+	// Without manifest.sig the bundle verifies, unsigned, unless the
+	// signature is required.
+	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
+	r = verifyBundle(t, dir)
+	require.Empty(t, r.Problems)
+	require.False(t, r.ManifestSigned)
+	r, err = audit.VerifyBundle(ctx, dir, audit.VerifyOptions{RequireSignedManifest: true})
+	require.NoError(t, err)
+	require.Equal(t, []string{"the bundle has no manifest.sig: its manifest is not signed"}, r.Problems)
+
+	// Export refuses a key that did not sign the checkpoint.
+	_, err = audit.Export(ctx, l.store, audit.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
+	require.EqualError(t, err, "the signing key (key id "+audit.KeyID(otherKey.Public().(ed25519.PublicKey))+") is not the key that signed the latest checkpoint (key id "+keyID+"): sign the export with the key webhookd serve seals with")
+}

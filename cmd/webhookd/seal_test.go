@@ -109,7 +109,7 @@ func TestMetricsShowHowLongEntriesWaitForACheckpoint(t *testing.T) {
 	config := withConfig(func(c *AppConfig) {
 		c.Now = func() time.Time { return base.Add(time.Duration(skew.Load())) }
 		// No checkpoint within the test but the last one, at stop.
-		c.Seal = SealConfig{SigningKey: base64.StdEncoding.EncodeToString(sealKey.Seed()), Interval: time.Hour, PollInterval: 10 * time.Millisecond}
+		c.Seal = SealConfig{SigningKey: sealKeyText, Interval: time.Hour, PollInterval: 10 * time.Millisecond}
 	})
 	h := startOn(t, db, config)
 	h.now = base
@@ -146,8 +146,37 @@ func exportedBundle(t *testing.T) (*harness, *Globals, string) {
 	h.stop()
 	g := &Globals{LogFormat: "json", LogLevel: "error"}
 	dir := filepath.Join(t.TempDir(), "bundle")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(context.Background(), g))
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
 	return h, g, dir
+}
+
+// sealKeyText is sealKey as WEBHOOKD_SIGNING_KEY takes it.
+var sealKeyText = base64.StdEncoding.EncodeToString(sealKey.Seed())
+
+// Exported without the signing key, the manifest is not signed: verify
+// says so, and fails with --require-signed-manifest.
+func TestUnsignedManifestIsReportedAndCanBeRefused(t *testing.T) {
+	t.Parallel()
+	h, g, _ := exportedBundle(t)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "unsigned")
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(ctx, g))
+	_, err := os.Stat(filepath.Join(dir, audit.ManifestSignatureFile))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	r, err := audit.VerifyBundle(ctx, dir, audit.VerifyOptions{})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, printVerifyReport(&out, r, false))
+	require.Regexp(t, `; manifest not signed\n$`, out.String())
+
+	err = (&VerifyCmd{Bundle: dir, RequireSignedManifest: true}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.EqualError(t, err, "verification failed: the bundle has no manifest.sig: its manifest is not signed")
+
+	// A key other than the one that sealed the ledger is refused.
+	other := filepath.Join(t.TempDir(), "other")
+	err = (&ExportCmd{DatabaseURL: h.db.URL, Out: other, SigningKey: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))}).Run(ctx, g)
+	require.ErrorContains(t, err, "is not the key that signed the latest checkpoint")
 }
 
 func TestExportThenVerifyCommands(t *testing.T) {
@@ -233,7 +262,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	archive := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: archive, Actor: "auditor"}).Run(ctx, g))
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: archive, Actor: "auditor", SigningKey: sealKeyText}).Run(ctx, g))
 	fi, err := os.Stat(archive)
 	require.NoError(t, err)
 	require.True(t, fi.Mode().IsRegular())
@@ -250,7 +279,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 		lines = append(lines, out.String())
 	}
 	require.Equal(t, lines[0], lines[1])
-	require.True(t, strings.HasPrefix(lines[1], "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "), lines[1])
+	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key [0-9a-f]{16}; manifest signed by the same key\n$`, lines[1])
 
 	// One byte changed inside an entry: the same failure, naming the entry.
 	entries := filepath.Join(dir, audit.EntriesFile)

@@ -14,10 +14,11 @@ import (
 
 // VerifyCmd checks an export bundle offline, or the live ledger.
 type VerifyCmd struct {
-	Bundle      string   `arg:"" optional:"" help:"Bundle directory or bundle archive (.tar.gz) written by webhookd export."`
-	DB          bool     `name:"db" help:"Re-check the whole live ledger instead of a bundle (needs DATABASE_URL)."`
-	DatabaseURL string   `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for --db (DATABASE_URL)."`
-	PublicKey   []string `name:"public-key" help:"Trusted public key (PEM file or base64 of 32 bytes), as GET /ledger/checkpoint publishes it; repeatable. Without it a bundle is checked against the key it carries."`
+	Bundle                string   `arg:"" optional:"" help:"Bundle directory or bundle archive (.tar.gz) written by webhookd export."`
+	DB                    bool     `name:"db" help:"Re-check the whole live ledger instead of a bundle (needs DATABASE_URL)."`
+	DatabaseURL           string   `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for --db (DATABASE_URL)."`
+	PublicKey             []string `name:"public-key" help:"Trusted public key (PEM file or base64 of 32 bytes), as GET /ledger/checkpoint publishes it; repeatable. Without it a bundle is checked against the key it carries."`
+	RequireSignedManifest bool     `name:"require-signed-manifest" help:"Fail a bundle whose manifest is not signed (exported without WEBHOOKD_SIGNING_KEY)."`
 }
 
 // errVerifyFailed makes main exit non-zero after the report is printed.
@@ -39,7 +40,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	report, finish := newProgress(logger, "verify")
 	p := &progressCounter{report: report, total: -1}
-	opts := audit.VerifyOptions{TrustedKeys: trusted, Progress: p}
+	opts := audit.VerifyOptions{TrustedKeys: trusted, Progress: p, RequireSignedManifest: c.RequireSignedManifest}
 	var r audit.Report
 	if c.DB {
 		r, err = verifyDB(ctx, c.DatabaseURL, opts, p)
@@ -88,8 +89,12 @@ func readKeys(specs []string) ([]ed25519.PublicKey, error) {
 
 // printVerifyReport writes the verdict: "OK …" or "FAIL …" then each problem.
 func printVerifyReport(w io.Writer, r audit.Report, ledger bool) error {
-	what := fmt.Sprintf("%d entries (%d redacted, inclusion only) against checkpoint tree size %d signed by key %s",
-		r.Entries, r.Redacted, r.Checkpoint.TreeSize, r.Checkpoint.KeyID)
+	manifest := "manifest not signed"
+	if r.ManifestSigned {
+		manifest = "manifest signed by the same key"
+	}
+	what := fmt.Sprintf("%d entries (%d redacted, inclusion only) against checkpoint tree size %d signed by key %s; %s",
+		r.Entries, r.Redacted, r.Checkpoint.TreeSize, r.Checkpoint.KeyID, manifest)
 	if ledger {
 		what = fmt.Sprintf("%d sealed entries, %d checkpoints (latest tree size %d), %d entries not sealed yet",
 			r.Entries, r.Checkpoints, r.Checkpoint.TreeSize, r.Unsealed)
