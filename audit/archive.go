@@ -35,7 +35,7 @@ var ErrBadArchive = errors.New("not a valid bundle archive")
 var (
 	bundleFiles         = []string{ManifestFile, CheckpointFile, PublicKeyFile, EntriesFile, EntriesCSVFile, ProofsFile}
 	optionalBundleFiles = []string{ManifestSignatureFile}
-	archiveOrder        = slices.Sorted(slices.Values(append(slices.Clone(bundleFiles), optionalBundleFiles...)))
+	archiveOrder        = slices.Sorted(slices.Values(slices.Concat(bundleFiles, optionalBundleFiles)))
 )
 
 // IsArchivePath reports whether path names a bundle archive rather than a
