@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/internal/fixtures"
 )
 
 // formats are the outputs every leak test checks; the text format is tint,
@@ -103,26 +102,21 @@ func at(t *testing.T, v any, path ...any) any {
 	return v
 }
 
-func loadFixture(t *testing.T, name string) map[string]any {
+func loadFixture(t *testing.T, eventType string) map[string]any {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "clerk", name))
-	require.NoError(t, err)
 	var event map[string]any
-	require.NoError(t, json.Unmarshal(data, &event))
+	require.NoError(t, json.Unmarshal(fixtures.ClerkEvent(eventType), &event))
 	return event
 }
 
 func TestClerkPayloadsAreRedacted(t *testing.T) {
 	t.Parallel()
 
-	files, err := filepath.Glob(filepath.Join("testdata", "clerk", "*.json"))
-	require.NoError(t, err)
-	require.Len(t, files, 5)
-
 	events := map[string]map[string]any{}
-	for _, f := range files {
-		events[filepath.Base(f)] = loadFixture(t, filepath.Base(f))
+	for _, typ := range fixtures.ClerkEventTypes() {
+		events[typ+".json"] = loadFixture(t, typ)
 	}
+	require.Len(t, events, 5)
 	redacted, raw := logOutputs(t, func(logger *slog.Logger) {
 		for _, name := range []string{
 			"organization.created.json", "organizationMembership.created.json",
@@ -404,10 +398,8 @@ func TestRedactingHandlerHidesCyclesAndUnmarshalableValues(t *testing.T) {
 }
 
 func BenchmarkRedactingHandlerClerkPayload(b *testing.B) {
-	data, err := os.ReadFile(filepath.Join("testdata", "clerk", "user.created.json"))
-	require.NoError(b, err)
 	var event map[string]any
-	require.NoError(b, json.Unmarshal(data, &event))
+	require.NoError(b, json.Unmarshal(fixtures.ClerkEvent("user.created"), &event))
 	logger, err := NewLogger(io.Discard, FormatJSON, slog.LevelInfo)
 	require.NoError(b, err)
 	for b.Loop() {

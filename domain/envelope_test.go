@@ -1,27 +1,23 @@
 package domain_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/internal/fixtures"
 )
 
 func TestParseEnvelopeFixtures(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("../../shared/fixtures/clerk/*.json")
-	require.NoError(t, err)
-	require.Len(t, files, 5)
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		require.NoError(t, err)
-		env, err := domain.ParseEnvelope(body)
-		require.NoError(t, err, f)
-		require.Equal(t, filepath.Base(f), env.Type+".json")
+	types := fixtures.ClerkEventTypes()
+	require.Len(t, types, 5)
+	for _, typ := range types {
+		env, err := domain.ParseEnvelope(fixtures.ClerkEvent(typ))
+		require.NoError(t, err, typ)
+		require.Equal(t, typ, env.Type)
 		require.NotEmpty(t, env.SubjectID)
 		require.NotEmpty(t, env.InstanceID)
 	}
@@ -117,12 +113,10 @@ func TestParseEnvelopeMatchesReference(t *testing.T) {
 	for _, body := range referenceCases() {
 		requireSameAsReference(t, []byte(body))
 	}
-	files, err := filepath.Glob("../../shared/fixtures/clerk/*.json")
-	require.NoError(t, err)
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		require.NoError(t, err)
-		requireSameAsReference(t, body)
+	types := fixtures.ClerkEventTypes()
+	require.Len(t, types, 5)
+	for _, typ := range types {
+		requireSameAsReference(t, fixtures.ClerkEvent(typ))
 	}
 }
 

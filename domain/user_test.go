@@ -2,11 +2,10 @@ package domain
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/internal/fixtures"
 )
 
 // TestClerkEventsTakeTheSinglePass checks that Clerk's own example bodies
@@ -16,15 +15,13 @@ import (
 // events.
 func TestClerkEventsTakeTheSinglePass(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("../../shared/fixtures/clerk/*.json")
-	require.NoError(t, err)
-	require.Len(t, files, 5)
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		require.NoError(t, err)
+	types := fixtures.ClerkEventTypes()
+	require.Len(t, types, 5)
+	for _, f := range types {
+		body := fixtures.ClerkEvent(f)
 		_, ok := readPlainEnvelope(body, nil)
 		require.True(t, ok, f)
-		if filepath.Base(f) != EventUserCreated+".json" {
+		if f != EventUserCreated {
 			continue
 		}
 		var tok userTokens

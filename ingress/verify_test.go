@@ -1,33 +1,20 @@
 package ingress_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/ingress"
+	"github.com/webhookd/webhookd/internal/fixtures"
 )
 
-type vector struct {
-	Secret            string `json:"secret"`
-	MsgID             string `json:"msg_id"`
-	Timestamp         int64  `json:"timestamp"`
-	Payload           string `json:"payload"`
-	Signature         string `json:"signature"`
-	KnownBadSignature string `json:"known_bad_signature"`
-}
-
-func vectors(t *testing.T) []vector {
+func vectors(t *testing.T) []fixtures.SvixVector {
 	t.Helper()
-	raw, err := os.ReadFile("../../shared/fixtures/svix-vectors.json")
-	require.NoError(t, err)
-	var vs []vector
-	require.NoError(t, json.Unmarshal(raw, &vs))
+	vs := fixtures.SvixVectors()
 	require.NotEmpty(t, vs)
 	return vs
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
+	"github.com/webhookd/webhookd/internal/fixtures"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
 
@@ -168,11 +167,10 @@ func (h *harness) ledgerCount() int64 {
 	return n
 }
 
+// fixture returns Clerk's example body for name, "TYPE.json".
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "clerk", name))
-	require.NoError(t, err)
-	return b
+	return fixtures.ClerkEvent(strings.TrimSuffix(name, ".json"))
 }
 
 // requireRejected checks an error answer and that its error_id is on a log
