@@ -160,21 +160,23 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 	// Scheduling uses the real clock; Now only stamps checkpoints.
 	next := time.Now().Add(s.cfg.Interval)
 	for ctx.Err() == nil {
-		if err := lock.Check(ctx); err != nil {
-			return err
+		err := lock.Check(ctx)
+		if err == nil {
+			err = s.catchUp(ctx)
 		}
-		if err := s.catchUp(ctx); err != nil {
-			return err
-		}
-		if !time.Now().Before(next) {
-			if _, err := s.checkpoint(ctx); err != nil {
-				return err
-			}
+		if err == nil && !time.Now().Before(next) {
+			_, err = s.checkpoint(ctx)
 			next = time.Now().Add(s.cfg.Interval)
+		}
+		if err != nil && ctx.Err() == nil {
+			return err
 		}
 		sleep(ctx, s.cfg.PollInterval)
 	}
-	// Leave a checkpoint of everything indexed so far.
+	// Stopping (ctx done, even in the middle of a statement above) leaves
+	// a checkpoint of everything indexed so far: the tree holds exactly
+	// the leaves whose AppendLeaves returned, so its root is one the
+	// stored leaves reproduce.
 	_, err := s.checkpoint(context.WithoutCancel(ctx))
 	return err
 }

@@ -280,3 +280,71 @@ func TestSealLagIsTheFirstEntryNoCheckpointCovers(t *testing.T) {
 	require.EqualValues(t, 2, lag.TreeSize)
 	require.Equal(t, received(3), lag.OldestUncovered.UTC(), "indexed, not in a checkpoint")
 }
+
+// stopDuring cancels the sealer's context from inside one of its database
+// calls, once every entry is indexed: a stop that arrives mid-statement.
+type stopDuring struct {
+	audit.SealLedger
+	audit.LeaderLock
+	ready  func() bool
+	cancel context.CancelFunc
+	in     string // "check" or "scan"
+}
+
+func (s *stopDuring) stopNow(ctx context.Context, in string) error {
+	if s.in != in || !s.ready() {
+		return nil
+	}
+	s.cancel()
+	return ctx.Err()
+}
+
+func (s *stopDuring) Check(ctx context.Context) error {
+	if err := s.stopNow(ctx, "check"); err != nil {
+		return err
+	}
+	return s.LeaderLock.Check(ctx)
+}
+
+func (s *stopDuring) UnsealedEntries(ctx context.Context, limit int) ([]domain.LedgerEntry, error) {
+	if err := s.stopNow(ctx, "scan"); err != nil {
+		return nil, err
+	}
+	return s.SealLedger.UnsealedEntries(ctx, limit)
+}
+
+// A sealer stopped while one of its statements runs still signs a last
+// checkpoint of what it indexed (a stop used to skip it whenever it
+// arrived during a statement rather than between polls).
+func TestSealerStoppedMidStatementLeavesACheckpoint(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"check", "scan"} {
+		t.Run(in, func(t *testing.T) {
+			t.Parallel()
+			l := setupLedger(t)
+			l.add(4, "")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			stop := &stopDuring{SealLedger: l.store, cancel: cancel, in: in, ready: func() bool {
+				var n int
+				require.NoError(t, l.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_index`).Scan(&n))
+				return n == 4
+			}}
+			sealer := audit.NewSealer(audit.SealerConfig{
+				Ledger: stop, Key: testKey, Logger: quiet, Interval: time.Hour, PollInterval: time.Millisecond,
+				NewLock: func(ctx context.Context) (audit.LeaderLock, error) {
+					lock, err := l.store.NewSealerLock(ctx)
+					stop.LeaderLock = lock
+					return stop, err
+				},
+			})
+			require.NoError(t, sealer.Run(ctx))
+			cp, err := l.store.LatestCheckpoint(context.Background())
+			require.NoError(t, err, "no checkpoint after the stop")
+			require.EqualValues(t, 4, cp.TreeSize)
+			leaves, err := l.store.LeafHashes(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, merkle.RootFromLeaves(leaves), cp.RootHash)
+		})
+	}
+}
