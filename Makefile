@@ -6,6 +6,8 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Tests run on TEST_DATABASE_URL when it is set (CI: the system PostgreSQL);
 # otherwise on a throwaway embedded PostgreSQL that devpg starts and stops.
+# TESTFLAGS go to `go test` (CI: -json, read by internal/ci/testreport).
+TESTFLAGS ?=
 DEVPG   := bin/devpg
 
 .PHONY: build run test vet fmt migrate bench bench-replay test-faults check-alerts
@@ -19,9 +21,9 @@ run: build
 test: vet
 ifeq ($(TEST_DATABASE_URL),)
 	$(GO) build -o $(DEVPG) ./internal/devdb/cmd/devpg
-	$(DEVPG) -- $(GO) test -count=1 ./...
+	$(DEVPG) -- $(GO) test -count=1 $(TESTFLAGS) ./...
 else
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $(TESTFLAGS) ./...
 endif
 
 # Fault drills (internal/faults, build tag faults): real webhookd processes
@@ -57,12 +59,14 @@ bench: build
 bench-replay:
 	$(GO) test -run '^$$' -bench RebuildUsers -benchtime 1x -timeout 30m ./projections/
 
+# gofmt over the tree, not `git ls-files`: a copy without .git (a release
+# tarball, CI's bare copy) is checked too.
 vet:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
 fmt:
-	gofmt -w $$(git ls-files '*.go')
+	gofmt -w .
 
 migrate: build
 	$(BIN) migrate
