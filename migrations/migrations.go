@@ -101,8 +101,13 @@ func provider(ctx context.Context, db *sql.DB, logger *slog.Logger) (*goose.Prov
 }
 
 // Up applies every migration not yet applied and returns the versions it
-// applied, oldest first.
+// applied, oldest first. When the connection's search_path names a schema
+// that does not exist yet (DATABASE_URL with search_path=webhookd, say), Up
+// creates it first: webhookd's tables live where search_path says.
 func Up(ctx context.Context, db *sql.DB, logger *slog.Logger) ([]int64, error) {
+	if err := ensureSchema(ctx, db, logger); err != nil {
+		return nil, err
+	}
 	if v, err := Version(ctx, db); err != nil {
 		return nil, err
 	} else if v > Latest {
@@ -122,6 +127,56 @@ func Up(ctx context.Context, db *sql.DB, logger *slog.Logger) ([]int64, error) {
 	}
 	return applied, nil
 }
+
+// ensureSchema creates the first schema of search_path when no schema of
+// search_path exists, so that tables are created where the user asked
+// rather than failing with "no schema has been selected to create in".
+// "$user" is skipped, as PostgreSQL itself does when no such schema exists.
+func ensureSchema(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
+	var current sql.NullString
+	var searchPath string
+	if err := db.QueryRowContext(ctx, `SELECT current_schema(), current_setting('search_path')`).Scan(&current, &searchPath); err != nil {
+		return fmt.Errorf("migrate: read search_path: %w", err)
+	}
+	if current.Valid {
+		return nil
+	}
+	schema := firstSchema(searchPath)
+	if schema == "" {
+		return fmt.Errorf("migrate: search_path %q names no schema to create webhookd's tables in; set search_path in DATABASE_URL (for example ?search_path=webhookd)", searchPath)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(schema)); err != nil {
+		// Two processes creating it at once: one fails on the catalog's
+		// unique index, and the schema is there all the same.
+		if db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&current) == nil && current.Valid {
+			return nil
+		}
+		return fmt.Errorf("migrate: create schema %q (named by search_path): %w", schema, err)
+	}
+	if logger != nil {
+		logger.Info("schema_created", slog.String("schema", schema))
+	}
+	return nil
+}
+
+// firstSchema returns the first entry of a search_path setting other than
+// "$user", unquoted ("" when there is none).
+func firstSchema(searchPath string) string {
+	for _, item := range strings.Split(searchPath, ",") {
+		item = strings.TrimSpace(item)
+		if len(item) >= 2 && item[0] == '"' && item[len(item)-1] == '"' {
+			item = strings.ReplaceAll(item[1:len(item)-1], `""`, `"`)
+		} else {
+			item = strings.ToLower(item) // unquoted identifiers fold to lower case
+		}
+		if item != "" && item != "$user" {
+			return item
+		}
+	}
+	return ""
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // Version returns the schema version the database is at (0 when webhookd
 // never migrated it).

@@ -64,9 +64,7 @@ func NewEmpty(t testing.TB) *DB {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "test_" + hex.EncodeToString(b[:])
+	schema := "test_" + RandomSuffix()
 
 	admin, err := pgx.Connect(ctx, ServerURL())
 	require.NoError(t, err, "connect to the test PostgreSQL at %s (set TEST_DATABASE_URL, or run `make test`, which starts an embedded one)", redactURL(ServerURL()))
@@ -94,6 +92,14 @@ func NewEmpty(t testing.TB) *DB {
 		_, _ = conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
 	})
 	return &DB{URL: u.String(), Pool: pool, Schema: schema}
+}
+
+// RandomSuffix returns 12 random lower-case hex digits, for names that
+// parallel tests must not share.
+func RandomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func redactURL(s string) string {
