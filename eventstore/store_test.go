@@ -2,6 +2,8 @@ package eventstore_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -158,4 +160,51 @@ func TestAppendWhenDatabaseIsDown(t *testing.T) {
 	res, err := s.Append(ctx, entry("msg_down"))
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
+}
+
+// TestAppendOfAValueTheDatabaseRefusesIsInvalid: a value PostgreSQL
+// refuses (a data exception, or a value too large for an index row) is
+// refused the same way on every retry, so the append is answered as
+// invalid (a 4xx), never as an internal error Svix would retry for a day;
+// nothing is stored, and valid entries appended at the same time, which
+// may share its INSERT, are stored.
+func TestAppendOfAValueTheDatabaseRefusesIsInvalid(t *testing.T) {
+	t.Parallel()
+	s, db := setup(t)
+	ctx := context.Background()
+	longID := make([]byte, 4096)
+	_, _ = rand.Read(longID)
+	for _, tc := range []struct {
+		name, sqlstate string
+		change         func(*domain.LedgerEntry)
+	}{
+		{"event time after PostgreSQL's range", "22008", func(e *domain.LedgerEntry) { e.EventTime = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"NUL in text", "22021", func(e *domain.LedgerEntry) { e.EventType = "user.\x00created" }},
+		{"invalid UTF-8 in text", "22021", func(e *domain.LedgerEntry) { e.InstanceID = "ins_\xff" }},
+		{"svix-id too large for its index", "54000", func(e *domain.LedgerEntry) { e.SvixID = "msg_" + hex.EncodeToString(longID) }},
+	} {
+		bad := entry("msg_bad_" + tc.sqlstate + tc.name[:3])
+		tc.change(&bad)
+		var wg sync.WaitGroup
+		goodErrs := make([]error, 8)
+		for i := range goodErrs {
+			wg.Go(func() {
+				_, goodErrs[i] = s.Append(ctx, entry(fmt.Sprintf("msg_good_%s_%d", tc.name[:3], i)))
+			})
+		}
+		_, err := s.Append(ctx, bad)
+		wg.Wait()
+		require.Equal(t, domain.EINVALID, domain.ErrorCode(err), tc.name)
+		require.Equal(t, "value_rejected", domain.ErrorReason(err), tc.name)
+		require.Equal(t, "the ledger database cannot store a value of this event (SQLSTATE "+tc.sqlstate+"); retrying will not help", domain.ErrorMessage(err), tc.name)
+		for i, gerr := range goodErrs {
+			require.NoError(t, gerr, "%s: good entry %d", tc.name, i)
+		}
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_events WHERE svix_id LIKE 'msg_good_'||$1||'%'`, tc.name[:3]).Scan(&n))
+		require.Equal(t, len(goodErrs), n, tc.name)
+	}
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_events WHERE svix_id NOT LIKE 'msg_good_%'`).Scan(&n))
+	require.Zero(t, n, "no refused entry is stored")
 }
