@@ -208,3 +208,61 @@ func TestAppendOfAValueTheDatabaseRefusesIsInvalid(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_events WHERE svix_id NOT LIKE 'msg_good_%'`).Scan(&n))
 	require.Zero(t, n, "no refused entry is stored")
 }
+
+// TestLedgerPayloadJSONReadsEveryPayload runs the README's example ledger
+// query over a ledger holding payloads jsonb refuses but JSON (and Clerk's
+// signature) allow: a \u0000 escape, lone surrogate escapes, bytes that are
+// not UTF-8. convert_from(payload, 'UTF8')::jsonb fails the whole query;
+// ledger_payload_json reads every row, with U+FFFD for what jsonb cannot
+// hold, and leaves payloads it can read as they are.
+func TestLedgerPayloadJSONReadsEveryPayload(t *testing.T) {
+	t.Parallel()
+	s, db := setup(t)
+	ctx := context.Background()
+	names := map[string]string{
+		"msg_plain":     `"Zoë"`,
+		"msg_nul":       `"Ja\u0000ne"`,
+		"msg_surrogate": `"\ud800x\udc00"`,
+		"msg_pair":      `"\ud83d\ude00"`,
+		"msg_escaped":   `"back\\u0000slash"`,
+		"msg_badutf8":   "\"M\xfcller\xed\xa0\x80\"",
+	}
+	want := map[string]string{
+		"msg_plain":     "Zoë",
+		"msg_nul":       "Ja\uFFFDne",
+		"msg_surrogate": "\uFFFDx\uFFFD",
+		"msg_pair":      "😀",
+		"msg_escaped":   `back\u0000slash`,
+		"msg_badutf8":   "M\uFFFDller\uFFFD\uFFFD\uFFFD",
+	}
+	for id, name := range names {
+		e := entry(id)
+		e.Payload = []byte(`{"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1","first_name":` + name + `}}`)
+		_, err := s.Append(ctx, e)
+		require.NoError(t, err)
+	}
+	// The query the README gave before: one such payload fails it whole.
+	_, err := db.Pool.Exec(ctx, `SELECT convert_from(payload, 'UTF8')::jsonb -> 'data' ->> 'first_name' FROM ledger_events`)
+	require.Error(t, err)
+
+	// The README's example query, as printed there.
+	rows, err := db.Pool.Query(ctx, `
+SELECT "offset", svix_id, event_type, subject_id, received_at,
+       ledger_payload_json(payload) -> 'data' ->> 'first_name' AS first_name
+FROM ledger_events ORDER BY transaction_id, "offset" DESC LIMIT 10;`)
+	require.NoError(t, err)
+	got := map[string]string{}
+	for rows.Next() {
+		var (
+			offset                     int64
+			svixID, eventType, subject string
+			receivedAt                 time.Time
+			first                      *string
+		)
+		require.NoError(t, rows.Scan(&offset, &svixID, &eventType, &subject, &receivedAt, &first))
+		require.NotNil(t, first, svixID)
+		got[svixID] = *first
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, want, got)
+}
