@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -50,15 +51,6 @@ type Envelope struct {
 	EventAttributes json.RawMessage
 }
 
-type rawEnvelope struct {
-	Type            *string         `json:"type"`
-	Object          *string         `json:"object"`
-	InstanceID      *string         `json:"instance_id"`
-	Timestamp       json.RawMessage `json:"timestamp"`
-	Data            json.RawMessage `json:"data"`
-	EventAttributes json.RawMessage `json:"event_attributes"`
-}
-
 // ParseEnvelope checks that body is a Clerk event envelope: a JSON object
 // with "object": "event", a dotted "type", an "instance_id", a positive
 // numeric "timestamp" (milliseconds or seconds), a "data" object with a
@@ -77,72 +69,83 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	return decodeEnvelope(body)
 }
 
-// decodeEnvelope is ParseEnvelope by json.Unmarshal. It is the reference:
-// readPlainEnvelope only takes the bodies whose reading is obvious, and
-// every other body, including every invalid one, comes here, so that
-// acceptance and error messages are encoding/json's.
+// decodeEnvelope is ParseEnvelope read member by member with
+// objectMembers: by exact, case-sensitive name, a duplicated name keeping
+// its last value, as PostgreSQL's jsonb reads the same bytes. It is the
+// reference: readPlainEnvelope only takes the bodies whose reading is
+// obvious, and every other body, including every invalid one, comes here,
+// so that acceptance and error messages are decided in one place.
 func decodeEnvelope(body []byte) (Envelope, error) {
-	var raw rawEnvelope
-	if err := json.Unmarshal(body, &raw); err != nil {
+	members, err := objectMembers(body)
+	if err != nil {
 		var syntaxErr *json.SyntaxError
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syntaxErr):
 			return Envelope{}, Errorf(EINVALID, "body_not_json", "body is not valid JSON (syntax error at byte %d)", syntaxErr.Offset)
-		case errors.As(err, &typeErr) && typeErr.Field == "":
-			return Envelope{}, Errorf(EINVALID, "not_clerk_event", "body is JSON but not an object: a Clerk event is a JSON object")
 		case errors.As(err, &typeErr):
-			return Envelope{}, invalidField(typeErr.Field, "must be a "+jsonKind(typeErr.Type.Kind().String()))
+			return Envelope{}, Errorf(EINVALID, "not_clerk_event", "body is JSON but not an object: a Clerk event is a JSON object")
 		default:
 			return Envelope{}, Errorf(EINVALID, "body_not_json", "body is not valid JSON")
 		}
 	}
-	if raw.Object == nil || *raw.Object != "event" {
+	// Kinds first, then values: a member of the wrong kind is named even
+	// when another member's value is wrong too.
+	var text [3]string
+	for i, name := range []string{"object", "type", "instance_id"} {
+		s, _, ok := stringMember(members[name])
+		if !ok {
+			return Envelope{}, invalidField(name, "must be a string")
+		}
+		text[i] = s
+	}
+	object, typ, instanceID := text[0], text[1], text[2]
+	if object != "event" {
 		return Envelope{}, invalidField("object", `must be "event"`)
 	}
-	if raw.Type == nil || *raw.Type == "" {
+	if typ == "" {
 		return Envelope{}, invalidField("type", "is required")
 	}
-	if len(*raw.Type) > maxTypeLen || !eventTypePattern.MatchString(*raw.Type) {
+	if len(typ) > maxTypeLen || !eventTypePattern.MatchString(typ) {
 		return Envelope{}, invalidField("type", `must look like "user.created"`)
 	}
-	if raw.InstanceID == nil || *raw.InstanceID == "" {
+	if instanceID == "" {
 		return Envelope{}, invalidField("instance_id", "is required")
 	}
-	if err := checkID("instance_id", *raw.InstanceID); err != nil {
+	if err := checkID("instance_id", instanceID); err != nil {
 		return Envelope{}, err
 	}
-	at, unit, err := parseTimestamp(raw.Timestamp)
+	at, unit, err := parseTimestamp(members["timestamp"])
 	if err != nil {
 		return Envelope{}, err
 	}
-	if !isJSONObject(raw.Data) {
+	rawData := members["data"]
+	if !isJSONObject(rawData) {
 		return Envelope{}, invalidField("data", "must be an object")
 	}
-	var data struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if err := json.Unmarshal(raw.Data, &data); err != nil {
+	data, err := objectMembers(rawData)
+	if err != nil {
 		return Envelope{}, invalidField("data", "must be an object")
 	}
-	var id string
-	if len(data.ID) == 0 || json.Unmarshal(data.ID, &id) != nil || id == "" {
+	id, _, ok := stringMember(data["id"])
+	if !ok || id == "" {
 		return Envelope{}, invalidField("data.id", "must be a non-empty string")
 	}
 	if err := checkID("data.id", id); err != nil {
 		return Envelope{}, err
 	}
-	if len(raw.EventAttributes) > 0 && !isJSONNull(raw.EventAttributes) && !isJSONObject(raw.EventAttributes) {
+	attrs := members["event_attributes"]
+	if len(attrs) > 0 && !isJSONNull(attrs) && !isJSONObject(attrs) {
 		return Envelope{}, invalidField("event_attributes", "must be an object when present")
 	}
 	return Envelope{
-		Type:            *raw.Type,
-		InstanceID:      *raw.InstanceID,
+		Type:            typ,
+		InstanceID:      instanceID,
 		SubjectID:       id,
 		Time:            at,
 		TimestampUnit:   unit,
-		Data:            raw.Data,
-		EventAttributes: raw.EventAttributes,
+		Data:            rawData,
+		EventAttributes: attrs,
 	}, nil
 }
 
@@ -182,9 +185,9 @@ const (
 // once, and data's members once, with no reflection and no copies but the
 // results'. ok is false for every body it might read differently from
 // decodeEnvelope, which then decides: every invalid or rejected body, and
-// also valid ones with a duplicated member, a member name that
-// encoding/json would match to a field only case-insensitively or after
-// unescaping, or a timestamp that is not a plain positive integer. Data
+// also valid ones with a duplicated member, an escaped member name, or a
+// timestamp that is not a plain positive integer. Member names are
+// compared exactly ("TYPE" is not "type"), as decodeEnvelope and jsonb do. Data
 // and EventAttributes are slices of body. When user is non-nil,
 // readPlainEnvelope also collects the members of data that ParseUser reads.
 func readPlainEnvelope(body []byte, user *userTokens) (Envelope, bool) {
@@ -239,7 +242,7 @@ func readPlainEnvelope(body []byte, user *userTokens) (Envelope, bool) {
 		return Envelope{}, false
 	}
 	timestamp, ok := plainPositiveInt(tok[envTimestamp])
-	if !ok || tok[envData] == nil {
+	if !ok || timestamp > maxMillis || tok[envData] == nil {
 		return Envelope{}, false
 	}
 	subjectID, ok := plainString(id)
@@ -263,20 +266,34 @@ func readPlainEnvelope(body []byte, user *userTokens) (Envelope, bool) {
 }
 
 func parseTimestamp(raw json.RawMessage) (time.Time, string, error) {
-	if len(raw) == 0 || isJSONNull(raw) {
+	if isNullOrAbsent(raw) {
 		return time.Time{}, "", invalidField("timestamp", "is required")
 	}
-	var n json.Number
-	// json.Number also accepts a quoted number; Clerk sends a bare one.
-	if raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
+	// A quoted number is refused too: Clerk sends a bare one.
+	if jsonKindOf(raw) != "number" {
 		return time.Time{}, "", invalidField("timestamp", "must be a number (unix milliseconds)")
 	}
-	v, err := n.Int64()
-	if err != nil || v <= 0 {
+	text := string(bytes.TrimSpace(raw))
+	if !isIntegerLiteral(text) || text[0] == '-' {
+		return time.Time{}, "", invalidField("timestamp", "must be a positive integer (unix milliseconds)")
+	}
+	v, err := strconv.ParseInt(text, 10, 64)
+	switch {
+	case err != nil || v > maxMillis:
+		return time.Time{}, "", timestampOutOfRange()
+	case v <= 0:
 		return time.Time{}, "", invalidField("timestamp", "must be a positive integer (unix milliseconds)")
 	}
 	at, unit := eventTime(v)
 	return at, unit, nil
+}
+
+// timestampOutOfRange refuses an envelope time that no database column or
+// client could hold. Retrying cannot help, so it is a 4xx (a 5xx would have
+// Svix retry it for a day and never store it).
+func timestampOutOfRange() *Error {
+	return Errorf(EINVALID, "timestamp_out_of_range",
+		`not a Clerk event: "timestamp" is after the year 9999 (at most %d unix milliseconds)`, maxMillis)
 }
 
 // eventTime reads a positive "timestamp" in the unit its size implies.
@@ -303,17 +320,6 @@ func checkID(field, id string) error {
 
 func invalidField(field, problem string) *Error {
 	return Errorf(EINVALID, "not_clerk_event", "not a Clerk event: %q %s", field, problem)
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "ptr":
-		return "string"
-	default:
-		return goKind
-	}
 }
 
 func isJSONObject(raw json.RawMessage) bool {

@@ -86,7 +86,16 @@ func TestParseEnvelopeMessages(t *testing.T) {
 		{`{"hello":"world"}`, "not_clerk_event", `not a Clerk event: "object" must be "event"`},
 		{`{"object":"event","type":5}`, "not_clerk_event", `not a Clerk event: "type" must be a string`},
 		{`{"object":"Event","type":5}`, "not_clerk_event", `not a Clerk event: "type" must be a string`},
-		{`{"OBJECT":"event","Type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"ID":5}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
+		// Member names are exact, as in jsonb: "OBJECT" is not "object".
+		{`{"OBJECT":"event","Type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"ID":5}}`, "not_clerk_event", `not a Clerk event: "object" must be "event"`},
+		{head + `"timestamp":1654012591835,"data":{"ID":"user_1"}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
+		{head + `"timestamp":1654012591835,"Data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "data" must be an object`},
+		{head + `"TimeStamp":1654012591835,"data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "timestamp" is required`},
+		{head + `"timestamp":99999999999999999,"data":{"id":"user_1"}}`, "timestamp_out_of_range", `not a Clerk event: "timestamp" is after the year 9999 (at most 253402300799999 unix milliseconds)`},
+		{head + `"timestamp":253402300800000,"data":{"id":"user_1"}}`, "timestamp_out_of_range", `not a Clerk event: "timestamp" is after the year 9999 (at most 253402300799999 unix milliseconds)`},
+		{head + `"timestamp":9223372036854775808,"data":{"id":"user_1"}}`, "timestamp_out_of_range", `not a Clerk event: "timestamp" is after the year 9999 (at most 253402300799999 unix milliseconds)`},
+		{head + `"timestamp":123456789012345678901234567890,"data":{"id":"user_1"}}`, "timestamp_out_of_range", `not a Clerk event: "timestamp" is after the year 9999 (at most 253402300799999 unix milliseconds)`},
+		{head + `"timestamp":-9223372036854775809,"data":{"id":"user_1"}}`, "not_clerk_event", `not a Clerk event: "timestamp" must be a positive integer (unix milliseconds)`},
 		{head + `"timestamp":1654012591835,"data":{}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
 		{head + `"timestamp":1654012591835,"data":{"id":"user_1","id":null}}`, "not_clerk_event", `not a Clerk event: "data.id" must be a non-empty string`},
 		{head + `"timestamp":1654012591835,"data":[{"id":"user_1"}]}`, "not_clerk_event", `not a Clerk event: "data" must be an object`},
@@ -104,8 +113,8 @@ func TestParseEnvelopeMessages(t *testing.T) {
 }
 
 // TestParseEnvelopeMatchesReference checks ParseEnvelope, ParseUser and
-// ParseUserEvent against the json.Unmarshal code they replaced, on the
-// bodies where encoding/json's reading is least obvious: duplicated and
+// ParseUserEvent against the reference readers, on the bodies where a
+// JSON reading is least obvious: duplicated and
 // case-folded member names, escapes, nulls, edge numbers, odd spacing.
 // FuzzParsersMatchReference explores further from these.
 func TestParseEnvelopeMatchesReference(t *testing.T) {

@@ -42,7 +42,8 @@ func FuzzParseEnvelope(f *testing.F) {
 }
 
 // FuzzParsersMatchReference checks ParseEnvelope, ParseUserEvent and
-// ParseUser against the json.Unmarshal code they replaced (see
+// ParseUser (the single pass) against the reference readers they fall back
+// to, which read by exact member name like jsonb (see
 // requireSameAsReference): same results, same errors. Each body is also
 // tried as the data of an envelope, so that user objects are explored in
 // both places.

@@ -134,37 +134,20 @@ func endOfString(b []byte, i int) int {
 }
 
 // memberIndex returns the index of key in names, or -1 if it is none of
-// them. plain is false when encoding/json might match key to one of names
-// while key differs from it: by case (it matches names case-insensitively,
-// with Unicode folding: "ſ" matches "s"), or by an escape.
+// them; names are compared exactly, byte for byte, as the JSON spec and
+// jsonb compare them ("TYPE" is another member than "type"). plain is false
+// when key holds an escape: it might unescape to one of names ("d\u0061ta"
+// is "data"), and the caller leaves such objects to the reference reader.
 func memberIndex(key []byte, names []string) (n int, plain bool) {
-	for _, c := range key {
-		if c == '\\' || c >= utf8.RuneSelf {
-			return -1, false
-		}
+	if bytes.IndexByte(key, '\\') >= 0 {
+		return -1, false
 	}
 	for n, name := range names {
-		if len(key) == len(name) && asciiEqualFold(key, name) {
-			return n, string(key) == name
+		if string(key) == name {
+			return n, true
 		}
 	}
 	return -1, true
-}
-
-func asciiEqualFold(a []byte, b string) bool {
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // stringBytes returns the text of tok, a JSON string, as encoding/json

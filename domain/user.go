@@ -44,20 +44,6 @@ type User struct {
 	UpdatedAt time.Time
 }
 
-type clerkUser struct {
-	ID                    string  `json:"id"`
-	FirstName             *string `json:"first_name"`
-	LastName              *string `json:"last_name"`
-	ImageURL              *string `json:"image_url"`
-	PrimaryEmailAddressID *string `json:"primary_email_address_id"`
-	EmailAddresses        []struct {
-		ID           string `json:"id"`
-		EmailAddress string `json:"email_address"`
-	} `json:"email_addresses"`
-	CreatedAt *int64 `json:"created_at"`
-	UpdatedAt *int64 `json:"updated_at"`
-}
-
 // ParseUser reads the data of a user.created or user.updated event.
 // fallback is used for updated_at (and created_at) when Clerk left them
 // out: the event's own time.
@@ -75,41 +61,85 @@ func ParseUser(data json.RawMessage, fallback time.Time) (User, error) {
 	return decodeUser(data, fallback)
 }
 
-// decodeUser is ParseUser by json.Unmarshal: the reference, which decides
-// every user object userTokens.user does not read plainly, and gives every
-// error.
+// decodeUser is ParseUser read member by member with objectMembers (exact
+// names, the last of duplicated names wins, as jsonb reads them): the
+// reference, which decides every user object userTokens.user does not read
+// plainly, and gives every error.
 func decodeUser(data json.RawMessage, fallback time.Time) (User, error) {
-	var u clerkUser
-	if err := json.Unmarshal(data, &u); err != nil {
+	members, err := objectMembers(data)
+	if err != nil {
 		return User{}, Errorf(EINVALID, "not_clerk_user", "data is not a Clerk user object: %s", describeJSONError(err))
 	}
-	if u.ID == "" {
+	id, _, ok := stringMember(members["id"])
+	if !ok {
+		return User{}, notUser("id", "a string")
+	}
+	if id == "" {
 		return User{}, Errorf(EINVALID, "not_clerk_user", "data.id is empty")
 	}
-	out := User{
-		ClerkID:   u.ID,
-		FirstName: deref(u.FirstName),
-		LastName:  deref(u.LastName),
-		ImageURL:  deref(u.ImageURL),
-		CreatedAt: fallback,
-		UpdatedAt: fallback,
-	}
-	out.Name = strings.TrimSpace(out.FirstName + " " + out.LastName)
-	if u.PrimaryEmailAddressID != nil {
-		for _, e := range u.EmailAddresses {
-			if e.ID == *u.PrimaryEmailAddressID {
-				out.Email = e.EmailAddress
-				break
-			}
+	var text [4]string
+	for i, name := range []string{"first_name", "last_name", "image_url", "primary_email_address_id"} {
+		if text[i], _, ok = stringMember(members[name]); !ok {
+			return User{}, notUser(name, "a string")
 		}
 	}
-	if u.CreatedAt != nil {
-		out.CreatedAt = time.UnixMilli(*u.CreatedAt).UTC()
+	out := User{ClerkID: id, FirstName: text[0], LastName: text[1], ImageURL: text[2]}
+	out.Name = strings.TrimSpace(out.FirstName + " " + out.LastName)
+	if out.CreatedAt, ok = millisMember(members["created_at"], fallback); !ok {
+		return User{}, notUser("created_at", "an integer (unix milliseconds)")
 	}
-	if u.UpdatedAt != nil {
-		out.UpdatedAt = time.UnixMilli(*u.UpdatedAt).UTC()
+	if out.UpdatedAt, ok = millisMember(members["updated_at"], fallback); !ok {
+		return User{}, notUser("updated_at", "an integer (unix milliseconds)")
+	}
+	_, hasPrimary, _ := stringMember(members["primary_email_address_id"])
+	if out.Email, err = primaryEmail(members["email_addresses"], text[3], hasPrimary); err != nil {
+		return User{}, err
 	}
 	return out, nil
+}
+
+// primaryEmail returns the email_address of the first element of list
+// whose id is primaryID, "" when there is none or hasPrimary is false.
+// Every element is checked, as the single pass checks them.
+func primaryEmail(list json.RawMessage, primaryID string, hasPrimary bool) (string, error) {
+	if isNullOrAbsent(list) {
+		return "", nil
+	}
+	var elems []json.RawMessage
+	if jsonKindOf(list) != "array" || json.Unmarshal(list, &elems) != nil {
+		return "", notUser("email_addresses", "an array")
+	}
+	email, found := "", false
+	for _, raw := range elems {
+		if isJSONNull(raw) {
+			// A null element reads as an address with neither id nor
+			// email_address.
+			raw = json.RawMessage(`{}`)
+		}
+		if jsonKindOf(raw) != "object" {
+			return "", notUser("email_addresses", "an array of objects")
+		}
+		m, err := objectMembers(raw)
+		if err != nil {
+			return "", notUser("email_addresses", "an array of objects")
+		}
+		id, _, ok1 := stringMember(m["id"])
+		address, _, ok2 := stringMember(m["email_address"])
+		switch {
+		case !ok1:
+			return "", notUser("email_addresses.id", "a string")
+		case !ok2:
+			return "", notUser("email_addresses.email_address", "a string")
+		}
+		if hasPrimary && !found && id == primaryID {
+			email, found = address, true
+		}
+	}
+	return email, nil
+}
+
+func notUser(field, kind string) *Error {
+	return Errorf(EINVALID, "not_clerk_user", "data is not a Clerk user object: field %q must be %s", field, kind)
 }
 
 // userMembers are the members of a Clerk user object that ParseUser reads,
@@ -234,7 +264,8 @@ func optionalString(tok []byte) (string, bool) {
 }
 
 // optionalMillis reads a member holding unix milliseconds, or null, or
-// absent: then it is fallback.
+// absent: then it is fallback, as it is for a time after the year 9999
+// (see millisMember).
 func optionalMillis(tok []byte, fallback time.Time) (time.Time, bool) {
 	if tok == nil || string(tok) == "null" {
 		return fallback, true
@@ -243,13 +274,16 @@ func optionalMillis(tok []byte, fallback time.Time) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
+	if ms > maxMillis {
+		return fallback, true // see millisMember
+	}
 	return time.UnixMilli(ms).UTC(), true
 }
 
 // describeJSONError names where decoding failed without quoting values.
 func describeJSONError(err error) string {
-	if te, ok := err.(*json.UnmarshalTypeError); ok {
-		return fmt.Sprintf("field %q must be a %s", te.Field, te.Type.Kind())
+	if _, ok := err.(*json.UnmarshalTypeError); ok {
+		return "it must be an object"
 	}
 	if se, ok := err.(*json.SyntaxError); ok {
 		return fmt.Sprintf("syntax error at byte %d", se.Offset)
@@ -303,11 +337,28 @@ func (c AccessChange) Validate() error {
 	return nil
 }
 
-// ParseAccessChange reads the data of an EventUserAccessChanged event.
+// ParseAccessChange reads the data of an EventUserAccessChanged event, by
+// exact member names like every payload (see objectMembers).
 func ParseAccessChange(data json.RawMessage) (AccessChange, error) {
-	var c AccessChange
-	if err := json.Unmarshal(data, &c); err != nil {
+	members, err := objectMembers(data)
+	if err != nil {
 		return AccessChange{}, Errorf(EINVALID, "invalid_access_change", "data is not an access change: %s", describeJSONError(err))
+	}
+	var c AccessChange
+	var text [5]string
+	var present [5]bool
+	for i, name := range []string{"id", "role", "practice_id", "actor", "reason"} {
+		var ok bool
+		if text[i], present[i], ok = stringMember(members[name]); !ok {
+			return AccessChange{}, Errorf(EINVALID, "invalid_access_change", "data is not an access change: field %q must be a string", name)
+		}
+	}
+	c.ClerkID, c.Actor, c.Reason = text[0], text[3], text[4]
+	if present[1] {
+		c.Role = &text[1]
+	}
+	if present[2] {
+		c.PracticeID = &text[2]
 	}
 	return c, c.Validate()
 }

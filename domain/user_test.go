@@ -9,7 +9,7 @@ import (
 )
 
 // TestClerkEventsTakeTheSinglePass checks that Clerk's own example bodies
-// are read by the single pass, not by the json.Unmarshal fallback. The
+// are read by the single pass, not by the reference fallback. The
 // fallback gives the same results, so without this test (and the
 // benchmarks) nothing would notice the single pass giving up on real
 // events.

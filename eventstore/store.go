@@ -76,7 +76,9 @@ func NewWithConfig(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 
 // translate turns a driver error into a domain error: EUNAVAILABLE when
 // the database cannot be reached or is overloaded (the caller should retry
-// later), EINTERNAL otherwise.
+// later), EINVALID when it refused a value of the request itself (retrying
+// the same request can never succeed, so it must not be a 5xx that Svix
+// retries for a day), EINTERNAL otherwise.
 func translate(err error, op string) error {
 	if err == nil {
 		return nil
@@ -84,7 +86,25 @@ func translate(err error, op string) error {
 	if IsUnavailable(err) {
 		return &domain.Error{Code: domain.EUNAVAILABLE, Reason: "database_unavailable", Message: "the ledger database is unavailable; retry later", Err: fmt.Errorf("%s: %w", op, err)}
 	}
+	if code, ok := RejectedValue(err); ok {
+		return &domain.Error{Code: domain.EINVALID, Reason: "value_rejected",
+			Message: fmt.Sprintf("the ledger database cannot store a value of this event (SQLSTATE %s); retrying will not help", code),
+			Err:     fmt.Errorf("%s: %w", op, err)}
+	}
 	return &domain.Error{Code: domain.EINTERNAL, Reason: "database_error", Message: "internal error", Err: fmt.Errorf("%s: %w", op, err)}
+}
+
+// RejectedValue reports whether err is PostgreSQL refusing a value the
+// statement carried, which it will refuse every time: a data exception
+// (SQLSTATE class 22: a time out of range, a NUL or invalid UTF-8 in text,
+// a malformed value) or a program limit (class 54: a value too large for
+// an index row). It returns the SQLSTATE, which is safe to show.
+func RejectedValue(err error) (sqlstate string, ok bool) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 && (pgErr.Code[:2] == "22" || pgErr.Code[:2] == "54") {
+		return pgErr.Code, true
+	}
+	return "", false
 }
 
 // IsUnavailable reports whether err means the database could not be

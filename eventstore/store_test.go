@@ -2,6 +2,8 @@ package eventstore_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -158,4 +160,109 @@ func TestAppendWhenDatabaseIsDown(t *testing.T) {
 	res, err := s.Append(ctx, entry("msg_down"))
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
+}
+
+// TestAppendOfAValueTheDatabaseRefusesIsInvalid: a value PostgreSQL
+// refuses (a data exception, or a value too large for an index row) is
+// refused the same way on every retry, so the append is answered as
+// invalid (a 4xx), never as an internal error Svix would retry for a day;
+// nothing is stored, and valid entries appended at the same time, which
+// may share its INSERT, are stored.
+func TestAppendOfAValueTheDatabaseRefusesIsInvalid(t *testing.T) {
+	t.Parallel()
+	s, db := setup(t)
+	ctx := context.Background()
+	longID := make([]byte, 4096)
+	_, _ = rand.Read(longID)
+	for _, tc := range []struct {
+		name, sqlstate string
+		change         func(*domain.LedgerEntry)
+	}{
+		{"event time after PostgreSQL's range", "22008", func(e *domain.LedgerEntry) { e.EventTime = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"NUL in text", "22021", func(e *domain.LedgerEntry) { e.EventType = "user.\x00created" }},
+		{"invalid UTF-8 in text", "22021", func(e *domain.LedgerEntry) { e.InstanceID = "ins_\xff" }},
+		{"svix-id too large for its index", "54000", func(e *domain.LedgerEntry) { e.SvixID = "msg_" + hex.EncodeToString(longID) }},
+	} {
+		bad := entry("msg_bad_" + tc.sqlstate + tc.name[:3])
+		tc.change(&bad)
+		var wg sync.WaitGroup
+		goodErrs := make([]error, 8)
+		for i := range goodErrs {
+			wg.Go(func() {
+				_, goodErrs[i] = s.Append(ctx, entry(fmt.Sprintf("msg_good_%s_%d", tc.name[:3], i)))
+			})
+		}
+		_, err := s.Append(ctx, bad)
+		wg.Wait()
+		require.Equal(t, domain.EINVALID, domain.ErrorCode(err), tc.name)
+		require.Equal(t, "value_rejected", domain.ErrorReason(err), tc.name)
+		require.Equal(t, "the ledger database cannot store a value of this event (SQLSTATE "+tc.sqlstate+"); retrying will not help", domain.ErrorMessage(err), tc.name)
+		for i, gerr := range goodErrs {
+			require.NoError(t, gerr, "%s: good entry %d", tc.name, i)
+		}
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_events WHERE svix_id LIKE 'msg_good_'||$1||'%'`, tc.name[:3]).Scan(&n))
+		require.Equal(t, len(goodErrs), n, tc.name)
+	}
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_events WHERE svix_id NOT LIKE 'msg_good_%'`).Scan(&n))
+	require.Zero(t, n, "no refused entry is stored")
+}
+
+// TestLedgerPayloadJSONReadsEveryPayload runs the README's example ledger
+// query over a ledger holding payloads jsonb refuses but JSON (and Clerk's
+// signature) allow: a \u0000 escape, lone surrogate escapes, bytes that are
+// not UTF-8. convert_from(payload, 'UTF8')::jsonb fails the whole query;
+// ledger_payload_json reads every row, with U+FFFD for what jsonb cannot
+// hold, and leaves payloads it can read as they are.
+func TestLedgerPayloadJSONReadsEveryPayload(t *testing.T) {
+	t.Parallel()
+	s, db := setup(t)
+	ctx := context.Background()
+	names := map[string]string{
+		"msg_plain":     `"Zoë"`,
+		"msg_nul":       `"Ja\u0000ne"`,
+		"msg_surrogate": `"\ud800x\udc00"`,
+		"msg_pair":      `"\ud83d\ude00"`,
+		"msg_escaped":   `"back\\u0000slash"`,
+		"msg_badutf8":   "\"M\xfcller\xed\xa0\x80\"",
+	}
+	want := map[string]string{
+		"msg_plain":     "Zoë",
+		"msg_nul":       "Ja\uFFFDne",
+		"msg_surrogate": "\uFFFDx\uFFFD",
+		"msg_pair":      "😀",
+		"msg_escaped":   `back\u0000slash`,
+		"msg_badutf8":   "M\uFFFDller\uFFFD\uFFFD\uFFFD",
+	}
+	for id, name := range names {
+		e := entry(id)
+		e.Payload = []byte(`{"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_1","first_name":` + name + `}}`)
+		_, err := s.Append(ctx, e)
+		require.NoError(t, err)
+	}
+	// The query the README gave before: one such payload fails it whole.
+	_, err := db.Pool.Exec(ctx, `SELECT convert_from(payload, 'UTF8')::jsonb -> 'data' ->> 'first_name' FROM ledger_events`)
+	require.Error(t, err)
+
+	// The README's example query, as printed there.
+	rows, err := db.Pool.Query(ctx, `
+SELECT "offset", svix_id, event_type, subject_id, received_at,
+       ledger_payload_json(payload) -> 'data' ->> 'first_name' AS first_name
+FROM ledger_events ORDER BY transaction_id, "offset" DESC LIMIT 10;`)
+	require.NoError(t, err)
+	got := map[string]string{}
+	for rows.Next() {
+		var (
+			offset                     int64
+			svixID, eventType, subject string
+			receivedAt                 time.Time
+			first                      *string
+		)
+		require.NoError(t, rows.Scan(&offset, &svixID, &eventType, &subject, &receivedAt, &first))
+		require.NotNil(t, first, svixID)
+		got[svixID] = *first
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, want, got)
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
 
@@ -45,7 +47,22 @@ type RebuildReport struct {
 	LiveDigest string   `json:"live_digest,omitempty"`
 	Equal      bool     `json:"equal"`
 	Differing  []string `json:"differing_clerk_ids,omitempty"`
-	Duration   float64  `json:"seconds"`
+	// Skipped lists the entries the rebuild could not apply, which it
+	// skipped as the live projection does (see SkippedEntry).
+	Skipped  []SkippedEntry `json:"skipped,omitempty"`
+	Duration float64        `json:"seconds"`
+}
+
+// SkippedEntry is a ledger entry a rebuild could not apply. Like the live
+// runner's poison entries it is skipped, not fatal: the entry can never
+// leave the append-only ledger, so a rebuild that stopped at it could never
+// run again. A rebuild that swaps records it in projection_failures (unless
+// the live projection already did) in the swap's transaction.
+type SkippedEntry struct {
+	Offset    int64  `json:"ledger_offset"`
+	SvixID    string `json:"svix_id"`
+	EventType string `json:"event_type"`
+	Error     string `json:"error"`
 }
 
 func (c *RebuildConfig) defaults() {
@@ -142,8 +159,7 @@ func foldUsers(ctx context.Context, cfg RebuildConfig) (map[string]*UserState, R
 			if errs[i] != nil {
 				// The live projection records such an entry as poison and
 				// skips it; the rebuild does the same, so both agree.
-				cfg.Logger.Warn("rebuild_skipped", slog.Int64("ledger_offset", f.batch[i].Offset),
-					slog.String("svix_id", f.batch[i].SvixID), slog.String("event_type", f.batch[i].EventType))
+				report.skip(cfg.Logger, f.batch[i].LedgerEntry, errs[i])
 				continue
 			}
 			ev := events[i]
@@ -190,9 +206,32 @@ func createShadow(ctx context.Context, tx pgx.Tx, shadow string, states map[stri
 	return nil
 }
 
+// skip reports e, which the rebuild could not apply, with a log line like
+// the live runner's projection_skipped.
+func (r *RebuildReport) skip(logger *slog.Logger, e domain.LedgerEntry, err error) {
+	r.Skipped = append(r.Skipped, SkippedEntry{Offset: e.Offset, SvixID: e.SvixID, EventType: e.EventType, Error: audit.SafeError(err)})
+	logger.Error("rebuild_skipped", slog.String("projection", "users"), slog.Int64("ledger_offset", e.Offset),
+		slog.String("svix_id", e.SvixID), slog.String("event_type", e.EventType), slog.String("cause", audit.SafeError(err)))
+}
+
+// recordSkipped writes the entries the rebuild skipped to
+// projection_failures, as the live runner records its poison entries; an
+// entry the live projection recorded already keeps its record.
+func recordSkipped(ctx context.Context, tx pgx.Tx, skipped []SkippedEntry) error {
+	for _, s := range skipped {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO projection_failures (projection, ledger_offset, svix_id, event_type, error, attempts)
+			VALUES ('users', $1, $2, $3, $4, 1)
+			ON CONFLICT (projection, ledger_offset) DO NOTHING`, s.Offset, s.SvixID, s.EventType, s.Error); err != nil {
+			return fmt.Errorf("record skipped entry: %w", err)
+		}
+	}
+	return nil
+}
+
 // catchUp applies to table the entries between the rebuild's position and
 // the live projection's, with the live projection's own code.
-func catchUp(ctx context.Context, tx pgx.Tx, table string, from, to eventstore.Position) (int64, error) {
+func catchUp(ctx context.Context, tx pgx.Tx, table string, from, to eventstore.Position, report *RebuildReport, logger *slog.Logger) (int64, error) {
 	var n int64
 	for from.Less(to) {
 		batch, err := eventstore.ScanAfter(ctx, tx, from, to, 1000)
@@ -204,7 +243,11 @@ func catchUp(ctx context.Context, tx pgx.Tx, table string, from, to eventstore.P
 		}
 		for _, e := range batch {
 			if err := applyInSavepoint(ctx, tx, Users{Table: table}, e.LedgerEntry); err != nil {
+				if eventstore.IsUnavailable(err) {
+					return n, err
+				}
 				// Poison in the live projection too; see foldUsers.
+				report.skip(logger, e.LedgerEntry, err)
 				continue
 			}
 		}
@@ -242,13 +285,16 @@ func swapUsers(ctx context.Context, cfg RebuildConfig, shadow string, states map
 			return err
 		}
 		if report.Position.Less(live) {
-			n, err := catchUp(ctx, tx, shadow, report.Position, live)
+			n, err := catchUp(ctx, tx, shadow, report.Position, live, report, cfg.Logger)
 			if err != nil {
 				return err
 			}
 			report.Entries += n
 			report.Position = live
 		} else if err := eventstore.SetConsumerPosition(ctx, tx, ConsumerGroup("users"), report.Position); err != nil {
+			return err
+		}
+		if err := recordSkipped(ctx, tx, report.Skipped); err != nil {
 			return err
 		}
 		if report.Rows, report.Digest, err = digest(ctx, tx, shadow); err != nil {
@@ -294,7 +340,7 @@ func checkUsers(ctx context.Context, cfg RebuildConfig, shadow string, states ma
 			if err := createShadow(ctx, tx, shadow, states, true); err != nil {
 				return err
 			}
-			n, err := catchUp(ctx, tx, shadow, report.Position, live)
+			n, err := catchUp(ctx, tx, shadow, report.Position, live, report, cfg.Logger)
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/webhookd/webhookd/domain"
 )
@@ -100,8 +102,8 @@ func (s *UserState) Apply(ev UserEvent) bool {
 		if s.ClerkUpdatedAt != nil && s.ClerkUpdatedAt.After(u.UpdatedAt) {
 			return false
 		}
-		s.Email, s.FirstName, s.LastName = nonEmpty(u.Email), nonEmpty(u.FirstName), nonEmpty(u.LastName)
-		s.Name, s.ImageURL = nonEmpty(u.Name), nonEmpty(u.ImageURL)
+		s.Email, s.FirstName, s.LastName = projectedText(u.Email), projectedText(u.FirstName), projectedText(u.LastName)
+		s.Name, s.ImageURL = projectedText(u.Name), projectedText(u.ImageURL)
 		if s.CreatedAt == nil || u.CreatedAt.Before(*s.CreatedAt) {
 			s.CreatedAt = &u.CreatedAt
 		}
@@ -123,6 +125,19 @@ func (s *UserState) Apply(ev UserEvent) bool {
 	}
 	s.LastOffset = ev.Offset
 	return true
+}
+
+// projectedText is the text a read model column holds for s: nil for "",
+// and otherwise s with every NUL (which JSON allows as \u0000 and a Clerk
+// event may carry, but PostgreSQL text refuses, 22021) and any invalid
+// UTF-8 replaced by U+FFFD. The ledger keeps the raw bytes, so nothing is
+// lost; without this one such profile kept its user out of users, live
+// and in every rebuild.
+func projectedText(s string) *string {
+	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	return nonEmpty(s)
 }
 
 func nonEmpty(s string) *string {

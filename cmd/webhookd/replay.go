@@ -46,7 +46,15 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 	out, _ := json.MarshalIndent(report, "", "  ")
 	fmt.Println(string(out))
 	logger.Info("replay_finished", "projection", c.Projection, "check", c.Check, "entries", report.Entries,
-		"rows", report.Rows, "equal", report.Equal, "swapped", report.Swapped, "seconds", report.Duration)
+		"rows", report.Rows, "equal", report.Equal, "swapped", report.Swapped, "skipped", len(report.Skipped), "seconds", report.Duration)
+	if n := len(report.Skipped); n > 0 {
+		where := "recorded in projection_failures"
+		if c.Check {
+			where = "the live projection records such entries in projection_failures"
+		}
+		fmt.Fprintf(os.Stderr, "webhookd: %d ledger entries could not be applied to %s and were skipped, as the live projection skips them (listed under \"skipped\"; %s)\n",
+			n, c.Projection, where)
+	}
 	if c.Check && !report.Equal {
 		fmt.Fprintf(os.Stderr, "webhookd: the live %s table differs from the ledger (%d live rows, %d rebuilt); `webhookd replay %s` rebuilds it\n",
 			c.Projection, report.LiveRows, report.Rows, c.Projection)

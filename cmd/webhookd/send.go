@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 )
@@ -155,27 +156,21 @@ func sendSecrets(setting, dir string) ([]string, error) {
 }
 
 // eventType and subjectID read the envelope's type and data.id for the
-// report; a body that is not a Clerk envelope shows "?".
+// report, by exact member name as webhookd records them (a case variant
+// such as "TYPE" is not the type); a body that is not a Clerk envelope
+// shows "?".
 func eventType(body []byte) string {
-	var e struct {
-		Type string `json:"type"`
+	if env, err := domain.ParseEnvelope(body); err == nil {
+		return env.Type
 	}
-	if json.Unmarshal(body, &e) != nil || e.Type == "" {
-		return "?"
-	}
-	return e.Type
+	return "?"
 }
 
 func subjectID(body []byte) string {
-	var e struct {
-		Data struct {
-			ID string `json:"id"`
-		} `json:"data"`
+	if env, err := domain.ParseEnvelope(body); err == nil {
+		return env.SubjectID
 	}
-	if json.Unmarshal(body, &e) != nil || e.Data.ID == "" {
-		return "?"
-	}
-	return e.Data.ID
+	return "?"
 }
 
 // oneLine shows an answer body on one line.
