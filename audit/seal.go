@@ -18,7 +18,8 @@ import (
 // one.
 type SealLedger interface {
 	// UnsealedEntries returns up to limit committed entries without a
-	// ledger index, in safe order (the xid8 horizon rule).
+	// ledger index, in safe order (eventstore's order.go): an entry that
+	// commits later is never ordered before them.
 	UnsealedEntries(ctx context.Context, limit int) ([]domain.LedgerEntry, error)
 	// ForEachLeafHash calls fn with every stored leaf hash in index
 	// order, streaming them (the sealer keeps only the tree's frontier).
@@ -218,7 +219,7 @@ func (s *Sealer) restore(ctx context.Context) error {
 	return nil
 }
 
-// catchUp indexes every entry committed below the horizon.
+// catchUp indexes every committed entry.
 func (s *Sealer) catchUp(ctx context.Context) error {
 	for {
 		batch, err := s.cfg.Ledger.UnsealedEntries(ctx, s.cfg.BatchSize)
@@ -259,7 +260,7 @@ func (s *Sealer) checkpoint(ctx context.Context) (Checkpoint, error) {
 	return cp, nil
 }
 
-// SealOnce indexes every entry committed below the horizon and signs a
+// SealOnce indexes every committed entry and signs a
 // checkpoint if the tree grew, once, without taking the leadership lock
 // (the seal tables' constraints still refuse a second writer). It returns
 // the latest checkpoint. Tests and one-off tools use it; webhookd serve

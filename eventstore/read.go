@@ -27,9 +27,8 @@ const (
 var ErrSealConflict = errors.New("another sealer wrote first")
 
 // UnsealedEntries returns up to limit committed entries that have no ledger
-// index yet, in safe order: (transaction_id, offset) after the last indexed
-// entry's, and only below the oldest running transaction (the xid8 horizon
-// rule of the subscribers), so that a row committing late is never skipped.
+// index yet, in safe order (order.go): those after the last indexed entry.
+// A row that commits later sorts after them, so none is ever skipped.
 func (s *Store) UnsealedEntries(ctx context.Context, limit int) ([]domain.LedgerEntry, error) {
 	q := `
 	WITH last AS (
@@ -38,9 +37,8 @@ func (s *Store) UnsealedEntries(ctx context.Context, limit int) ([]domain.Ledger
 		ORDER BY i.ledger_index DESC LIMIT 1
 	)
 	SELECT ` + selectColumns + ` FROM ` + EventsTable + `
-	WHERE (transaction_id, "offset") > (coalesce((SELECT tx FROM last), '0'::xid8), coalesce((SELECT off FROM last), 0))
-	  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-	ORDER BY transaction_id, "offset"
+	WHERE ` + AfterPosition(`coalesce((SELECT tx FROM last), '0'::xid8)`, `coalesce((SELECT off FROM last), 0)`) + `
+	ORDER BY ` + SafeOrder + `
 	LIMIT $1`
 	rows, err := s.pool.Query(ctx, q, limit)
 	if err != nil {
@@ -243,8 +241,8 @@ func (s *Store) SealLag(ctx context.Context) (SealLag, error) {
 		(SELECT e.received_at FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
 		 WHERE i.ledger_index = coalesce((SELECT tree_size FROM cp), 0)),
 		(SELECT received_at FROM `+EventsTable+`
-		 WHERE (transaction_id, "offset") > (coalesce((SELECT tx FROM last), '0'::xid8), coalesce((SELECT off FROM last), 0))
-		 ORDER BY transaction_id, "offset" LIMIT 1))`).Scan(&size, &oldest)
+		 WHERE `+AfterPosition(`coalesce((SELECT tx FROM last), '0'::xid8)`, `coalesce((SELECT off FROM last), 0)`)+`
+		 ORDER BY `+SafeOrder+` LIMIT 1))`).Scan(&size, &oldest)
 	if err != nil {
 		return SealLag{}, translate(err, "measure seal lag")
 	}

@@ -33,9 +33,8 @@ type Scanned struct {
 	Position Position
 }
 
-// ScanAfter returns up to limit entries after pos in safe order: only
-// entries whose transaction is older than every transaction still running
-// (the xid8 horizon), so an entry that commits late can never be skipped.
+// ScanAfter returns up to limit committed entries after pos in safe order
+// (order.go): an entry that commits later can never sort before them.
 // When upTo is not the zero Position, entries after it are left out.
 func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([]Scanned, error) {
 	bound := ""
@@ -46,9 +45,8 @@ func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([
 	}
 	rows, err := q.Query(ctx, `
 		SELECT `+selectColumns+` FROM `+EventsTable+`
-		WHERE (transaction_id, "offset") > ($1::text::xid8, $2)
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())`+bound+`
-		ORDER BY transaction_id, "offset"
+		WHERE `+AfterPosition(`$1::text::xid8`, `$2`)+bound+`
+		ORDER BY `+SafeOrder+`
 		LIMIT $3`, args...)
 	if err != nil {
 		return nil, translate(err, "scan ledger")

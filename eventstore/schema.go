@@ -46,8 +46,9 @@ var factKeys = []string{
 }
 
 // insertColumns lists the columns the publisher fills, in factKeys order
-// after uuid and payload.
-const insertColumns = `uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, source_ip, transaction_id`
+// after uuid and payload. "offset" and transaction_id are not among them:
+// the ledger's triggers assign both under the append lock (see order.go).
+const insertColumns = `uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, source_ip`
 
 // selectColumns is what the subscriber reads back.
 const selectColumns = `"offset", transaction_id, uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, host(source_ip)`
@@ -82,10 +83,13 @@ func (s LedgerSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, er
 			return wsql.Query{}, err
 		}
 		for j := range row {
-			fmt.Fprintf(&b, "$%d,", len(args)+j+1)
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "$%d", len(args)+j+1)
 		}
 		args = append(args, row...)
-		b.WriteString("pg_current_xact_id())")
+		b.WriteString(")")
 	}
 	b.WriteString(" ON CONFLICT (svix_id) DO NOTHING")
 	return wsql.Query{Query: b.String(), Args: args}, nil
@@ -133,9 +137,8 @@ func isFact(k string) bool {
 }
 
 // SelectQuery reads the next batch after the consumer group's position, in
-// (transaction_id, offset) order and only below the oldest running
-// transaction (the xid8 horizon): a row whose transaction is still open can
-// never be skipped by a reader that already moved past its offset.
+// safe order (order.go): appends commit in (transaction_id, offset) order,
+// so no row can commit behind the position.
 //
 // The query is shaped so that PostgreSQL reads only the batch, in
 // primary key order from the position, whatever the ledger's size:
@@ -160,12 +163,9 @@ func (s LedgerSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	q := `
 	WITH last_processed AS (` + next.Query + `)
 	SELECT ` + selectColumns + ` FROM ` + EventsTable + `
-	WHERE (transaction_id, "offset") > (
-		(SELECT last_processed_transaction_id FROM last_processed),
-		(SELECT coalesce(offset_acked, 0) FROM last_processed)
-	)
-	AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-	ORDER BY transaction_id ASC, "offset" ASC
+	WHERE ` + AfterPosition(`(SELECT last_processed_transaction_id FROM last_processed)`,
+		`(SELECT coalesce(offset_acked, 0) FROM last_processed)`) + `
+	ORDER BY ` + SafeOrder + `
 	LIMIT ` + fmt.Sprint(s.batchSize())
 	// Planned at every execution, not once as a prepared statement: a
 	// plan made while the ledger was small (a fresh install, the first

@@ -32,7 +32,8 @@ type Appender interface {
 
 // Check is one readiness check. Run returns what /readyz shows for it
 // (nil shows "ok"), or an error: a *domain.Error or an error whose text is
-// safe to show.
+// safe to show. With an error, a non-nil detail is shown instead of the
+// error's text (a failing state with its facts).
 type Check struct {
 	Name string
 	Run  func(ctx context.Context) (any, error)
@@ -353,6 +354,9 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		case err != nil:
 			out.Status, status = "not_ready", http.StatusServiceUnavailable
 			out.Checks[c.Name] = safeText(err)
+			if detail != nil {
+				out.Checks[c.Name] = detail
+			}
 		case detail == nil:
 			out.Checks[c.Name] = "ok"
 		default:

@@ -301,6 +301,40 @@ var (
 		"1 if the seal lag could be measured at this scrape, 0 if the database did not answer in time.", nil, nil)
 )
 
+// AppendLock is the state of the ledger's append lock as the lock
+// collector reports it.
+type AppendLock struct {
+	// HeldSeconds is the age of the transaction holding it (0 when free).
+	HeldSeconds float64
+	// Waiting is how many transactions wait for it.
+	Waiting int
+}
+
+// RegisterAppendLock reports, at scrape time, how long the transaction
+// holding the ledger's append lock has been open and how many wait for
+// it. When measure fails, webhookd_ledger_append_lock_up is 0 and nothing
+// else is reported.
+func (m *Metrics) RegisterAppendLock(measure func(ctx context.Context) (AppendLock, error), timeout time.Duration) {
+	m.registry.MustRegister(&scrapeCollector{
+		up: appendLockUpDesc, descs: []*prometheus.Desc{appendLockHeldDesc, appendLockWaitingDesc}, timeout: timeout,
+		measure: func(ctx context.Context, gauge func(*prometheus.Desc, float64, ...string)) error {
+			l, err := measure(ctx)
+			gauge(appendLockHeldDesc, l.HeldSeconds)
+			gauge(appendLockWaitingDesc, float64(l.Waiting))
+			return err
+		},
+	})
+}
+
+var (
+	appendLockHeldDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_append_lock_held_seconds",
+		"Age of the transaction holding the ledger's append lock (0 when free). Appends hold it for one INSERT and its commit; while a transaction holds it, every other append and every ledger reader waits for it.", nil, nil)
+	appendLockWaitingDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_append_lock_waiting",
+		"Transactions waiting for the ledger's append lock.", nil, nil)
+	appendLockUpDesc = prometheus.NewDesc(MetricsNamespace+"_ledger_append_lock_up",
+		"1 if the ledger's append lock could be read at this scrape, 0 if the database did not answer in time.", nil, nil)
+)
+
 // PoolStats is a snapshot of the database connection pool, in terms that
 // keep the driver out of this package.
 type PoolStats struct {

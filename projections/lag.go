@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/webhookd/webhookd/eventstore"
 )
 
 // Lag is how far a projection is behind the ledger.
@@ -36,10 +37,10 @@ func MeasureLag(ctx context.Context, pool *pgxpool.Pool, projection string, now 
 			return err
 		}
 		return tx.QueryRow(ctx, `
-		SELECT count(*), min(received_at) FROM ledger_events
-		WHERE (transaction_id, "offset") > (
-			coalesce((SELECT last_processed_transaction_id FROM ledger_offsets WHERE consumer_group = $1), '0'::xid8),
-			coalesce((SELECT offset_acked FROM ledger_offsets WHERE consumer_group = $1), 0))`,
+		SELECT count(*), min(received_at) FROM `+eventstore.EventsTable+`
+		WHERE `+eventstore.AfterPosition(
+			`coalesce((SELECT last_processed_transaction_id FROM `+eventstore.OffsetsTable+` WHERE consumer_group = $1), '0'::xid8)`,
+			`coalesce((SELECT offset_acked FROM `+eventstore.OffsetsTable+` WHERE consumer_group = $1), 0)`),
 			ConsumerGroup(projection)).Scan(&n, &oldest)
 	})
 	if err != nil {

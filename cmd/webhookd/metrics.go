@@ -16,9 +16,9 @@ import (
 // so that a slow database cannot hold scrapes open.
 const lagScrapeTimeout = 2 * time.Second
 
-// newMetrics builds the App's metrics: ingress's own, projection lag and
-// (when this webhookd seals) seal lag measured at scrape time, and the
-// database pool's state.
+// newMetrics builds the App's metrics: ingress's own, projection lag, the
+// ledger's append lock and (when this webhookd seals) seal lag measured at
+// scrape time, and the database pool's state.
 func (a *App) newMetrics() *ingress.Metrics {
 	m := ingress.NewMetrics()
 	var names []string
@@ -36,6 +36,14 @@ func (a *App) newMetrics() *ingress.Metrics {
 			out = append(out, ingress.ProjectionLag{Projection: lag.Projection, Events: lag.Events, Seconds: lag.Seconds})
 		}
 		return out, nil
+	}, lagScrapeTimeout)
+	m.RegisterAppendLock(func(ctx context.Context) (ingress.AppendLock, error) {
+		l, err := a.store.AppendLockState(ctx)
+		out := ingress.AppendLock{Waiting: l.Waiting}
+		if l.Holder != nil {
+			out.HeldSeconds = l.Holder.Age.Seconds()
+		}
+		return out, err
 	}, lagScrapeTimeout)
 	if a.cfg.Seal.SigningKey != "" {
 		m.RegisterSealLag(func(ctx context.Context) (ingress.SealLag, error) {

@@ -202,7 +202,8 @@ func TestReadyzFailsOnProjectionLag(t *testing.T) {
 	require.Equal(t, "5", a.header.Get("Retry-After"))
 	require.Equal(t, map[string]any{"status": "not_ready", "checks": map[string]any{
 		"database": "ok", "migrations": "ok",
-		"projections": "projection users is 1 events and 120s behind the ledger (limit 1m0s)",
+		"projections":        "projection users is 1 events and 120s behind the ledger (limit 1m0s)",
+		"ledger_append_lock": "ok",
 	}}, a.body)
 	m := scrape(t, h)
 	require.Equal(t, 1.0, m.value(`webhookd_projection_lag_events{projection="users"}`))

@@ -36,6 +36,7 @@ type ServeCmd struct {
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"WEBHOOKD_SHUTDOWN_TIMEOUT" default:"15s" help:"How long to drain in-flight requests on SIGTERM (WEBHOOKD_SHUTDOWN_TIMEOUT)."`
 	PollInterval    time.Duration `name:"projection-poll-interval" env:"WEBHOOKD_PROJECTION_POLL_INTERVAL" default:"25ms" help:"How often a caught-up projection looks for new ledger entries (WEBHOOKD_PROJECTION_POLL_INTERVAL)."`
 	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this (WEBHOOKD_MAX_PROJECTION_LAG)."`
+	MaxLockHold     time.Duration `name:"max-append-lock-hold" env:"WEBHOOKD_MAX_APPEND_LOCK_HOLD" default:"10s" help:"/readyz fails when one transaction has held the ledger's append lock longer than this: appends and every ledger reader are waiting for it (WEBHOOKD_MAX_APPEND_LOCK_HOLD)."`
 	SigningKey      string        `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"Ed25519 key that signs ledger checkpoints: base64 of the 32-byte seed (webhookd keygen) or the path of a file holding it or a PEM PKCS #8 key; unset, the ledger is not sealed (WEBHOOKD_SIGNING_KEY)."`
 	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" default:"10s" help:"How often the sealer signs a checkpoint when the ledger grew (WEBHOOKD_SEAL_INTERVAL)."`
 	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429 (WEBHOOKD_FAILED_AUTH_RATE). Verified deliveries are never limited."`
@@ -65,6 +66,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 		PollInterval:    c.PollInterval,
 		MaxLag:          c.MaxLag,
+		MaxLockHold:     c.MaxLockHold,
 		Seal:            SealConfig{SigningKey: c.SigningKey, Interval: c.SealInterval},
 		FailedAuthRate:  c.FailedAuthRate,
 		FailedAuthBurst: c.FailedAuthBurst,
@@ -96,6 +98,10 @@ type AppConfig struct {
 	// MaxLag is the projection lag beyond which /readyz fails. Defaults
 	// to one minute.
 	MaxLag time.Duration
+	// MaxLockHold is how long a transaction may hold the ledger's append
+	// lock before /readyz fails. Defaults to 10 seconds (an append holds
+	// it for milliseconds).
+	MaxLockHold time.Duration
 	// Seal configures the ledger sealer (seal.go); off without a key.
 	Seal SealConfig
 	// FailedAuthRate and FailedAuthBurst shape the per-source token bucket
@@ -136,6 +142,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = time.Minute
+	}
+	if cfg.MaxLockHold <= 0 {
+		cfg.MaxLockHold = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -193,6 +202,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "database", Run: noDetail(a.store.Ping)},
 			{Name: "migrations", Run: noDetail(a.checkSchema)},
 			{Name: "projections", Run: a.checkLag},
+			{Name: "ledger_append_lock", Run: a.checkAppendLock},
 		},
 		Metrics:         metrics,
 		TrustedProxies:  proxies,
@@ -260,6 +270,39 @@ func (a *App) checkLag(ctx context.Context) (any, error) {
 		lags = append(lags, lag)
 	}
 	return lags, nil
+}
+
+// LockWait is the failing state of the ledger_append_lock readiness
+// check: a transaction has held the ledger's append lock longer than
+// MaxLockHold, so appends and every ledger reader are waiting for it.
+type LockWait struct {
+	State string `json:"state"` // "waiting_on_transaction"
+	// PID is the holding backend (pg_stat_activity.pid, for
+	// pg_terminate_backend after a look at what it is).
+	PID int32 `json:"pid"`
+	// TransactionState is pg_stat_activity.state, e.g. "idle in
+	// transaction" (empty if this role cannot see the session).
+	TransactionState string `json:"transaction_state"`
+	// Seconds is the age of the holder's transaction.
+	Seconds float64 `json:"seconds"`
+	// Waiting is how many transactions (appends) wait for the lock.
+	Waiting int    `json:"waiting"`
+	Message string `json:"message"`
+}
+
+// checkAppendLock fails, showing a LockWait, when one transaction has held
+// the ledger's append lock for longer than MaxLockHold.
+func (a *App) checkAppendLock(ctx context.Context) (any, error) {
+	l, err := a.store.AppendLockState(ctx)
+	if err != nil {
+		return nil, errors.New("cannot read the ledger's append lock")
+	}
+	if l.Holder == nil || l.Holder.Age <= a.cfg.MaxLockHold {
+		return nil, nil
+	}
+	msg := fmt.Sprintf("waiting on transaction: backend pid %d has held the ledger's append lock for %.0fs (limit %s); appends and every ledger reader wait until it commits or rolls back", l.Holder.PID, l.Holder.Age.Seconds(), a.cfg.MaxLockHold)
+	return LockWait{State: "waiting_on_transaction", PID: l.Holder.PID, TransactionState: l.Holder.State,
+		Seconds: l.Holder.Age.Seconds(), Waiting: l.Waiting, Message: msg}, errors.New(msg)
 }
 
 // Addr is the address the server listens on.

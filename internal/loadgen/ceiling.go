@@ -13,14 +13,15 @@ import (
 )
 
 // CeilingTable is the scratch table the ceiling measurement inserts into:
-// a copy of ledger_events with the same columns, defaults and indexes (but
-// not its triggers), in the benchmark's schema.
+// a copy of ledger_events with the same columns and indexes (but not its
+// triggers, so inserts are not serialised), in the benchmark's schema.
 const CeilingTable = "bench_ceiling"
 
 // ceilingInsert is one single-row INSERT of the ledger's columns, in its
-// own transaction (autocommit), as webhookd's append writes them.
-const ceilingInsert = `INSERT INTO ` + CeilingTable + ` (uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, source_ip, transaction_id)
-VALUES ($1, $2, NULL, $3, 'clerk', $4, $5, $6, $7, $8, $9, $10, now(), '127.0.0.1', pg_current_xact_id())`
+// own transaction (autocommit). The ledger's triggers assign "offset" and
+// transaction_id; the copy has no triggers, so the INSERT does.
+const ceilingInsert = `INSERT INTO ` + CeilingTable + ` (uuid, payload, metadata, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, source_ip, transaction_id, "offset")
+VALUES ($1, $2, NULL, $3, 'clerk', $4, $5, $6, $7, $8, $9, $10, now(), '127.0.0.1', pg_current_xact_id(), nextval('` + CeilingTable + `_offset_seq'))`
 
 // Throughput is the outcome of sending events at a fixed concurrency.
 type Throughput struct {
@@ -34,7 +35,7 @@ type Throughput struct {
 // connections, one row per transaction: the database's own limit for
 // webhookd's write, without HTTP, verification or Watermill.
 func measureCeiling(ctx context.Context, pool *pgxpool.Pool, events []Event, concurrency int) (Throughput, error) {
-	if _, err := pool.Exec(ctx, `CREATE TABLE `+CeilingTable+` (LIKE ledger_events INCLUDING ALL)`); err != nil {
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+CeilingTable+` (LIKE ledger_events INCLUDING ALL); CREATE SEQUENCE `+CeilingTable+`_offset_seq`); err != nil {
 		return Throughput{}, fmt.Errorf("create %s: %w", CeilingTable, err)
 	}
 	type row struct{ args []any }

@@ -48,9 +48,9 @@ type observation struct {
 // watermill-sql subscriber writes a batch's users rows and its ledger_offsets
 // row (offset_acked, last_processed_transaction_id) in one transaction, so
 // the event's users row is visible exactly when the committed position is
-// at or past the event's (transaction_id, "offset"). The
-// subscriber only moves past rows below the xid8 horizon, so no row below
-// the position can still appear, and positions only grow. (A poison event
+// at or past the event's (transaction_id, "offset"). Appends commit in
+// that order (eventstore's order.go), so no row below the position can
+// still appear, and positions only grow. (A poison event
 // the projection skips moves the position without changing users; the
 // users check after the run catches that.)
 //

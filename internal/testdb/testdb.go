@@ -11,12 +11,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
@@ -120,4 +122,50 @@ func Pool(t testing.TB, url string) *pgxpool.Pool {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// foreignDatabase is a database of the test server that no test's schema
+// lives in, created once and kept (it stays empty).
+const foreignDatabase = "webhookd_test_foreign"
+
+// HoldForeignTransaction opens a transaction in another database of the
+// test server and gives it a transaction id, as a BI tool or a migration
+// left idle in transaction would: until t ends, it is the oldest
+// transaction of the whole server (pg_snapshot_xmin of every snapshot,
+// in every database, is at most its id). It returns that id.
+func HoldForeignTransaction(t testing.TB) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, ServerURL())
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+foreignDatabase)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") {
+		err = nil // created already (or just now by a parallel test)
+	}
+	_ = admin.Close(ctx)
+	require.NoError(t, err, "create database %s", foreignDatabase)
+
+	u, err := url.Parse(ServerURL())
+	require.NoError(t, err)
+	u.Path = "/" + foreignDatabase
+	return HoldTransaction(t, u.String())
+}
+
+// HoldTransaction opens a connection to url, begins a transaction, gives
+// it a transaction id and leaves it open, idle, until t ends. It returns
+// the id.
+func HoldTransaction(t testing.TB, url string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	_, err = conn.Exec(ctx, "BEGIN")
+	require.NoError(t, err)
+	var xid uint64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&xid))
+	return xid
 }
