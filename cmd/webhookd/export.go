@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
 
@@ -78,6 +79,13 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 	defer store.Close()
 	if conn.Joined {
 		waitForDevCheckpoint(ctx, store, g.stderr(), time.Now())
+	}
+	if conn.Dev {
+		// audit.Export's advice (set WEBHOOKD_SIGNING_KEY) is for
+		// production; serve --dev has a key already.
+		if _, err := store.LatestCheckpoint(ctx); domain.ErrorCode(err) == domain.ENOTFOUND {
+			return errors.New("export: the development ledger has no signed checkpoint yet: run `webhookd serve --dev` here and send an event (`webhookd send user.created`); a checkpoint is signed within a second")
+		}
 	}
 	dir, archive := c.Out, ""
 	if audit.IsArchivePath(c.Out) {

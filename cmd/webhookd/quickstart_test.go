@@ -124,6 +124,12 @@ func TestDevModeQuickStart(t *testing.T) {
 	}
 	keyID := audit.KeyID(devPublicKey(t, filepath.Join(work, devDir)))
 
+	// Before any event there is nothing sealed to export: say what to do.
+	_, stderr, code := runMain(t, work, nil, "export", "--out", "empty")
+	require.Equal(t, 1, code)
+	require.True(t, strings.HasSuffix(stderr, "\nwebhookd: export: the development ledger has no signed checkpoint yet: run `webhookd serve --dev` here and send an event (`webhookd send user.created`); a checkpoint is signed within a second\n"), stderr)
+	require.NoDirExists(t, filepath.Join(work, "empty"))
+
 	// send: its default --to follows WEBHOOKD_ADDR; the secret is found.
 	stdout, stderr, code := runMain(t, work, shell, "send", "user.created")
 	require.Equal(t, 0, code, stderr)

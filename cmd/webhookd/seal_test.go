@@ -192,8 +192,10 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	keyID := audit.KeyID(sealKey.Public().(ed25519.PublicKey))
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
 	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g))
-	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+keyID+"; manifest signed by the same key\n"+
-		"OK: 12 sealed entries, 2 checkpoints (latest tree size 12), 1 entries not sealed yet\n", out.String())
+	// (How many checkpoints the sealer signed on the way to 12 entries
+	// depends on timing.)
+	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key `+keyID+`; manifest signed by the same key\n`+
+		`OK: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n$`, out.String())
 
 	// The export is in the ledger (not sealed yet: no sealer runs now).
 	var n int
@@ -218,7 +220,7 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	require.Regexp(t, fmt.Sprintf(`^verification failed: ledger index 5 \(offset %d, svix_id msg_seal_005\): the ledger_events row does not match its sealed leaf hash`, offset), err.Error())
-	require.True(t, strings.HasPrefix(out.String(), "FAIL: 12 sealed entries, 2 checkpoints (latest tree size 12), 1 entries not sealed yet\n  ledger index 5 "), out.String())
+	require.Regexp(t, `^FAIL: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n  ledger index 5 `, out.String())
 }
 
 // rewriteArchive rewrites the gzip'd tar archive at path with each entry's
