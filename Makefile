@@ -15,8 +15,9 @@ DEVPG   := bin/devpg
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/webhookd
 
+# Development mode: an embedded PostgreSQL under .webhookd/ (see README).
 run: build
-	$(BIN) serve --migrate
+	$(BIN) serve --dev
 
 test: vet
 ifeq ($(TEST_DATABASE_URL),)

@@ -24,7 +24,7 @@ const benchDefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 // table or the table differs from in-order delivery: a fast but wrong run
 // proves nothing.
 type BenchCmd struct {
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL server to benchmark on; a schema bench_<time> is created and dropped (DATABASE_URL). Defaults to TEST_DATABASE_URL, then the local test database."`
+	Database
 	Events      int    `name:"events" short:"n" default:"20000" help:"How many unique events to send."`
 	Concurrency int    `name:"concurrency" short:"c" default:"8" help:"Requests (and ceiling inserts) in flight at once."`
 	Users       int    `name:"users" short:"u" default:"2000" help:"User population the created/updated/deleted events are spread over."`
@@ -33,12 +33,28 @@ type BenchCmd struct {
 	ChildLog    string `name:"child-log" placeholder:"FILE" help:"Write the webhookd child's logs to this file (default: discarded)."`
 }
 
-// Run runs the benchmark and prints the results.
-func (c *BenchCmd) Run(ctx context.Context) error {
+// Run runs the benchmark and prints the results. The server is
+// DATABASE_URL, else (unless --dev) TEST_DATABASE_URL, else the local test
+// database; a schema bench_<time> is created there and dropped.
+func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Events < 1 || c.Concurrency < 1 || c.Users < 1 {
 		return fmt.Errorf("--events, --concurrency and --users must be 1 or more")
 	}
-	dbURL := c.DatabaseURL
+	dbURL := c.URL
+	if dev, _, err := c.devMode(false); err != nil {
+		return err
+	} else if dev {
+		logger, err := g.Logger()
+		if err != nil {
+			return err
+		}
+		conn, err := c.open(ctx, "bench", g.stderr(), logger)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		dbURL = conn.URL
+	}
 	if dbURL == "" {
 		dbURL = os.Getenv("TEST_DATABASE_URL")
 	}
@@ -65,7 +81,7 @@ func (c *BenchCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	printReport(os.Stdout, rep)
+	printReport(g.stdout(), rep)
 	if err := os.MkdirAll(filepath.Dir(c.Out), 0o755); err != nil {
 		return err
 	}

@@ -5,9 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/webhookd/webhookd/migrations"
@@ -22,7 +26,7 @@ const connectTimeout = 5 * time.Second
 // errors are one line and never show the password.
 func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	if databaseURL == "" {
-		return nil, errors.New("DATABASE_URL is not set (or use --database-url): e.g. postgres://user:password@host:5432/db")
+		return nil, errors.New("DATABASE_URL is not set")
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
@@ -39,9 +43,49 @@ func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot reach the database at %s: %v", describeDB(cfg), err)
+		return nil, fmt.Errorf("cannot reach the database at %s: %s", describeDB(cfg), connectReason(err, cfg.ConnConfig.ConnectTimeout))
 	}
 	return pool, nil
+}
+
+// connectReason says in a few words why a connection failed. pgx's own
+// error lists every address it tried, one per line, each with the full
+// chain of wrapped errors.
+func connectReason(err error, timeout time.Duration) string {
+	var pgErr *pgconn.PgError
+	var dnsErr *net.DNSError
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &pgErr):
+		// The server answered: authentication, a missing database, …
+		return "the server refused: " + pgErr.Message
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("cannot resolve host %s", dnsErr.Name)
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
+		return fmt.Sprintf("no answer within %s (connect_timeout in the URL changes it)", timeout)
+	}
+	// Anything else: its innermost first line.
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			break
+		}
+		err = next
+	}
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return strings.TrimSpace(line)
+}
+
+// describeURL names a database given as a URL or DSN without its
+// password.
+func describeURL(databaseURL string) string {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return "an invalid URL"
+	}
+	return describeDB(cfg)
 }
 
 // describeDB names a database without its password.

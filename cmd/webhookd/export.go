@@ -6,26 +6,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strings"
 	"time"
 
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
 
 // ExportCmd writes an audit bundle that `webhookd verify` checks offline.
 type ExportCmd struct {
-	DatabaseURL string   `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (DATABASE_URL)."`
-	From        string   `name:"from" help:"Entries received at or after this time (RFC 3339 or YYYY-MM-DD, UTC); default the beginning."`
-	To          string   `name:"to" help:"Entries received before this time (RFC 3339 or YYYY-MM-DD, UTC); default now."`
-	User        string   `name:"user" help:"Only entries about this Clerk user id (subject, or mentioned in the body), user_…."`
-	Types       []string `name:"types" sep:"," help:"Only these event types, comma separated."`
-	Redact      bool     `name:"redact" help:"Replace personal data in payloads; the bundle then proves inclusion of each entry's sealed leaf hash but cannot recompute it."`
-	Out         string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent), or, ending in .tar.gz or .tgz, bundle archive file to create (must not exist)."`
-	Actor       string   `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who takes the export, recorded in the ledger; default user@host."`
-	SigningKey  string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve): signs the manifest (manifest.sig), so that what it says of the export is authenticated too. Unset, the manifest is not signed (WEBHOOKD_SIGNING_KEY)."`
+	Database
+	From       string   `name:"from" help:"Entries received at or after this time (RFC 3339 or YYYY-MM-DD, UTC); default the beginning."`
+	To         string   `name:"to" help:"Entries received before this time (RFC 3339 or YYYY-MM-DD, UTC); default now."`
+	User       string   `name:"user" help:"Only entries about this Clerk user id (subject, or mentioned in the body), user_…."`
+	Types      []string `name:"types" sep:"," help:"Only these event types, comma separated."`
+	Redact     bool     `name:"redact" help:"Replace personal data in payloads; the bundle then proves inclusion of each entry's sealed leaf hash but cannot recompute it."`
+	Out        string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent), or, ending in .tar.gz or .tgz, bundle archive file to create (must not exist)."`
+	Actor      string   `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who takes the export, recorded in the ledger; default user@host."`
+	SigningKey string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve): signs the manifest (manifest.sig), so that what it says of the export is authenticated too. Unset, the manifest is not signed, except in development mode, which signs with .webhookd/signing-key."`
 }
 
 // Run writes the bundle, records the export in the ledger and prints the
@@ -51,19 +53,40 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 		if key, err = audit.ParseSigningKey(c.SigningKey); err != nil {
 			return err
 		}
-	} else {
-		logger.Warn("export_manifest_unsigned", "reason", "WEBHOOKD_SIGNING_KEY is not set: the manifest (actor, range, filters, counts) is not signed; entries and proofs are still checked against the signed checkpoint")
 	}
-	pool, err := openMigrated(ctx, c.DatabaseURL)
+	pool, conn, err := c.connect(ctx, "export", g, logger, true)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer conn.Close()
+	if key == nil && conn.Dev {
+		// The key serve --dev seals with, so the manifest is signed too.
+		var found bool
+		if key, _, found, err = readDevKey(c.devStateDir()); err != nil {
+			return err
+		}
+		if !found {
+			key = nil
+		}
+	}
+	if key == nil {
+		logger.Warn("export_manifest_unsigned", "reason", "WEBHOOKD_SIGNING_KEY is not set: the manifest (actor, range, filters, counts) is not signed; entries and proofs are still checked against the signed checkpoint")
+	}
 	store, err := eventstore.New(pool, eventstore.WatermillLogger(logger))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if conn.Joined {
+		waitForDevCheckpoint(ctx, store, g.stderr(), time.Now())
+	}
+	if conn.Dev {
+		// audit.Export's advice (set WEBHOOKD_SIGNING_KEY) is for
+		// production; serve --dev has a key already.
+		if _, err := store.LatestCheckpoint(ctx); domain.ErrorCode(err) == domain.ENOTFOUND {
+			return errors.New("export: the development ledger has no signed checkpoint yet: run `webhookd serve --dev` here and send an event (`webhookd send user.created`); a checkpoint is signed within a second")
+		}
+	}
 	dir, archive := c.Out, ""
 	if audit.IsArchivePath(c.Out) {
 		dir, archive = "", c.Out
@@ -80,7 +103,7 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	out, _ := json.MarshalIndent(m, "", "  ")
-	fmt.Println(string(out))
+	fmt.Fprintln(g.stdout(), string(out))
 	logger.Info("export_written", "export_id", m.ExportID, "entries", m.Entries, "tree_size", m.TreeSize, "redacted", m.Redacted)
 	return nil
 }
@@ -123,4 +146,34 @@ func actor(flag string) string {
 	}
 	host, _ := os.Hostname()
 	return name + "@" + host
+}
+
+// devCheckpointWait bounds how long a development export waits for serve
+// --dev's sealer (1s interval) to cover what was received before it.
+const devCheckpointWait = 10 * time.Second
+
+// waitForDevCheckpoint waits, in development mode with serve --dev running,
+// until the latest checkpoint covers every entry received before since,
+// so that an event sent a moment ago is in the bundle. After
+// devCheckpointWait it gives up quietly: the export then holds what the
+// latest checkpoint covers, as in production.
+func waitForDevCheckpoint(ctx context.Context, store *eventstore.Store, stderr io.Writer, since time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, devCheckpointWait)
+	defer cancel()
+	told := false
+	for {
+		lag, err := store.SealLag(ctx)
+		if err != nil || lag.OldestUncovered == nil || !lag.OldestUncovered.Before(since) {
+			return
+		}
+		if !told {
+			fmt.Fprintln(stderr, "webhookd: development mode: waiting for serve --dev to sign a checkpoint covering the latest entries")
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

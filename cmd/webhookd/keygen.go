@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/webhookd/webhookd/audit"
 )
@@ -15,7 +14,7 @@ type KeygenCmd struct{}
 
 // Run prints WEBHOOKD_SIGNING_KEY=<base64 seed> on the first line and the
 // public key (key id, base64, PEM) after it.
-func (KeygenCmd) Run() error { return keygen(os.Stdout) }
+func (KeygenCmd) Run(g *Globals) error { return keygen(g.stdout()) }
 
 func keygen(w io.Writer) error {
 	key, err := audit.GenerateKey()

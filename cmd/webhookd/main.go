@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -49,9 +50,15 @@ func main() {
 	)
 	if err := k.Run(&cli.Globals); err != nil {
 		// One line, naming what is wrong; details are in the log lines
-		// before it.
+		// before it. A setting that cannot work as given exits 2
+		// (usageError), anything else 1.
 		fmt.Fprintf(os.Stderr, "webhookd: %v\n", err)
-		os.Exit(1)
+		code := 1
+		var coder kong.ExitCoder
+		if errors.As(err, &coder) {
+			code = coder.ExitCode()
+		}
+		os.Exit(code)
 	}
 }
 
@@ -59,9 +66,9 @@ func main() {
 type VersionCmd struct{}
 
 // Run prints the version.
-func (VersionCmd) Run() error {
-	fmt.Println(Version())
-	return nil
+func (VersionCmd) Run(g *Globals) error {
+	_, err := fmt.Fprintln(g.stdout(), Version())
+	return err
 }
 
 // Version returns the build's version.

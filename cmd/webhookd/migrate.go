@@ -9,7 +9,7 @@ import (
 
 // MigrateCmd applies the embedded migrations.
 type MigrateCmd struct {
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (DATABASE_URL)."`
+	Database
 }
 
 // Run applies every pending migration and reports the schema version.
@@ -18,11 +18,11 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, c.DatabaseURL)
+	pool, conn, err := c.connect(ctx, "migrate", g, logger, false)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer conn.Close()
 	db := sqlDB(pool)
 	defer db.Close()
 	applied, err := migrations.Up(ctx, db, logger)
@@ -34,9 +34,9 @@ func (c *MigrateCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if len(applied) == 0 {
-		fmt.Printf("schema is up to date at version %d\n", v)
+		fmt.Fprintf(g.stdout(), "schema is up to date at version %d\n", v)
 		return nil
 	}
-	fmt.Printf("applied %d migration(s); schema is at version %d\n", len(applied), v)
+	fmt.Fprintf(g.stdout(), "applied %d migration(s); schema is at version %d\n", len(applied), v)
 	return nil
 }

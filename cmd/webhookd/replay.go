@@ -11,10 +11,10 @@ import (
 
 // ReplayCmd rebuilds a read model from the ledger.
 type ReplayCmd struct {
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (DATABASE_URL)."`
-	Projection  string `arg:"" enum:"users" help:"Read model to rebuild: users."`
-	Check       bool   `name:"check" help:"Rebuild into a scratch table and compare it with the live one (row count and digest); change nothing. Exit status 1 when they differ."`
-	BatchSize   int    `name:"batch-size" default:"5000" help:"Ledger entries read per query."`
+	Database
+	Projection string `arg:"" enum:"users" help:"Read model to rebuild: users."`
+	Check      bool   `name:"check" help:"Rebuild into a scratch table and compare it with the live one (row count and digest); change nothing. Exit status 1 when they differ."`
+	BatchSize  int    `name:"batch-size" default:"5000" help:"Ledger entries read per query."`
 }
 
 // Run rebuilds (or checks) the projection and prints a JSON report.
@@ -23,11 +23,11 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	pool, err := openMigrated(ctx, c.DatabaseURL)
+	pool, conn, err := c.connect(ctx, "replay", g, logger, true)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer conn.Close()
 	op := "rebuild " + c.Projection
 	if c.Check {
 		op = "check " + c.Projection
@@ -44,7 +44,7 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	out, _ := json.MarshalIndent(report, "", "  ")
-	fmt.Println(string(out))
+	fmt.Fprintln(g.stdout(), string(out))
 	logger.Info("replay_finished", "projection", c.Projection, "check", c.Check, "entries", report.Entries,
 		"rows", report.Rows, "equal", report.Equal, "swapped", report.Swapped, "skipped", len(report.Skipped), "seconds", report.Duration)
 	if n := len(report.Skipped); n > 0 {
@@ -56,8 +56,9 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 			n, c.Projection, where)
 	}
 	if c.Check && !report.Equal {
-		fmt.Fprintf(os.Stderr, "webhookd: the live %s table differs from the ledger (%d live rows, %d rebuilt); `webhookd replay %s` rebuilds it\n",
+		fmt.Fprintf(g.stderr(), "webhookd: the live %s table differs from the ledger (%d live rows, %d rebuilt); `webhookd replay %s` rebuilds it\n",
 			c.Projection, report.LiveRows, report.Rows, c.Projection)
+		conn.Close()
 		os.Exit(1)
 	}
 	return nil

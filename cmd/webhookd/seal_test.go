@@ -144,9 +144,13 @@ func exportedBundle(t *testing.T) (*harness, *Globals, string) {
 	h.deliverN(0, 12)
 	h.waitCheckpoint(12)
 	h.stop()
-	g := &Globals{LogFormat: "json", LogLevel: "error"}
+	// Reports go to a buffer (printVerifyReport's "FAIL: …" lines must not
+	// reach go test's output, where they read as failures).
+	g, out := testGlobals()
 	dir := filepath.Join(t.TempDir(), "bundle")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
+	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
+	require.Contains(t, out.String(), `"entries": 12,`, "the manifest is printed")
+	out.b.Reset()
 	return h, g, dir
 }
 
@@ -160,7 +164,7 @@ func TestUnsignedManifestIsReportedAndCanBeRefused(t *testing.T) {
 	h, g, _ := exportedBundle(t)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "unsigned")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor"}).Run(ctx, g))
+	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor"}).Run(ctx, g))
 	_, err := os.Stat(filepath.Join(dir, audit.ManifestSignatureFile))
 	require.ErrorIs(t, err, os.ErrNotExist)
 	r, err := audit.VerifyBundle(ctx, dir, audit.VerifyOptions{})
@@ -175,7 +179,7 @@ func TestUnsignedManifestIsReportedAndCanBeRefused(t *testing.T) {
 
 	// A key other than the one that sealed the ledger is refused.
 	other := filepath.Join(t.TempDir(), "other")
-	err = (&ExportCmd{DatabaseURL: h.db.URL, Out: other, SigningKey: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))}).Run(ctx, g)
+	err = (&ExportCmd{Database: Database{URL: h.db.URL}, Out: other, SigningKey: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))}).Run(ctx, g)
 	require.ErrorContains(t, err, "is not the key that signed the latest checkpoint")
 }
 
@@ -184,8 +188,14 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	pem := filepath.Join(dir, audit.PublicKeyFile)
+	out := g.Stdout.(*syncBuffer)
+	keyID := audit.KeyID(sealKey.Public().(ed25519.PublicKey))
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
-	require.NoError(t, (&VerifyCmd{DB: true, DatabaseURL: h.db.URL}).Run(ctx, g))
+	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g))
+	// (How many checkpoints the sealer signed on the way to 12 entries
+	// depends on timing.)
+	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key `+keyID+`; manifest signed by the same key\n`+
+		`OK: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n$`, out.String())
 
 	// The export is in the ledger (not sealed yet: no sealer runs now).
 	var n int
@@ -206,9 +216,11 @@ func TestExportThenVerifyCommands(t *testing.T) {
 		_, err := h.db.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	err = (&VerifyCmd{DB: true, DatabaseURL: h.db.URL}).Run(ctx, g)
+	out.b.Reset()
+	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	require.Regexp(t, fmt.Sprintf(`^verification failed: ledger index 5 \(offset %d, svix_id msg_seal_005\): the ledger_events row does not match its sealed leaf hash`, offset), err.Error())
+	require.Regexp(t, `^FAIL: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n  ledger index 5 `, out.String())
 }
 
 // rewriteArchive rewrites the gzip'd tar archive at path with each entry's
@@ -262,7 +274,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	archive := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: archive, Actor: "auditor", SigningKey: sealKeyText}).Run(ctx, g))
+	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: archive, Actor: "auditor", SigningKey: sealKeyText}).Run(ctx, g))
 	fi, err := os.Stat(archive)
 	require.NoError(t, err)
 	require.True(t, fi.Mode().IsRegular())

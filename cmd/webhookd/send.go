@@ -24,8 +24,9 @@ import (
 // tunnel, like `stripe trigger`.
 type SendCmd struct {
 	Type   string `arg:"" optional:"" help:"Clerk event type, e.g. user.created (see --list)."`
-	To     string `name:"to" default:"http://localhost:8080/webhooks/clerk" help:"Webhook endpoint URL."`
-	Secret string `name:"secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Signing secret, whsec_… (CLERK_WEBHOOK_SIGNING_SECRET or CLERK_WEBHOOK_SECRET; defaults to the development secret in .webhookd/signing-secret)."`
+	To     string `name:"to" placeholder:"URL" help:"Webhook endpoint URL. Defaults to the webhookd on this machine at --addr, e.g. http://localhost:8080/webhooks/clerk."`
+	Addr   string `name:"addr" env:"WEBHOOKD_ADDR" default:":8080" help:"Listen address of the webhookd on this machine to send to when --to is not given, as serve takes it."`
+	Secret string `name:"secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Signing secret, whsec_…. Defaults to the development secret serve --dev keeps in .webhookd/signing-secret."`
 	Data   string `name:"data" placeholder:"FILE" help:"Send this file's JSON body instead of a generated event (still signed)."`
 	Count  int    `name:"count" default:"1" help:"How many events to send; each has a new svix-id and (generated events) a new subject."`
 	List   bool   `name:"list" help:"List the event types and exit."`
@@ -33,8 +34,8 @@ type SendCmd struct {
 
 // Run sends the events and prints each answer; it fails when an answer is
 // not 2xx.
-func (c *SendCmd) Run(ctx context.Context) error {
-	return c.run(ctx, os.Stdout, devDir)
+func (c *SendCmd) Run(ctx context.Context, g *Globals) error {
+	return c.run(ctx, g.stdout(), devDir)
 }
 
 // run is Run writing to out, with the development secret looked up in
@@ -57,6 +58,14 @@ func (c *SendCmd) run(ctx context.Context, out io.Writer, secretDir string) erro
 	if err != nil {
 		return err
 	}
+	to := c.To
+	if to == "" {
+		addr := c.Addr
+		if addr == "" {
+			addr = defaultAddr
+		}
+		to = webhookURL(addr)
+	}
 
 	failed := 0
 	for i := 0; i < c.Count; i++ {
@@ -72,9 +81,9 @@ func (c *SendCmd) run(ctx context.Context, out io.Writer, secretDir string) erro
 		if err != nil {
 			return err
 		}
-		status, answer, err := clerkfake.Deliver(ctx, nil, c.To, header, event)
+		status, answer, err := clerkfake.Deliver(ctx, nil, to, header, event)
 		if err != nil {
-			return sendError(c.To, err)
+			return sendError(to, err)
 		}
 		if status < 200 || status > 299 {
 			failed++
@@ -140,7 +149,7 @@ func sendSecrets(setting, dir string) ([]string, error) {
 	if setting == "" {
 		b, err := os.ReadFile(filepath.Join(dir, devSecretFile))
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no signing secret: pass --secret or set CLERK_WEBHOOK_SIGNING_SECRET (or run `webhookd serve` without DATABASE_URL once, which keeps a development secret in %s)", filepath.Join(dir, devSecretFile))
+			return nil, fmt.Errorf("no signing secret: pass --secret or set CLERK_WEBHOOK_SIGNING_SECRET (or run `webhookd serve --dev` here once, which keeps a development secret in %s)", filepath.Join(dir, devSecretFile))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read the development signing secret: %w", err)

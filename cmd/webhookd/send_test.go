@@ -144,7 +144,7 @@ func TestSendRefusesBadInput(t *testing.T) {
 		{SendCmd{Type: "user.created", Secret: testSecret, Count: 0},
 			"--count must be 1 or more, not 0"},
 		{SendCmd{Type: "user.created", Count: 1},
-			"no signing secret: pass --secret or set CLERK_WEBHOOK_SIGNING_SECRET (or run `webhookd serve` without DATABASE_URL once, which keeps a development secret in " + filepath.Join(dir, devSecretFile) + ")"},
+			"no signing secret: pass --secret or set CLERK_WEBHOOK_SIGNING_SECRET (or run `webhookd serve --dev` here once, which keeps a development secret in " + filepath.Join(dir, devSecretFile) + ")"},
 		{SendCmd{Type: "user.created", Secret: "sk_test_123", Count: 1},
 			`--secret (or CLERK_WEBHOOK_SIGNING_SECRET): signing secret 1 of 1 does not start with "whsec_" (copy it from Clerk's dashboard, Webhooks → endpoint → Signing Secret)`},
 		{SendCmd{Type: "user.created", Secret: testSecret, Count: 1, To: "http://127.0.0.1:1/webhooks/clerk"},

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +20,11 @@ import (
 	"github.com/webhookd/webhookd/migrations"
 	"github.com/webhookd/webhookd/projections"
 )
+
+// errNoSecret is the one line serve prints without a webhook signing
+// secret; it says how to get one for local use, where there is no Clerk
+// dashboard to copy it from (and as root no --dev to make one).
+var errNoSecret = errors.New("CLERK_WEBHOOK_SIGNING_SECRET is not set: use the Signing Secret Clerk's dashboard shows for your endpoint; for local use any whsec_ secret works, e.g. export CLERK_WEBHOOK_SIGNING_SECRET=whsec_$(head -c 24 /dev/urandom | base64) (webhookd send signs with it too), or run `webhookd serve --dev` as a non-root user, which makes one")
 
 // HTTP server timeouts: a slow or stalled client cannot hold a connection
 // (and through it a database connection) for long.
@@ -29,37 +37,46 @@ const (
 
 // ServeCmd runs the webhook receiver.
 type ServeCmd struct {
-	DatabaseURL     string        `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (DATABASE_URL)."`
-	SigningSecret   string        `name:"signing-secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Clerk's webhook signing secret(s), whsec_…; several separated by spaces or commas during a rotation (CLERK_WEBHOOK_SIGNING_SECRET or CLERK_WEBHOOK_SECRET)."`
-	Addr            string        `name:"addr" env:"WEBHOOKD_ADDR" default:":8080" help:"Listen address (WEBHOOKD_ADDR)."`
-	Migrate         bool          `name:"migrate" env:"WEBHOOKD_MIGRATE" help:"Apply pending migrations before serving (WEBHOOKD_MIGRATE)."`
-	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"WEBHOOKD_SHUTDOWN_TIMEOUT" default:"15s" help:"How long to drain in-flight requests on SIGTERM (WEBHOOKD_SHUTDOWN_TIMEOUT)."`
-	PollInterval    time.Duration `name:"projection-poll-interval" env:"WEBHOOKD_PROJECTION_POLL_INTERVAL" default:"25ms" help:"How often a caught-up projection looks for new ledger entries (WEBHOOKD_PROJECTION_POLL_INTERVAL)."`
-	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this (WEBHOOKD_MAX_PROJECTION_LAG)."`
-	MaxLockHold     time.Duration `name:"max-append-lock-hold" env:"WEBHOOKD_MAX_APPEND_LOCK_HOLD" default:"10s" help:"/readyz fails when one transaction has held the ledger's append lock longer than this: appends and every ledger reader are waiting for it (WEBHOOKD_MAX_APPEND_LOCK_HOLD)."`
-	SigningKey      string        `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"Ed25519 key that signs ledger checkpoints: base64 of the 32-byte seed (webhookd keygen) or the path of a file holding it or a PEM PKCS #8 key; unset, the ledger is not sealed (WEBHOOKD_SIGNING_KEY)."`
-	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" default:"10s" help:"How often the sealer signs a checkpoint when the ledger grew (WEBHOOKD_SEAL_INTERVAL)."`
-	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429 (WEBHOOKD_FAILED_AUTH_RATE). Verified deliveries are never limited."`
-	FailedAuthBurst int           `name:"failed-auth-burst" env:"WEBHOOKD_FAILED_AUTH_BURST" default:"20" help:"Failed verifications a source address may make at once before the rate applies (WEBHOOKD_FAILED_AUTH_BURST)."`
-	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Webhook deliveries processed at once; beyond it webhookd answers 503 with Retry-After (WEBHOOKD_MAX_IN_FLIGHT)."`
-	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none (WEBHOOKD_TRUSTED_PROXIES)."`
+	Database
+	SigningSecret   string        `name:"signing-secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Clerk's webhook signing secret(s), whsec_…; several separated by spaces or commas during a rotation. With --dev and unset: a development secret kept in .webhookd/signing-secret."`
+	Addr            string        `name:"addr" env:"WEBHOOKD_ADDR" default:":8080" help:"Listen address."`
+	Migrate         bool          `name:"migrate" env:"WEBHOOKD_MIGRATE" help:"Apply pending migrations before serving (always on with --dev)."`
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"WEBHOOKD_SHUTDOWN_TIMEOUT" default:"15s" help:"How long to drain in-flight requests on SIGTERM."`
+	PollInterval    time.Duration `name:"projection-poll-interval" env:"WEBHOOKD_PROJECTION_POLL_INTERVAL" default:"25ms" help:"How often a caught-up projection looks for new ledger entries."`
+	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this."`
+	MaxLockHold     time.Duration `name:"max-append-lock-hold" env:"WEBHOOKD_MAX_APPEND_LOCK_HOLD" default:"10s" help:"/readyz fails when one transaction has held the ledger's append lock longer than this: appends and every ledger reader are waiting for it."`
+	SigningKey      string        `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"Ed25519 key that signs ledger checkpoints: base64 of the 32-byte seed (webhookd keygen) or the path of a file holding it or a PEM PKCS #8 key; unset, the ledger is not sealed (with --dev: a development key kept in .webhookd/signing-key)."`
+	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" help:"How often the sealer signs a checkpoint when the ledger grew. Defaults to 10s (1s with --dev)."`
+	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429. Verified deliveries are never limited."`
+	FailedAuthBurst int           `name:"failed-auth-burst" env:"WEBHOOKD_FAILED_AUTH_BURST" default:"20" help:"Failed verifications a source address may make at once before the rate applies."`
+	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Webhook deliveries processed at once; beyond it webhookd answers 503 with Retry-After."`
+	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
+	dev, _, err := c.devMode(false)
+	if err != nil {
+		return err
+	}
+	if !dev && c.URL == "" {
+		return errNoDatabase("serve")
+	}
 	logger, err := g.Logger()
 	if err != nil {
 		return err
 	}
 	tuneGC()
-	// Without DATABASE_URL: an embedded PostgreSQL, stopped once serving ends (dev.go).
-	stopDev, err := c.startDevMode(ctx, logger)
-	if err != nil {
-		return err
+	if dev {
+		// An embedded PostgreSQL, stopped once serving ends (dev.go).
+		pg, err := c.startDevMode(ctx, logger, g.stdout())
+		if err != nil {
+			return err
+		}
+		defer pg.stop(logger)
 	}
-	defer stopDev()
 	app, err := NewApp(ctx, AppConfig{
-		DatabaseURL:     c.DatabaseURL,
+		DatabaseURL:     c.URL,
 		SigningSecret:   c.SigningSecret,
 		Addr:            c.Addr,
 		Migrate:         c.Migrate,
@@ -79,6 +96,54 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	return app.Run(ctx)
 }
+
+// startDevMode turns c into a development configuration: it starts the
+// embedded PostgreSQL (see package devdb), points c at it with --migrate
+// on and, for what is not set, uses the development signing secret and
+// checkpoint key kept in .webhookd/ and a 1s seal interval. It prints what
+// a developer needs to out.
+func (c *ServeCmd) startDevMode(ctx context.Context, logger *slog.Logger, out io.Writer) (*devPostgres, error) {
+	dir := c.devStateDir()
+	pg, err := startDevPostgres(ctx, dir, c.DevPort, true)
+	if err != nil {
+		return nil, err
+	}
+	c.URL = pg.url
+	c.Migrate = true
+
+	banner := devBanner{addr: c.Addr, sendAddr: os.Getenv("WEBHOOKD_ADDR"), databaseURL: pg.url}
+	if banner.sendAddr == "" {
+		banner.sendAddr = defaultAddr
+	}
+	if c.SigningSecret == "" {
+		banner.secret.value, banner.secret.created, err = loadOrCreateDevSecret(dir)
+		if err != nil {
+			pg.stop(logger)
+			return nil, err
+		}
+		banner.secret.file = filepath.Join(devDir, devSecretFile)
+		c.SigningSecret = banner.secret.value
+	}
+	if c.SigningKey == "" {
+		banner.key.value, banner.key.created, err = loadOrCreateDevKey(dir)
+		if err != nil {
+			pg.stop(logger)
+			return nil, err
+		}
+		banner.key.file = filepath.Join(devDir, devKeyFile)
+		c.SigningKey = banner.key.value
+	}
+	if c.SealInterval <= 0 {
+		c.SealInterval = devSealInterval
+	}
+	banner.seal = c.SealInterval
+	logger.Info("development_mode", slog.String("data_dir", filepath.Join(devDir, devPostgresDir)), slog.String("database", describeURL(pg.url)))
+	banner.print(out)
+	return pg, nil
+}
+
+// defaultAddr is WEBHOOKD_ADDR's default, for serve and send.
+const defaultAddr = ":8080"
 
 // AppConfig is everything a running webhookd needs.
 type AppConfig struct {
@@ -149,6 +214,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if strings.TrimSpace(cfg.SigningSecret) == "" {
+		return nil, errNoSecret
+	}
 	secrets, err := ingress.ParseSecrets(cfg.SigningSecret)
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
@@ -163,6 +231,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	if err := checkLimits(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.DatabaseURL == "" {
+		return nil, errNoDatabase("serve")
 	}
 	pool, err := openPool(ctx, cfg.DatabaseURL)
 	if err != nil {

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/internal/testdb"
 	"github.com/webhookd/webhookd/migrations"
 )
@@ -25,11 +28,13 @@ func TestStartupRefusesBadSettings(t *testing.T) {
 		want string
 	}{
 		{"no secret", AppConfig{DatabaseURL: db.URL},
-			"CLERK_WEBHOOK_SIGNING_SECRET: no signing secret set"},
+			"CLERK_WEBHOOK_SIGNING_SECRET is not set: use the Signing Secret Clerk's dashboard shows for your endpoint; for local use any whsec_ secret works, e.g. export CLERK_WEBHOOK_SIGNING_SECRET=whsec_$(head -c 24 /dev/urandom | base64) (webhookd send signs with it too), or run `webhookd serve --dev` as a non-root user, which makes one"},
+		{"blank secret", AppConfig{DatabaseURL: db.URL, SigningSecret: " \t"},
+			"CLERK_WEBHOOK_SIGNING_SECRET is not set: use the Signing Secret"},
 		{"secret not whsec_", AppConfig{DatabaseURL: db.URL, SigningSecret: "sk_test_abcdef"},
 			`CLERK_WEBHOOK_SIGNING_SECRET: signing secret 1 of 1 does not start with "whsec_" (copy it from Clerk's dashboard, Webhooks → endpoint → Signing Secret)`},
 		{"no database", AppConfig{SigningSecret: testSecret},
-			"DATABASE_URL is not set (or use --database-url): e.g. postgres://user:password@host:5432/db"},
+			"DATABASE_URL is not set: set it to your PostgreSQL (postgres://user:password@host:5432/db), or run `webhookd serve --dev`"},
 		{"bad database url", AppConfig{SigningSecret: testSecret, DatabaseURL: "postgres://a b c"},
 			"DATABASE_URL is not a valid PostgreSQL URL or DSN"},
 		{"listen address taken", AppConfig{SigningSecret: testSecret, DatabaseURL: db.URL, Addr: "256.0.0.1:80"},
@@ -43,19 +48,55 @@ func TestStartupRefusesBadSettings(t *testing.T) {
 	}
 }
 
+// An unreachable database stops start-up with one line naming the host and
+// port and why, never the password (pgx's own error lists every address
+// tried, one per line).
 func TestStartupRefusesUnreachableDatabase(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
 	proxy, viaProxy := testdb.NewProxy(t, db)
 	proxy.Cut()
-	_, err := NewApp(context.Background(), AppConfig{
-		SigningSecret: testSecret,
-		DatabaseURL:   strings.Replace(viaProxy, "postgres://postgres@", "postgres://postgres:hunter2@", 1),
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	require.Error(t, err)
-	require.Regexp(t, `^cannot reach the database at postgres://postgres@127\.0\.0\.1:\d+/test: `, err.Error())
-	require.NotContains(t, err.Error(), "hunter2")
+	closedPort := freeTCPPort(t)
+	wrongDatabase := strings.Replace(db.URL, "/test?", "/no_such_database?", 1)
+	require.NotEqual(t, db.URL, wrongDatabase, "the test server's database is named test")
+	for _, tc := range []struct {
+		url  string
+		want string
+	}{
+		{fmt.Sprintf("postgres://postgres:hunter2@127.0.0.1:%d/x", closedPort),
+			fmt.Sprintf(`^cannot reach the database at postgres://postgres@127\.0\.0\.1:%d/x: connection refused$`, closedPort)},
+		{fmt.Sprintf("postgres://postgres:hunter2@localhost:%d/x", closedPort),
+			fmt.Sprintf(`^cannot reach the database at postgres://postgres@localhost:%d/x: connection refused$`, closedPort)},
+		{"postgres://postgres:hunter2@nosuchhost.invalid:5432/x",
+			`^cannot reach the database at postgres://postgres@nosuchhost\.invalid:5432/x: cannot resolve host nosuchhost\.invalid$`},
+		{fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=hunter2 dbname=x", closedPort),
+			fmt.Sprintf(`^cannot reach the database at postgres://postgres@127\.0\.0\.1:%d/x: connection refused$`, closedPort)},
+		{strings.Replace(viaProxy, "postgres://postgres@", "postgres://postgres:hunter2@", 1),
+			`^cannot reach the database at postgres://postgres@127\.0\.0\.1:\d+/test: \S`},
+		{wrongDatabase,
+			`^cannot reach the database at postgres://postgres@[^/]+/no_such_database: the server refused: database "no_such_database" does not exist$`},
+	} {
+		_, err := NewApp(t.Context(), AppConfig{SigningSecret: testSecret, DatabaseURL: tc.url, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.Error(t, err, tc.url)
+		require.Regexp(t, tc.want, err.Error())
+		require.NotContains(t, err.Error(), "\n")
+		require.NotContains(t, err.Error(), "hunter2")
+	}
+}
+
+// The missing-secret line suggests a shell command for local use; it must
+// give a secret webhookd accepts.
+func TestMissingSecretSuggestionWorks(t *testing.T) {
+	t.Parallel()
+	_, suggestion, ok := strings.Cut(errNoSecret.Error(), "export ")
+	require.True(t, ok)
+	assignment, _, ok := strings.Cut(suggestion, " (")
+	require.True(t, ok)
+	out, err := exec.Command("sh", "-c", assignment+` && printf %s "$CLERK_WEBHOOK_SIGNING_SECRET"`).Output()
+	require.NoError(t, err, assignment)
+	secrets, err := ingress.ParseSecrets(string(out))
+	require.NoError(t, err, "%q", out)
+	require.Len(t, secrets, 1)
 }
 
 func TestStartupChecksSchema(t *testing.T) {

@@ -22,12 +22,12 @@ type UsersCmd struct {
 // the users projection applies, so every access change is in the audit
 // trail and a rebuild reproduces it.
 type UsersAssignCmd struct {
-	DatabaseURL string  `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (DATABASE_URL)."`
-	ClerkID     string  `name:"clerk-id" required:"" help:"Clerk user id (user_…)."`
-	Role        *string `name:"role" help:"New role, e.g. ADMIN or USER."`
-	Practice    *string `name:"practice" help:"Practice id to assign; an empty value removes the practice."`
-	Actor       string  `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who makes the change (recorded). Defaults to the operating-system user."`
-	Reason      string  `name:"reason" help:"Why (recorded; do not put personal data here)."`
+	Database
+	ClerkID  string  `name:"clerk-id" required:"" help:"Clerk user id (user_…)."`
+	Role     *string `name:"role" help:"New role, e.g. ADMIN or USER."`
+	Practice *string `name:"practice" help:"Practice id to assign; an empty value removes the practice."`
+	Actor    string  `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who makes the change (recorded). Defaults to the operating-system user."`
+	Reason   string  `name:"reason" help:"Why (recorded; do not put personal data here)."`
 }
 
 // Run appends the access change and prints its svix id.
@@ -39,11 +39,15 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 	if err := change.Validate(); err != nil {
 		return fmt.Errorf("%s", domain.ErrorMessage(err))
 	}
-	pool, err := openMigrated(ctx, c.DatabaseURL)
+	logger, err := g.Logger()
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	pool, conn, err := c.connect(ctx, "users assign", g, logger, true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
 		return err
@@ -57,7 +61,7 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("record access change: %s", domain.ErrorMessage(err))
 	}
 	out, _ := json.Marshal(map[string]any{"status": "recorded", "svix_id": entry.SvixID, "event_type": entry.EventType, "clerk_id": change.ClerkID, "actor": change.Actor})
-	fmt.Println(string(out))
+	fmt.Fprintln(g.stdout(), string(out))
 	return nil
 }
 

@@ -18,8 +18,10 @@ func TestUsersAssignIsALedgerEvent(t *testing.T) {
 	const clerkID = "user_29w83sxmDNGwOuEthce5gg56FcC"
 
 	role, practice := "ADMIN", "prac_42"
-	cmd := UsersAssignCmd{DatabaseURL: h.db.URL, ClerkID: clerkID, Role: &role, Practice: &practice, Actor: "ops-alice", Reason: "ticket 7"}
-	require.NoError(t, cmd.Run(ctx, &Globals{}))
+	cmd := UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &role, Practice: &practice, Actor: "ops-alice", Reason: "ticket 7"}
+	g, out := testGlobals()
+	require.NoError(t, cmd.Run(ctx, g))
+	require.Regexp(t, `^\{"actor":"ops-alice","clerk_id":"`+clerkID+`","event_type":"webhookd.user.access_changed","status":"recorded","svix_id":"whd_[0-9a-f]{32}"\}\n$`, out.String())
 
 	type row struct {
 		Role     string
@@ -51,7 +53,7 @@ func TestUsersAssignIsALedgerEvent(t *testing.T) {
 
 	// Removing the practice keeps the role.
 	empty := ""
-	require.NoError(t, (&UsersAssignCmd{DatabaseURL: h.db.URL, ClerkID: clerkID, Practice: &empty, Actor: "ops-alice"}).Run(ctx, &Globals{}))
+	require.NoError(t, (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Practice: &empty, Actor: "ops-alice"}).Run(ctx, g))
 	require.Eventually(t, func() bool {
 		err := h.db.Pool.QueryRow(ctx, `SELECT role, practice_id, email FROM users WHERE clerk_id = $1`, clerkID).Scan(&got.Role, &got.Practice, &got.Email)
 		return err == nil && got.Practice == nil
@@ -69,7 +71,9 @@ func TestUsersAssignRefusesBadInput(t *testing.T) {
 		{UsersAssignCmd{ClerkID: "user_1", Actor: "ops"}, "nothing to change: give a role, a practice, or both"},
 		{UsersAssignCmd{ClerkID: "user_1", Role: &bad, Actor: "ops"}, "role must be upper-case letters, digits and _ (e.g. USER, ADMIN), at most 32"},
 	} {
-		err := tc.cmd.Run(context.Background(), &Globals{})
+		g, out := testGlobals()
+		err := tc.cmd.Run(context.Background(), g)
 		require.EqualError(t, err, tc.want)
+		require.Empty(t, out.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/webhookd/webhookd/audit"
@@ -14,10 +15,10 @@ import (
 
 // VerifyCmd checks an export bundle offline, or the live ledger.
 type VerifyCmd struct {
-	Bundle                string   `arg:"" optional:"" help:"Bundle directory or bundle archive (.tar.gz) written by webhookd export."`
-	DB                    bool     `name:"db" help:"Re-check the whole live ledger instead of a bundle (needs DATABASE_URL)."`
-	DatabaseURL           string   `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for --db (DATABASE_URL)."`
-	PublicKey             []string `name:"public-key" help:"Trusted public key (PEM file or base64 of 32 bytes), as GET /ledger/checkpoint publishes it; repeatable. Without it a bundle is checked against the key it carries."`
+	Bundle string `arg:"" optional:"" help:"Bundle directory or bundle archive (.tar.gz) written by webhookd export."`
+	DB     bool   `name:"db" help:"Re-check the whole live ledger instead of a bundle (needs DATABASE_URL or development mode)."`
+	Database
+	PublicKey             []string `name:"public-key" help:"Trusted public key (PEM file or base64 of 32 bytes), as GET /ledger/checkpoint publishes it; repeatable. Without it, development mode trusts the key in .webhookd/signing-key, and otherwise a bundle is checked against the key it carries."`
 	RequireSignedManifest bool     `name:"require-signed-manifest" help:"Fail a bundle whose manifest is not signed (exported without WEBHOOKD_SIGNING_KEY)."`
 }
 
@@ -38,12 +39,17 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if len(trusted) == 0 {
+		if trusted, err = c.devTrustedKeys(g.stderr()); err != nil {
+			return err
+		}
+	}
 	report, finish := newProgress(logger, "verify")
 	p := &progressCounter{report: report, total: -1}
 	opts := audit.VerifyOptions{TrustedKeys: trusted, Progress: p, RequireSignedManifest: c.RequireSignedManifest}
 	var r audit.Report
 	if c.DB {
-		r, err = verifyDB(ctx, c.DatabaseURL, opts, p)
+		r, err = c.verifyDB(ctx, g, logger, opts, p)
 	} else {
 		r, err = audit.VerifyBundle(ctx, c.Bundle, opts)
 	}
@@ -51,15 +57,33 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	return printVerifyReport(os.Stdout, r, c.DB)
+	return printVerifyReport(g.stdout(), r, c.DB)
 }
 
-func verifyDB(ctx context.Context, url string, opts audit.VerifyOptions, p *progressCounter) (audit.Report, error) {
-	pool, err := openMigrated(ctx, url)
+// devTrustedKeys is, in development mode, the public key of the
+// development checkpoint key serve --dev keeps in .webhookd/signing-key, so
+// that a bundle exported there verifies against a key found on this
+// machine rather than the one the bundle carries; none otherwise.
+func (c *VerifyCmd) devTrustedKeys(stderr io.Writer) ([]ed25519.PublicKey, error) {
+	dev, _, err := c.devMode(true)
+	if err != nil || !dev {
+		return nil, err
+	}
+	key, path, found, err := readDevKey(c.devStateDir())
+	if err != nil || !found {
+		return nil, err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	fmt.Fprintf(stderr, "webhookd: development mode: trusting the development checkpoint key in %s (key id %s); --public-key names another\n", path, audit.KeyID(pub))
+	return []ed25519.PublicKey{pub}, nil
+}
+
+func (c *VerifyCmd) verifyDB(ctx context.Context, g *Globals, logger *slog.Logger, opts audit.VerifyOptions, p *progressCounter) (audit.Report, error) {
+	pool, conn, err := c.connect(ctx, "verify --db", g, logger, true)
 	if err != nil {
 		return audit.Report{}, err
 	}
-	defer pool.Close()
+	defer conn.Close()
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
 		return audit.Report{}, err

@@ -3,16 +3,18 @@
 //
 // Contract:
 //   - Start never runs as root: PostgreSQL refuses it, so Start returns ErrRoot before
-//     touching the disk. Point DATABASE_URL (TEST_DATABASE_URL for tests) at an
-//     existing PostgreSQL instead.
+//     touching the disk. The caller says what to use instead (an existing PostgreSQL).
 //   - Data lives in Options.Dir/data and is kept across Stop and Start. The library
 //     empties its runtime directory (Dir/runtime) at every start, so nothing that must
 //     survive is kept there. Data written by another PostgreSQL major version is never
 //     wiped: Start returns an error naming both versions instead.
 //   - One Server per Dir: a second Start on the same Dir, in this process or another,
-//     fails with ErrDirInUse while the first runs. A server left running by a process
-//     that died without Stop is shut down (fast mode) by the next Start on that Dir.
+//     fails with a *DirInUseError (matching ErrDirInUse) naming the holder's pid while
+//     the first runs. Open instead joins the server already running on Dir. A server
+//     left running by a process that died without Stop is shut down (fast mode) by the
+//     next Start on that Dir.
 //   - A busy port fails with ErrPortInUse, naming the port.
+//   - Error texts name no Go API: callers add the setting a user changes.
 //   - Installed PostgreSQL binaries (13 or newer) are preferred, see FindBinaries;
 //     otherwise the library downloads them once into Options.CacheDir.
 //   - The server listens on 127.0.0.1 only, with user postgres and password postgres.
@@ -54,16 +56,40 @@ const (
 	startTimeout = 30 * time.Second
 )
 
-// ErrRoot is returned (wrapped) by Start and ForTests when the process runs as root.
-var ErrRoot = errors.New("PostgreSQL refuses to run as root: run as a non-root user, or set DATABASE_URL (TEST_DATABASE_URL for tests) to an existing PostgreSQL")
+// ErrRoot is returned (wrapped) by Start, Open and ForTests when the process runs as
+// root. The caller adds what to do instead (which setting names an existing
+// PostgreSQL), since that differs between programs.
+var ErrRoot = errors.New("PostgreSQL refuses to run as root")
 
-// ErrPortInUse is returned (wrapped, with the port and how to choose another) when
-// something already listens on the requested port.
+// ErrPortInUse is returned (wrapped, with the port) when something already listens on
+// the requested port.
 var ErrPortInUse = errors.New("port already in use")
 
-// ErrDirInUse is returned (wrapped, with the directory and the holder's pid) when
-// another Server, in this process or another, already runs on the same Dir.
+// ErrDirInUse is matched (errors.Is) by the *DirInUseError Start returns when another
+// Server, in this process or another, already runs on the same Dir.
 var ErrDirInUse = errors.New("development PostgreSQL directory already in use")
+
+// DirInUseError says which process holds Dir.
+type DirInUseError struct {
+	// Dir is the absolute directory.
+	Dir string
+	// PID is the holder's process id, 0 if it could not be read.
+	PID int
+}
+
+func (e *DirInUseError) Error() string {
+	return fmt.Sprintf("devdb: %s is used by %s: stop that process, or use another directory", e.Dir, holderName(e.PID))
+}
+
+// Is makes errors.Is(err, ErrDirInUse) true.
+func (e *DirInUseError) Is(target error) bool { return target == ErrDirInUse }
+
+func holderName(pid int) string {
+	if pid <= 0 {
+		return "another process"
+	}
+	return "pid " + strconv.Itoa(pid)
+}
 
 // Options configures Start. The zero value is ready to use.
 type Options struct {
@@ -95,7 +121,8 @@ type Options struct {
 // Server is a running development PostgreSQL started by Start. Its methods are safe
 // for concurrent use.
 type Server struct {
-	url string
+	url    string
+	joined bool
 
 	mu      sync.Mutex
 	pg      *embeddedpostgres.EmbeddedPostgres
@@ -124,7 +151,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("devdb: create %s: %w", o.Dir, err)
 	}
-	lock, err := lockDir(o.Dir)
+	lock, err := lockDir(o.Dir, o.Port)
 	if err != nil {
 		return nil, err
 	}
@@ -198,12 +225,61 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
+// Open returns the server running on o.Dir: when another process (or Server) already
+// runs one there, Open waits until its database o.Database accepts connections and
+// joins it (Joined is true; the port is the one that process chose, whatever o.Port
+// says, and Stop leaves it running); otherwise it starts one as Start does. ctx bounds
+// the wait; when it ends first, the *DirInUseError is returned.
+func Open(ctx context.Context, o Options) (*Server, error) {
+	for {
+		s, err := Start(ctx, o)
+		var inUse *DirInUseError
+		if !errors.As(err, &inUse) {
+			return s, err
+		}
+		if s := join(ctx, inUse.Dir, o); s != nil {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// join connects to the database o.Database of the server whose port the holder of
+// dir's lock recorded; nil when there is none yet.
+func join(ctx context.Context, dir string, o Options) *Server {
+	_, port, ok := readLock(dir)
+	if !ok {
+		return nil
+	}
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+	url := connURL(port, o.Database)
+	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(pingCtx, url)
+	if err != nil {
+		return nil
+	}
+	_ = conn.Close(context.Background())
+	return &Server{url: url, joined: true}
+}
+
 // URL is the connection URL of the database named by Options.Database, in the form
 // postgres://postgres:postgres@127.0.0.1:PORT/DB?sslmode=disable.
 func (s *Server) URL() string { return s.url }
 
+// Joined tells whether Open joined a server another process runs (which Stop leaves
+// running) rather than starting one.
+func (s *Server) Joined() bool { return s.joined }
+
 // Stop shuts PostgreSQL down (pg_ctl stop: fast mode, waiting) and releases Dir. The data
-// stays in Dir/data. Calling Stop again does nothing and returns nil.
+// stays in Dir/data. Calling Stop again does nothing and returns nil. A joined server
+// (see Open) is left running.
 func (s *Server) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,6 +287,9 @@ func (s *Server) Stop() error {
 		return nil
 	}
 	s.stopped = true
+	if s.joined {
+		return nil
+	}
 	err := s.pg.Stop()
 	// Release Dir even when pg_ctl failed: the next Start stops a server left running.
 	if cerr := s.lock.Close(); err == nil && cerr != nil {
@@ -305,7 +384,7 @@ func connURL(port uint32, database string) string {
 func checkPort(port uint32) error {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.FormatUint(uint64(port), 10)))
 	if err != nil {
-		return fmt.Errorf("devdb: %w: 127.0.0.1:%d is taken (another PostgreSQL or webhookd?): stop what holds it, or choose another port with devdb.Options.Port", ErrPortInUse, port)
+		return fmt.Errorf("devdb: %w: 127.0.0.1:%d is taken (another PostgreSQL or webhookd?): stop what holds it, or choose another port", ErrPortInUse, port)
 	}
 	return l.Close()
 }
@@ -378,4 +457,25 @@ func ensureDatabase(ctx context.Context, adminURL, database string) error {
 		return fmt.Errorf("devdb: create database %q: %w", database, err)
 	}
 	return nil
+}
+
+// readLock reads the pid and port the holder of dir's lock wrote (lockDir).
+func readLock(dir string) (pid int, port uint32, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "lock"))
+	if err != nil {
+		return 0, 0, false
+	}
+	lines := strings.Fields(string(b))
+	if len(lines) < 2 {
+		if len(lines) == 1 {
+			pid, _ = strconv.Atoi(lines[0])
+		}
+		return pid, 0, false
+	}
+	pid, _ = strconv.Atoi(lines[0])
+	p, err := strconv.ParseUint(lines[1], 10, 16)
+	if err != nil || p == 0 {
+		return pid, 0, false
+	}
+	return pid, uint32(p), true
 }

@@ -35,11 +35,15 @@ func TestStart_RefusesRoot(t *testing.T) {
 
 	_, err := Start(t.Context(), Options{Dir: dir})
 	require.ErrorIs(t, err, ErrRoot)
-	require.EqualError(t, err, "devdb: PostgreSQL refuses to run as root: run as a non-root user, or set DATABASE_URL (TEST_DATABASE_URL for tests) to an existing PostgreSQL")
+	require.EqualError(t, err, "devdb: PostgreSQL refuses to run as root")
 	require.NoDirExists(t, dir, "refused before touching the disk")
 
 	_, _, err = ForTests(t.Context())
 	require.ErrorIs(t, err, ErrRoot)
+
+	_, err = Open(t.Context(), Options{Dir: dir})
+	require.ErrorIs(t, err, ErrRoot)
+	require.NoDirExists(t, dir)
 }
 
 func TestStart_KeepsDataAcrossRestarts(t *testing.T) {
@@ -67,7 +71,10 @@ func TestStart_DirInUse(t *testing.T) {
 
 	_, err := Start(t.Context(), Options{Dir: dir, Port: freeTestPort(t)})
 	require.ErrorIs(t, err, ErrDirInUse)
-	require.EqualError(t, err, fmt.Sprintf("devdb: development PostgreSQL directory already in use: %s is used by pid %d: stop that process, or use another directory (devdb.Options.Dir)", dir, os.Getpid()))
+	var inUse *DirInUseError
+	require.ErrorAs(t, err, &inUse)
+	require.Equal(t, DirInUseError{Dir: dir, PID: os.Getpid()}, *inUse)
+	require.EqualError(t, err, fmt.Sprintf("devdb: %s is used by pid %d: stop that process, or use another directory", dir, os.Getpid()))
 
 	var one int
 	queryRow(t, first.URL(), "SELECT 1", &one)
@@ -84,7 +91,60 @@ func TestStart_PortInUse(t *testing.T) {
 
 	_, err = Start(t.Context(), Options{Dir: t.TempDir(), Port: uint32(port)})
 	require.ErrorIs(t, err, ErrPortInUse)
-	require.EqualError(t, err, fmt.Sprintf("devdb: port already in use: 127.0.0.1:%d is taken (another PostgreSQL or webhookd?): stop what holds it, or choose another port with devdb.Options.Port", port))
+	require.EqualError(t, err, fmt.Sprintf("devdb: port already in use: 127.0.0.1:%d is taken (another PostgreSQL or webhookd?): stop what holds it, or choose another port", port))
+}
+
+// Open joins the server another Server runs on the same Dir, whatever port
+// it is given, and leaves it running on Stop; with none running it starts
+// one, as Start does.
+func TestOpen_JoinsRunningServer(t *testing.T) {
+	t.Parallel()
+	skipIfRoot(t)
+	dir := t.TempDir()
+	o := Options{Dir: dir, Port: freeTestPort(t), Database: "joined", Logger: testLogger(t)}
+	first := start(t, o)
+	require.False(t, first.Joined())
+	execSQL(t, first.URL(), "CREATE TABLE shared (id int)")
+
+	joined, err := Open(t.Context(), Options{Dir: dir, Port: freeTestPort(t), Database: "joined"})
+	require.NoError(t, err)
+	require.True(t, joined.Joined())
+	require.Equal(t, first.URL(), joined.URL(), "the running server's port, not the one asked for")
+	require.NoError(t, joined.Stop())
+	var n int
+	queryRow(t, first.URL(), "SELECT count(*) FROM shared", &n)
+	require.Equal(t, 0, n, "the first server still runs after the joined one stopped")
+
+	// The lock says which process holds Dir and its port.
+	pid, port, ok := readLock(dir)
+	require.True(t, ok)
+	require.Equal(t, os.Getpid(), pid)
+	require.Equal(t, o.Port, port)
+
+	// Nothing running: Open starts it, and its Stop stops it.
+	require.NoError(t, first.Stop())
+	own, err := Open(t.Context(), o)
+	require.NoError(t, err)
+	require.False(t, own.Joined())
+	queryRow(t, own.URL(), "SELECT count(*) FROM shared", &n)
+	require.NoError(t, own.Stop())
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err = pgx.Connect(ctx, own.URL())
+	require.Error(t, err, "stopped")
+}
+
+// A lock file without a valid port (half-written, or from an older
+// webhookd) names no server to join: Open keeps waiting for one.
+func TestReadLock_RefusesIncompleteLocks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, content := range []string{"", "123\n", "123\nnot-a-port\n", "123\n0\n", "123\n70000\n"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "lock"), []byte(content), 0o600))
+		_, port, ok := readLock(dir)
+		require.False(t, ok, "%q", content)
+		require.Zero(t, port)
+	}
 }
 
 func TestStart_StopsServerLeftRunning(t *testing.T) {

@@ -17,27 +17,28 @@ import (
 )
 
 // lockDir takes an exclusive flock on dir/lock, held until the returned file is closed
-// (or the process dies). Go opens files close-on-exec, so the postgres processes the
-// library starts do not inherit it. flock locks belong to the open file, so a second
-// Start in the same process conflicts too.
-func lockDir(dir string) (*os.File, error) {
+// (or the process dies), and writes the holder's pid and port into it (see readLock).
+// Go opens files close-on-exec, so the postgres processes the library starts do not
+// inherit it. flock locks belong to the open file, so a second Start in the same
+// process conflicts too.
+func lockDir(dir string, port uint32) (*os.File, error) {
 	path := filepath.Join(dir, "lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("devdb: open lock file: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("devdb: %w: %s is used by pid %s: stop that process, or use another directory (devdb.Options.Dir)",
-				ErrDirInUse, dir, strings.TrimSpace(string(holder)))
+			pid, _, _ := readLock(dir)
+			return nil, &DirInUseError{Dir: dir, PID: pid}
 		}
 		return nil, fmt.Errorf("devdb: lock %s: %w", path, err)
 	}
-	// The pid is for the error above and for humans; the flock is what counts.
+	// For the error above, for Open to join the server, and for humans; the flock is
+	// what counts.
 	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		_, _ = f.WriteAt([]byte(fmt.Sprintf("%d\n%d\n", os.Getpid(), port)), 0)
 	}
 	return f, nil
 }
@@ -64,7 +65,7 @@ func stopOrphan(ctx context.Context, dataDir string) error {
 	case errors.Is(err, syscall.ESRCH):
 		return nil // stale after a crash; PostgreSQL replaces it
 	case errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("devdb: %s names pid %d, a process of another user: stop it, or use another directory (devdb.Options.Dir)", pidFile, pid)
+		return fmt.Errorf("devdb: %s names pid %d, a process of another user: stop it, or use another directory", pidFile, pid)
 	case err != nil:
 		return fmt.Errorf("devdb: check pid %d from %s: %w", pid, pidFile, err)
 	}

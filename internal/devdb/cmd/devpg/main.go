@@ -8,13 +8,15 @@
 // in a new temporary directory on a free port and is stopped, and the
 // directory removed, when the command ends (or devpg is interrupted). devpg
 // exits with the command's status. It refuses to run as root, as PostgreSQL
-// does: set TEST_DATABASE_URL to an existing PostgreSQL instead.
+// does, naming the command that runs the tests on an existing PostgreSQL
+// instead (errRoot).
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +31,10 @@ import (
 // startTimeout bounds initdb and the first start.
 const startTimeout = 2 * time.Minute
 
+// errRoot is what devpg says as root: `make test` reads TEST_DATABASE_URL,
+// not DATABASE_URL, so the exact command is named.
+var errRoot = fmt.Errorf("%w, so the tests cannot have their own: run `make test` as a non-root user, or on an existing PostgreSQL with: TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' make test", devdb.ErrRoot)
+
 func main() {
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "--" {
@@ -38,10 +44,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: devpg -- COMMAND [ARG…]  (runs COMMAND with TEST_DATABASE_URL set to a throwaway PostgreSQL)")
 		os.Exit(2)
 	}
-	os.Exit(run(args))
+	os.Exit(run(args, os.Stderr))
 }
 
-func run(args []string) int {
+func run(args []string, stderr io.Writer) int {
 	// Interrupts go to the command (same process group); devpg waits for it
 	// and then stops PostgreSQL.
 	signal.Ignore(os.Interrupt, syscall.SIGTERM)
@@ -50,14 +56,14 @@ func run(args []string) int {
 	url, stop, err := start(ctx)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "devpg: %v\n", err)
+		fmt.Fprintf(stderr, "devpg: %v\n", err)
 		return 1
 	}
 	defer stop()
-	fmt.Fprintln(os.Stderr, "devpg: TEST_DATABASE_URL is not set: the tests use a throwaway embedded PostgreSQL")
+	fmt.Fprintln(stderr, "devpg: TEST_DATABASE_URL is not set: the tests use a throwaway embedded PostgreSQL")
 
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, stderr
 	cmd.Env = append(os.Environ(), "TEST_DATABASE_URL="+url)
 	err = cmd.Run()
 	var exit *exec.ExitError
@@ -67,7 +73,7 @@ func run(args []string) int {
 	case errors.As(err, &exit) && exit.ExitCode() > 0:
 		return exit.ExitCode()
 	default:
-		fmt.Fprintf(os.Stderr, "devpg: %v\n", err)
+		fmt.Fprintf(stderr, "devpg: %v\n", err)
 		return 1
 	}
 }
@@ -79,7 +85,7 @@ func run(args []string) int {
 func start(ctx context.Context) (url string, stop func(), err error) {
 	// devdb checks too; checked here before a temporary directory is made.
 	if os.Geteuid() == 0 {
-		return "", nil, devdb.ErrRoot
+		return "", nil, errRoot
 	}
 	dir, err := os.MkdirTemp("", "webhookd-devpg-")
 	if err != nil {
