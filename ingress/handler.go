@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/webhookd/webhookd/domain"
@@ -84,6 +85,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	failures *failureLimiter
 	slots    chan struct{}
+	// allowed lists, per path, the methods it is routed for (see route).
+	allowed map[string][]string
 }
 
 // NewHandler returns the handler for cfg.
@@ -117,17 +120,38 @@ func NewHandler(cfg Config) *Handler {
 		mux:      http.NewServeMux(),
 		failures: newFailureLimiter(cfg.FailedAuthRate, cfg.FailedAuthBurst, cfg.MaxSources, cfg.Now),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
+		allowed:  map[string][]string{},
 	}
 	for _, p := range []string{WebhookPath, LegacyWebhookPath} {
-		h.mux.HandleFunc("POST "+p, h.receive)
-		h.mux.HandleFunc("GET "+p, h.status)
+		h.route(http.MethodPost, p, http.HandlerFunc(h.receive))
+		h.route(http.MethodGet, p, http.HandlerFunc(h.status))
 	}
-	h.mux.HandleFunc("GET /healthz", h.healthz)
-	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.route(http.MethodGet, "/healthz", http.HandlerFunc(h.healthz))
+	h.route(http.MethodGet, "/readyz", http.HandlerFunc(h.readyz))
 	if cfg.Metrics != nil {
-		h.mux.Handle("GET /metrics", cfg.Metrics.Handler())
+		h.route(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
+	// Every other path: a JSON 404 like every other error, instead of
+	// net/http's text/plain one.
+	h.mux.HandleFunc("/", h.notFound)
 	return h
+}
+
+// route serves handler for method on path. The first route on a path also
+// registers the path for every method, so that a method it is not routed
+// for is answered by methodNotAllowed (a JSON 405 with Allow) rather than
+// net/http's text/plain one: a pattern with a method is more specific than
+// the same path without one.
+func (h *Handler) route(method, path string, handler http.Handler) {
+	if _, seen := h.allowed[path]; !seen {
+		h.mux.HandleFunc(path, h.methodNotAllowed)
+	}
+	h.allowed[path] = append(h.allowed[path], method)
+	if method == http.MethodGet {
+		// net/http routes HEAD to a GET pattern.
+		h.allowed[path] = append(h.allowed[path], http.MethodHead)
+	}
+	h.mux.Handle(method+" "+path, handler)
 }
 
 // ServeHTTP implements http.Handler. It resolves the request's source
@@ -137,8 +161,70 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Handle adds a route (e.g. /metrics) to the handler's mux.
-func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+// Handle adds a route to the handler's mux. pattern is "METHOD /path"
+// (e.g. "GET /ledger/checkpoint"); other methods on the path are answered
+// 405 like those of the built-in routes. It must be called before the
+// handler serves.
+func (h *Handler) Handle(pattern string, handler http.Handler) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		// No method: every method is served; nothing to refuse.
+		h.mux.Handle(pattern, handler)
+		return
+	}
+	h.route(method, strings.TrimSpace(path), handler)
+}
+
+// Answers to requests no route serves.
+var (
+	errNotFound = domain.Errorf(domain.ENOTFOUND, "route_not_found", "no such endpoint; webhooks go to POST "+WebhookPath)
+)
+
+// notFound answers a path no route serves.
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.refuse(w, r, "route_not_found", errNotFound)
+}
+
+// methodNotAllowed answers a method a routed path does not serve.
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	allowed := h.allowed[r.URL.Path]
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	h.refuse(w, r, "method_not_allowed", domain.Errorf(codeMethodNotAllowed, "method_not_allowed",
+		"%s is not served on this path; allowed: %s", safeMethod(r.Method), strings.Join(allowed, ", ")))
+}
+
+// safeMethod is r.Method fit for an answer: a client may send any token as
+// a method, so anything but a standard one is not echoed.
+func safeMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "this method"
+}
+
+// refuse answers a request that reached no handler with a JSON error and
+// logs it like a rejected delivery (with its error id).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, event string, err error) {
+	src := sourceOf(r)
+	errorID := NewErrorID(h.cfg.Now().UTC())
+	status := writeError(w, err, errorID)
+	attrs := []slog.Attr{
+		slog.String("method", safeMethod(r.Method)),
+		slog.String("remote_addr", addrText(src.addr)),
+	}
+	if src.proxy.IsValid() {
+		attrs = append(attrs, slog.String("proxy_addr", src.proxy.String()))
+	}
+	attrs = append(attrs,
+		slog.String("outcome", "rejected"),
+		slog.Int("status", status),
+		slog.String("error_id", errorID),
+		slog.String("reason", domain.ErrorReason(err)),
+	)
+	h.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, event, attrs...)
+}
 
 // Accepted is the JSON answer to a delivery that is in the ledger.
 type Accepted struct {
