@@ -73,10 +73,22 @@ type Config struct {
 	// MaxSources bounds how many addresses the failed-verification limiter
 	// tracks. Defaults to DefaultMaxSources.
 	MaxSources int
-	// MaxInFlight bounds the deliveries processed at once; beyond it a
-	// delivery is answered 503 with Retry-After at once. Defaults to
-	// DefaultMaxInFlight.
+	// MaxInFlight bounds the verified deliveries being parsed and
+	// appended at once; beyond it a delivery is answered 503 with
+	// Retry-After at once. A slot is taken only once the body has been
+	// read and its signature verified, so slow or forged requests never
+	// hold one. Defaults to DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxBodyReadsPerSource bounds the bodies one source address (IPv6:
+	// one /64) may be sending at once; beyond it a request is answered
+	// 429 before its body is read. Defaults to
+	// DefaultMaxBodyReadsPerSource.
+	MaxBodyReadsPerSource int
+	// BodyReadTimeout bounds the time to receive a body, from the moment
+	// the handler starts reading it; a body not complete by then is
+	// answered 400 body_unreadable and counts as a failed verification.
+	// Defaults to DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
 }
 
 // Handler serves webhookd's HTTP endpoints.
@@ -84,6 +96,7 @@ type Handler struct {
 	cfg      Config
 	mux      *http.ServeMux
 	failures *failureLimiter
+	readers  *readerLimit
 	slots    chan struct{}
 	// allowed lists, per path, the methods it is routed for (see route).
 	allowed map[string][]string
@@ -115,10 +128,17 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxBodyReadsPerSource <= 0 {
+		cfg.MaxBodyReadsPerSource = DefaultMaxBodyReadsPerSource
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
 	h := &Handler{
 		cfg:      cfg,
 		mux:      http.NewServeMux(),
 		failures: newFailureLimiter(cfg.FailedAuthRate, cfg.FailedAuthBurst, cfg.MaxSources, cfg.Now),
+		readers:  newReaderLimit(cfg.MaxBodyReadsPerSource),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		allowed:  map[string][]string{},
 	}
@@ -246,6 +266,7 @@ type outcome struct {
 // Answers of the abuse limits.
 var (
 	errRateLimited = domain.Errorf(domain.ERATELIMITED, "too_many_failures", "too many requests from this address failed verification; retry later")
+	errReadLimited = domain.Errorf(domain.ERATELIMITED, "too_many_body_reads", "too many requests from this address are still sending their body; retry later")
 	errOverloaded  = domain.Errorf(domain.EUNAVAILABLE, "overloaded", "webhookd is at its limit of requests in flight; retry later")
 )
 
@@ -260,16 +281,31 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		// that cannot verify: answered before its body is read and
 		// without taking an in-flight slot.
 		o = outcome{event: "rate_limited", err: errRateLimited}
-	case !h.acquire():
-		o = outcome{event: "overloaded", err: errOverloaded}
+	case !h.readers.acquire(src.addr):
+		// This source already sends as many bodies as it may: refused
+		// before the body is read, so a slow sender cannot hold more.
+		o = outcome{event: "read_limited", err: errReadLimited}
 	default:
-		o = h.process(w, r, receivedAt)
-		h.release()
+		h.cfg.Metrics.bodyReadsAdd(1)
+		body, err := h.readBody(w, r)
+		h.readers.release(src.addr)
+		h.cfg.Metrics.bodyReadsAdd(-1)
+		if err != nil {
+			o = outcome{event: err.event, err: err.err}
+		} else {
+			o = h.process(w, r, body, receivedAt)
+		}
 	}
-	if o.event == "rate_limited" || o.event == "overloaded" {
-		// The body was not read: closing the connection spares reading
-		// it (net/http would otherwise drain it to reuse the
-		// connection), and an abusive client has to connect again.
+	switch o.event {
+	case "rate_limited", "read_limited", "overloaded":
+		// The body was not read (overloaded: not all of it, perhaps):
+		// closing the connection spares reading it (net/http would
+		// otherwise drain it to reuse the connection), and an abusive
+		// client has to connect again.
+		w.Header().Set("Connection", "close")
+	}
+	if domain.ErrorReason(o.err) == "body_unreadable" {
+		// The connection's read side is dead (deadline or reset).
 		w.Header().Set("Connection", "close")
 	}
 	verifyReason := ""
@@ -322,15 +358,37 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Logger.LogAttrs(r.Context(), level, o.event, attrs...)
 }
 
-func (h *Handler) process(w http.ResponseWriter, r *http.Request, receivedAt time.Time) outcome {
+// readError is a body that could not be read, as the outcome to log.
+type readError struct {
+	event string
+	err   error
+}
+
+// readBody reads the request body, at most MaxBodyBytes of it within
+// BodyReadTimeout. The deadline is the connection's (real time, not
+// Config.Now): a sender that trickles its body is cut off then, instead of
+// at the server's whole-request read timeout.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *readError) {
+	rc := http.NewResponseController(w)
+	// An error means the writer cannot set deadlines (not a net/http
+	// connection); the server's own read timeout still applies.
+	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return outcome{event: "body_too_large", err: domain.Errorf(domain.ETOOLARGE, "body_too_large", "body is larger than %d bytes", h.cfg.MaxBodyBytes)}
+			return nil, &readError{event: "body_too_large", err: domain.Errorf(domain.ETOOLARGE, "body_too_large", "body is larger than %d bytes", h.cfg.MaxBodyBytes)}
 		}
-		return outcome{event: "event_invalid", err: domain.Errorf(domain.EINVALID, "body_unreadable", "could not read the request body")}
+		return nil, &readError{event: "event_invalid", err: domain.Errorf(domain.EINVALID, "body_unreadable", "could not read the request body within %s", h.cfg.BodyReadTimeout)}
 	}
+	return body, nil
+}
+
+// process verifies, parses and appends a delivery whose body has been
+// read. The in-flight slot is taken only here, after the signature
+// verified: what it guards (parsing, the database) is only for deliveries
+// Clerk signed.
+func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, receivedAt time.Time) outcome {
 	d, err := ReadHeaders(r.Header)
 	if err != nil {
 		return outcome{event: "event_invalid", err: err}
@@ -338,6 +396,10 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, receivedAt tim
 	if err := h.cfg.Verifier.Verify(body, r.Header, d); err != nil {
 		return outcome{event: "signature_rejected", delivery: d, err: err}
 	}
+	if !h.acquire() {
+		return outcome{event: "overloaded", delivery: d, err: errOverloaded}
+	}
+	defer h.release()
 	env, err := domain.ParseEnvelope(body)
 	if err != nil {
 		return outcome{event: "event_invalid", delivery: d, err: err}

@@ -40,7 +40,9 @@ type ServeCmd struct {
 	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" default:"10s" help:"How often the sealer signs a checkpoint when the ledger grew (WEBHOOKD_SEAL_INTERVAL)."`
 	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429 (WEBHOOKD_FAILED_AUTH_RATE). Verified deliveries are never limited."`
 	FailedAuthBurst int           `name:"failed-auth-burst" env:"WEBHOOKD_FAILED_AUTH_BURST" default:"20" help:"Failed verifications a source address may make at once before the rate applies (WEBHOOKD_FAILED_AUTH_BURST)."`
-	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Webhook deliveries processed at once; beyond it webhookd answers 503 with Retry-After (WEBHOOKD_MAX_IN_FLIGHT)."`
+	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Verified webhook deliveries parsed and appended at once; beyond it webhookd answers 503 with Retry-After (WEBHOOKD_MAX_IN_FLIGHT)."`
+	MaxBodyReads    int           `name:"max-body-reads-per-source" env:"WEBHOOKD_MAX_BODY_READS_PER_SOURCE" default:"16" help:"Request bodies one source address (IPv6: one /64) may be sending at once; beyond it webhookd answers 429 before reading the body (WEBHOOKD_MAX_BODY_READS_PER_SOURCE)."`
+	BodyReadTimeout time.Duration `name:"body-read-timeout" env:"WEBHOOKD_BODY_READ_TIMEOUT" default:"10s" help:"Time allowed to receive a request body; a body not complete by then is answered 400 body_unreadable and counts as a failed verification (WEBHOOKD_BODY_READ_TIMEOUT, at most 30s)."`
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none (WEBHOOKD_TRUSTED_PROXIES)."`
 }
 
@@ -69,6 +71,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		FailedAuthRate:  c.FailedAuthRate,
 		FailedAuthBurst: c.FailedAuthBurst,
 		MaxInFlight:     c.MaxInFlight,
+		MaxBodyReads:    c.MaxBodyReads,
+		BodyReadTimeout: c.BodyReadTimeout,
 		TrustedProxies:  c.TrustedProxies,
 		Logger:          logger,
 	})
@@ -102,8 +106,15 @@ type AppConfig struct {
 	// of requests failing verification. Default to 1/s and 20.
 	FailedAuthRate  float64
 	FailedAuthBurst int
-	// MaxInFlight bounds the deliveries processed at once. Defaults to 64.
+	// MaxInFlight bounds the verified deliveries parsed and appended at
+	// once. Defaults to 64.
 	MaxInFlight int
+	// MaxBodyReads bounds the bodies one source may be sending at once.
+	// Defaults to 16.
+	MaxBodyReads int
+	// BodyReadTimeout bounds the time to receive one body. Defaults to
+	// 10s; at most readTimeout (30s).
+	BodyReadTimeout time.Duration
 	// TrustedProxies is a list of CIDR prefixes whose X-Forwarded-For is
 	// honoured. Defaults to none.
 	TrustedProxies string
@@ -199,6 +210,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		FailedAuthRate:  cfg.FailedAuthRate,
 		FailedAuthBurst: cfg.FailedAuthBurst,
 		MaxInFlight:     cfg.MaxInFlight,
+
+		MaxBodyReadsPerSource: cfg.MaxBodyReads,
+		BodyReadTimeout:       cfg.BodyReadTimeout,
 	})
 	if a.sealer, err = a.newSealer(handler); err != nil {
 		pool.Close()
