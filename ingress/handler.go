@@ -275,16 +275,17 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	receivedAt := h.cfg.Now().UTC()
 	src := sourceOf(r)
 	var o outcome
+	bodyUnread := false
 	switch {
 	case h.failures.throttled(src.addr) && cannotVerify(r.Header, receivedAt):
 		// A source whose failures used up its bucket, sending a request
 		// that cannot verify: answered before its body is read and
 		// without taking an in-flight slot.
-		o = outcome{event: "rate_limited", err: errRateLimited}
+		o, bodyUnread = outcome{event: "rate_limited", err: errRateLimited}, true
 	case !h.readers.acquire(src.addr):
 		// This source already sends as many bodies as it may: refused
 		// before the body is read, so a slow sender cannot hold more.
-		o = outcome{event: "read_limited", err: errReadLimited}
+		o, bodyUnread = outcome{event: "read_limited", err: errReadLimited}, true
 	default:
 		h.cfg.Metrics.bodyReadsAdd(1)
 		body, err := h.readBody(w, r)
@@ -296,13 +297,14 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			o = h.process(w, r, body, receivedAt)
 		}
 	}
-	switch o.event {
-	case "rate_limited", "read_limited", "overloaded":
-		// The body was not read (overloaded: not all of it, perhaps):
-		// closing the connection spares reading it (net/http would
-		// otherwise drain it to reuse the connection), and an abusive
-		// client has to connect again.
+	if bodyUnread {
+		// Refused before the body was read: the connection is closed
+		// after the answer, and its read deadline is now, so net/http
+		// does not drain the body first (it reads up to 256 KiB of an
+		// unread body to reuse the connection, at the sender's pace).
+		// An abusive client has to connect again.
 		w.Header().Set("Connection", "close")
+		defer func() { _ = http.NewResponseController(w).SetReadDeadline(time.Now()) }()
 	}
 	if domain.ErrorReason(o.err) == "body_unreadable" {
 		// The connection's read side is dead (deadline or reset).

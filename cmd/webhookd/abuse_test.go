@@ -151,7 +151,18 @@ func TestInFlightBoundShedsLoad(t *testing.T) {
 // sender trickling its body at 1 byte/s, caught between two bytes.
 type slowSender struct {
 	conn   net.Conn
+	br     *bufio.Reader
 	answer chan *http.Response
+}
+
+// requireClosed checks that webhookd closed the connection after its
+// answer, rather than keep reading the rest of the body at the sender's
+// pace. The deadline only keeps a failure from hanging the test.
+func (s *slowSender) requireClosed(t *testing.T) {
+	t.Helper()
+	require.NoError(t, s.conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err := s.br.ReadByte()
+	require.ErrorIs(t, err, io.EOF)
 }
 
 func startSlowSender(t *testing.T, h *harness, ip string, header http.Header) *slowSender {
@@ -166,9 +177,9 @@ func startSlowSender(t *testing.T, h *harness, ip string, header http.Header) *s
 	req.WriteString("\r\n{")
 	_, err = conn.Write(req.Bytes())
 	require.NoError(t, err)
-	s := &slowSender{conn: conn, answer: make(chan *http.Response, 1)}
+	s := &slowSender{conn: conn, br: bufio.NewReader(conn), answer: make(chan *http.Response, 1)}
 	go func() {
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		resp, err := http.ReadResponse(s.br, nil)
 		if err != nil {
 			close(s.answer)
 			return
@@ -212,6 +223,7 @@ func TestSlowBodiesDoNotShutOutValidDeliveries(t *testing.T) {
 				h.requireRejected(a, http.StatusTooManyRequests, "rate_limited", "too_many_body_reads")
 				require.Equal(t, "too many requests from this address are still sending their body; retry later", a.body["message"])
 				require.Equal(t, "5", a.header.Get("Retry-After"))
+				s.requireClosed(t)
 				s.answer = nil // answered; a nil channel is never ready
 				refused++
 			default:
@@ -309,8 +321,13 @@ func TestBodyReadTimeoutCutsSlowSenders(t *testing.T) {
 	}
 	// Its failures used up the source's burst: a request that cannot
 	// verify is now refused before its body is read.
-	a := trickle(http.Header{"Content-Type": {"application/json"}})
+	s := startSlowSender(t, h, "127.0.0.2", http.Header{"Content-Type": {"application/json"}})
+	resp, ok := <-s.answer
+	require.True(t, ok, "no answer")
+	a := readAnswer(t, resp)
+	require.NoError(t, resp.Body.Close())
 	h.requireRejected(a, http.StatusTooManyRequests, "rate_limited", "too_many_failures")
+	s.requireClosed(t)
 	m := scrape(t, h)
 	require.EqualValues(t, 2, m.value(`webhookd_verification_failures_total{reason="body_unreadable"}`))
 	require.EqualValues(t, 2, m.value(`webhookd_webhook_requests_total{outcome="event_invalid"}`))
