@@ -89,6 +89,14 @@ type Config struct {
 	// answered 400 body_unreadable and counts as a failed verification.
 	// Defaults to DefaultBodyReadTimeout.
 	BodyReadTimeout time.Duration
+	// RejectLogInterval is the interval over which rejected requests (4xx
+	// answers) are logged in aggregate: the first rejection of each
+	// source address, event and reason in an interval is logged in full,
+	// the others are counted and summarised in one rejections_suppressed
+	// line per source, event and reason when the interval ends (see
+	// FlushDueRejections). Metrics count every request. Defaults to
+	// DefaultRejectLogInterval; negative logs every rejection in full.
+	RejectLogInterval time.Duration
 }
 
 // Handler serves webhookd's HTTP endpoints.
@@ -97,6 +105,7 @@ type Handler struct {
 	mux      *http.ServeMux
 	failures *failureLimiter
 	readers  *readerLimit
+	rejects  *rejectLog
 	slots    chan struct{}
 	// allowed lists, per path, the methods it is routed for (see route).
 	allowed map[string][]string
@@ -134,11 +143,15 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
+	if cfg.RejectLogInterval == 0 {
+		cfg.RejectLogInterval = DefaultRejectLogInterval
+	}
 	h := &Handler{
 		cfg:      cfg,
 		mux:      http.NewServeMux(),
 		failures: newFailureLimiter(cfg.FailedAuthRate, cfg.FailedAuthBurst, cfg.MaxSources, cfg.Now),
 		readers:  newReaderLimit(cfg.MaxBodyReadsPerSource),
+		rejects:  newRejectLog(cfg.Logger, cfg.RejectLogInterval, cfg.MaxSources, cfg.Now),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		allowed:  map[string][]string{},
 	}
@@ -243,8 +256,19 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, event string, e
 		slog.String("error_id", errorID),
 		slog.String("reason", domain.ErrorReason(err)),
 	)
-	h.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, event, attrs...)
+	if h.rejects.admit(r.Context(), src.addr, event, domain.ErrorReason(err), status) {
+		h.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, event, attrs...)
+	}
 }
+
+// FlushDueRejections writes the summary of rejected requests (see
+// Config.RejectLogInterval) if its interval has ended. The server calls
+// it periodically, so that a flood that stops is still summarised.
+func (h *Handler) FlushDueRejections(ctx context.Context) { h.rejects.flushDue(ctx) }
+
+// FlushRejections writes the summary of rejected requests counted so far,
+// whether or not the interval has ended (at shutdown).
+func (h *Handler) FlushRejections(ctx context.Context) { h.rejects.flush(ctx) }
 
 // Accepted is the JSON answer to a delivery that is in the ledger.
 type Accepted struct {
@@ -356,6 +380,10 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			slog.String("error_id", errorID),
 			slog.String("reason", domain.ErrorReason(o.err)),
 		)
+		if status < 500 && !h.rejects.admit(r.Context(), src.addr, o.event, domain.ErrorReason(o.err), status) {
+			// Counted for the interval's summary line.
+			return
+		}
 	}
 	h.cfg.Logger.LogAttrs(r.Context(), level, o.event, attrs...)
 }

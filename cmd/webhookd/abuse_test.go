@@ -397,6 +397,9 @@ func TestAbuseLimitSettingsAreChecked(t *testing.T) {
 		{func(c *AppConfig) { c.FailedAuthRate = -1 }, "WEBHOOKD_FAILED_AUTH_RATE: must be a positive number of requests per second, got -1"},
 		{func(c *AppConfig) { c.FailedAuthBurst = -1 }, "WEBHOOKD_FAILED_AUTH_BURST: must be a positive number of requests, got -1"},
 		{func(c *AppConfig) { c.MaxInFlight = -1 }, "WEBHOOKD_MAX_IN_FLIGHT: must be a positive number of requests, got -1"},
+		{func(c *AppConfig) { c.MaxBodyReads = -1 }, "WEBHOOKD_MAX_BODY_READS_PER_SOURCE: must be a positive number of requests, got -1"},
+		{func(c *AppConfig) { c.BodyReadTimeout = time.Minute }, "WEBHOOKD_BODY_READ_TIMEOUT: must be positive and at most the server's read timeout (30s), got 1m0s"},
+		{func(c *AppConfig) { c.RejectLogEvery = -time.Second }, "WEBHOOKD_REJECT_LOG_INTERVAL: must be a positive duration, or 0 to log every rejected request, got -1s"},
 	} {
 		cfg := AppConfig{SigningSecret: testSecret, DatabaseURL: db.URL, Addr: "127.0.0.1:0"}
 		tc.set(&cfg)
