@@ -60,6 +60,7 @@ type Metrics struct {
 	appendSeconds      *prometheus.HistogramVec
 	batchEntries       prometheus.Histogram
 	duplicates         prometheus.Counter
+	conflicts          prometheus.Counter
 	events             *prometheus.CounterVec
 	inFlight           prometheus.Gauge
 	bodyReads          prometheus.Gauge
@@ -94,6 +95,10 @@ func NewMetrics() *Metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "ledger_duplicates_total",
 			Help: "Verified deliveries whose svix-id was already in the ledger (Svix re-deliveries); nothing was appended.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "ledger_conflicts_total",
+			Help: "Verified deliveries whose svix-id was already in the ledger with a different body (answered 200 duplicate; the body is kept in ledger_conflicts).",
 		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "events_total",
@@ -131,7 +136,7 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.verifyFailures, m.appendSeconds, m.batchEntries, m.duplicates, m.events, m.inFlight, m.bodyReads,
+		m.requests, m.verifyFailures, m.appendSeconds, m.batchEntries, m.duplicates, m.conflicts, m.events, m.inFlight, m.bodyReads,
 		m.projectionApplied, m.projectionFailures,
 	)
 	return m
@@ -184,6 +189,14 @@ func (m *Metrics) delivered(event, verifyReason, eventType string) {
 		m.events.WithLabelValues(eventTypeLabel(eventType)).Inc()
 	case "event_duplicate":
 		m.duplicates.Inc()
+	}
+}
+
+// LedgerConflict counts a duplicate whose body differs from the stored
+// one.
+func (m *Metrics) LedgerConflict() {
+	if m != nil {
+		m.conflicts.Inc()
 	}
 }
 

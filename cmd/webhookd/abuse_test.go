@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -406,4 +408,55 @@ func TestAbuseLimitSettingsAreChecked(t *testing.T) {
 		_, err := NewApp(context.Background(), cfg)
 		require.EqualError(t, err, tc.want)
 	}
+}
+
+// TestSameSvixIDWithAnotherSignedBody: a second, differently signed body
+// under a stored svix-id is answered 200 duplicate (Svix must stop
+// retrying) and not appended, but the conflict is recorded: a metric, a
+// WARN line with both digests (never the body) and the body itself in
+// ledger_conflicts.
+func TestSameSvixIDWithAnotherSignedBody(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	first := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 8, FirstName: "Philippa"})
+	second := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 9, FirstName: "Ottoline"})
+	require.Equal(t, "accepted", h.deliver("msg_twice", first).body["status"])
+	require.Equal(t, "duplicate", h.deliver("msg_twice", first).body["status"])
+	require.Zero(t, scrape(t, h).value(`webhookd_ledger_conflicts_total`), "the same body again is no conflict")
+
+	for range 2 { // the second: Svix retrying the conflicting delivery
+		a := h.postFrom(clientFrom("127.0.0.4"), signed(t, testSecret, "msg_twice", h.now, second), second)
+		require.Equal(t, http.StatusOK, a.status)
+		require.Equal(t, "duplicate", a.body["status"])
+	}
+	require.EqualValues(t, 1, h.ledgerCount())
+	e, err := h.store.Get(context.Background(), "msg_twice")
+	require.NoError(t, err)
+	require.Equal(t, first, e.Payload)
+
+	var payload []byte
+	var ip string
+	require.NoError(t, h.db.Pool.QueryRow(context.Background(),
+		`SELECT payload, host(source_ip) FROM ledger_conflicts WHERE svix_id = 'msg_twice'`).Scan(&payload, &ip))
+	require.Equal(t, second, payload)
+	require.Equal(t, "127.0.0.4", ip)
+
+	m := scrape(t, h)
+	require.EqualValues(t, 2, m.value(`webhookd_ledger_conflicts_total`))
+	require.EqualValues(t, 3, m.value(`webhookd_ledger_duplicates_total`))
+	line := h.logLine(`"ledger_conflict"`)
+	require.Equal(t, "WARN", line["level"])
+	require.Equal(t, "msg_twice", line["svix_id"])
+	require.Equal(t, sha256Hex(first), line["stored_sha256"])
+	require.Equal(t, sha256Hex(second), line["received_sha256"])
+	require.Equal(t, "127.0.0.4", line["remote_addr"])
+	require.Equal(t, true, line["recorded"])
+	logs := h.logs.String()
+	require.NotContains(t, logs, "Ottoline")
+	require.NotContains(t, logs, "Philippa")
+}
+
+func sha256Hex(b []byte) string {
+	d := sha256.Sum256(b)
+	return hex.EncodeToString(d[:])
 }

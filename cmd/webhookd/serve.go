@@ -196,6 +196,17 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.store, err = eventstore.NewWithConfig(pool, eventstore.Config{
 		Logger:  eventstore.WatermillLogger(cfg.Logger),
 		Flushed: func(entries int, _ time.Duration, _ error) { metrics.LedgerBatch(entries) },
+		Conflicted: func(c eventstore.Conflict) {
+			metrics.LedgerConflict()
+			// Digests only: the body is in ledger_conflicts.
+			cfg.Logger.Warn("ledger_conflict",
+				slog.String("svix_id", c.SvixID),
+				slog.String("stored_sha256", c.StoredSHA256),
+				slog.String("received_sha256", c.ReceivedSHA256),
+				slog.String("remote_addr", c.SourceIP),
+				slog.Bool("recorded", c.Recorded),
+			)
+		},
 	})
 	if err != nil {
 		pool.Close()
