@@ -109,6 +109,9 @@ func redactValue(key string, v slog.Value, hidden bool, depth int) slog.Value {
 	}
 	switch v.Kind() {
 	case slog.KindString:
+		if isIDKey(key) {
+			return slog.StringValue(maskID(v.String()))
+		}
 		return slog.StringValue(maskString(v.String()))
 	case slog.KindGroup:
 		members := v.Group()
@@ -201,6 +204,23 @@ func redactField(key string, v any, depth int) any {
 	case credential:
 		if _, ok := v.(bool); !ok {
 			return Redacted
+		}
+	}
+	if isIDKey(key) {
+		// A string, or a header's list of values.
+		switch t := v.(type) {
+		case string:
+			return maskID(t)
+		case []any:
+			out := make([]any, len(t))
+			for i, e := range t {
+				if str, ok := e.(string); ok {
+					out[i] = maskID(str)
+				} else {
+					out[i] = redactAny(e, depth+2)
+				}
+			}
+			return out
 		}
 	}
 	return redactAny(v, depth+1)

@@ -418,3 +418,63 @@ func BenchmarkRedactingHandlerIdsOnly(b *testing.B) {
 			"subject_id", "user_29w83sxmDNGwOuEthce5gg56FcC", "offset", 1234567)
 	}
 }
+
+// TestSenderChosenIDsAreMasked covers identifiers a sender controls (the
+// svix-id and webhook-id headers, Clerk's data.id) that carry a phone
+// number or an email address: ids stay visible, what is personal in them
+// does not, whatever glues it to the id.
+func TestSenderChosenIDsAreMasked(t *testing.T) {
+	t.Parallel()
+	hostile := map[string]string{ // id → the personal part
+		"msg_+14155550101":                     "+14155550101",
+		"msg_+1 415 555 0102":                  "+1 415 555 0102",
+		"msg_+1-415-555-0103":                  "+1-415-555-0103",
+		"msg_+1_415_555_0104":                  "415_555_0104",
+		"msg_415-555-0105":                     "415-555-0105",
+		"msg_415.555.0106":                     "415.555.0106",
+		"msg_(415) 555-0107":                   "555-0107",
+		"msg_14155550108":                      "14155550108",
+		"msg_+14155550109_retry2":              "14155550109",
+		"msg_4155550110_x":                     "4155550110",
+		"user_+447700900111":                   "447700900111",
+		"msg_ann.lee@clinic-example.org":       "ann.lee@clinic-example.org",
+		"msg_bo.ray%40clinic-example.org":      "bo.ray%40clinic-example.org",
+		"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W":      "",
+		"user_29w83sxmDNGwOuEthce5gg56FcC":     "",
+		"whd_0123456789abcdef0123456789abcdef": "",
+	}
+	var secrets, kept []string
+	for id, part := range hostile {
+		if part == "" {
+			kept = append(kept, id)
+		} else {
+			secrets = append(secrets, part)
+		}
+	}
+	redacted, raw := logOutputs(t, func(l *slog.Logger) {
+		for id := range hostile {
+			l.Warn("signature_rejected", "svix_id", id)
+			l.Warn("event_invalid", slog.Group("headers", "webhook-id", id), "clerk_id", id)
+			l.Info("delivery", "header", http.Header{"Svix-Id": {id}, "Webhook-Id": {id}},
+				"data", map[string]any{"id": id, "object": "user"})
+			if part := hostile[id]; part == "" || strings.ContainsAny(part, "+-. ()@%_") {
+				// In free text a bare digit run stays visible (it is
+				// how timestamps look); under an id key it does not.
+				l.Error("append_failed", "cause", fmt.Errorf("no ledger entry with svix-id %q", id))
+			}
+		}
+	})
+	requireNoLeak(t, redacted, raw, secrets, kept)
+	// The id's prefix stays, so the line still says what kind of id it was.
+	require.Contains(t, redacted[FormatJSON], `"svix_id":"msg_[REDACTED]"`)
+	// Error ids and timestamps are not ids a sender chooses: their long
+	// digit groups stay.
+	redacted, _ = logOutputs(t, func(l *slog.Logger) {
+		l.Warn("x", "error_id", "ERR_1757344458980_abc123def", "svix_timestamp", "1757344458", "svix_id", "msg_bench000000001")
+	})
+	for _, out := range redacted {
+		require.Contains(t, out, "ERR_1757344458980_abc123def")
+		require.Contains(t, out, "1757344458")
+		require.Contains(t, out, "msg_bench000000001")
+	}
+}

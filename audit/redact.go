@@ -235,11 +235,16 @@ func countDigits(s string) int {
 // where the next number starts ("555-123-4567(555) 765-4321"), so the
 // pass is repeated while it finds something; each round removes digits,
 // so this ends quickly. One FindAll per round keeps the work linear.
+//
+// An underscore counts as a separator, like a space: the patterns run on a
+// copy of s with every '_' made a ' ' (same length, so the indices hold).
+// Otherwise a number glued to an id by '_' (an attacker's svix-id
+// msg_+14155550123, msg_415-555-0123) would have no boundary before it.
 func replacePhones(s string, re *regexp.Regexp, accept func(string) bool) string {
 	for range 4 {
 		var b strings.Builder
 		last := 0
-		for _, m := range re.FindAllStringSubmatchIndex(s, -1) {
+		for _, m := range re.FindAllStringSubmatchIndex(strings.ReplaceAll(s, "_", " "), -1) {
 			start, end := m[2], m[3]
 			if !accept(s[start:end]) {
 				continue
@@ -372,4 +377,38 @@ func jsonFragmentEnd(s string, start int, escaped bool) int {
 		}
 	}
 	return len(s)
+}
+
+// idKeys name values that are identifiers a sender chooses: svix-id and
+// webhook-id headers, Clerk's data.id. They stay visible (an operator
+// needs them to find an event), but a sender can put anything there.
+var idKeys = setOf("svixid", "webhookid", "clerkid", "subjectid", "userid", "dataid", "id", "messageid", "msgid")
+
+// isIDKey reports whether key (any spelling, see normalizeKey) names a
+// sender-chosen identifier.
+func isIDKey(key string) bool { return idKeys[normalizeKey(key)] }
+
+// bareNumberSegment is an id segment that is only a long number: eight or
+// more digits, possibly after a '+'.
+var bareNumberSegment = regexp.MustCompile(`^\+?[0-9]{8,}$`)
+
+// maskID masks an identifier. Besides what maskString hides anywhere
+// (email- and phone-shaped text, '_' counting as a separator), a segment
+// between underscores that is only a long number is hidden: real ids
+// (Svix's msg_ and Clerk's user_ followed by 27 base62 characters,
+// webhookd's whd_ and 32 hex digits) never have one, while a phone number
+// written without separators (msg_14155550123) is exactly that. In free
+// text such digit runs stay visible, because timestamps look the same.
+func maskID(s string) string {
+	s = maskString(s)
+	if countDigits(s) < 8 {
+		return s
+	}
+	segments := strings.Split(s, "_")
+	for i, seg := range segments {
+		if bareNumberSegment.MatchString(seg) {
+			segments[i] = Redacted
+		}
+	}
+	return strings.Join(segments, "_")
 }

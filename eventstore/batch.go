@@ -26,7 +26,9 @@ import (
 //     another, and skips only if that one commits), and after the commit
 //     the batch reads back which uuids hold its svix-ids: an entry whose
 //     own message uuid is there was appended, any other is a duplicate
-//     (skipped when the INSERT's row count says every row went in);
+//     (skipped when the INSERT's row count says every row went in); a
+//     duplicate whose body differs from the stored one is recorded in
+//     ledger_conflicts (conflict.go);
 //   - a batch that fails for a reason other than the database being
 //     unavailable is retried entry by entry, so one bad entry cannot fail
 //     the others.
@@ -168,7 +170,20 @@ func (s *Store) flush(batch []*appendRequest) {
 			// caller retries and then learns it is a duplicate.
 			r.reply(domain.AppendResult{}, translate(err, "read back appended entries"))
 		default:
-			r.reply(domain.AppendResult{Duplicate: !owners[r.msg.UUID]}, nil)
+			owner, found := owners[r.entry.SvixID]
+			if found && owner.uuid == r.msg.UUID {
+				r.reply(domain.AppendResult{}, nil)
+				continue
+			}
+			if found {
+				// A duplicate: if its body differs from the stored one,
+				// it is kept in ledger_conflicts (conflict.go).
+				if cerr := s.checkConflict(ctx, r.entry, owner.sha256); cerr != nil {
+					r.reply(domain.AppendResult{}, cerr)
+					continue
+				}
+			}
+			r.reply(domain.AppendResult{Duplicate: true}, nil)
 		}
 	}
 }
@@ -207,20 +222,29 @@ func (c countingExecutor) ExecContext(ctx context.Context, query string, args ..
 	return res, err
 }
 
-// owners returns the set of message uuids that hold the given svix-ids.
-func (s *Store) owners(ctx context.Context, svixIDs []string) (map[string]bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT uuid FROM `+EventsTable+` WHERE svix_id = ANY($1)`, svixIDs)
+// owner is the stored entry that holds a svix-id: its message uuid and the
+// SHA-256 of its payload.
+type owner struct {
+	uuid   string
+	sha256 []byte
+}
+
+// owners returns, by svix-id, the stored entries that hold the given
+// svix-ids.
+func (s *Store) owners(ctx context.Context, svixIDs []string) (map[string]owner, error) {
+	rows, err := s.pool.Query(ctx, `SELECT svix_id, uuid, sha256(payload) FROM `+EventsTable+` WHERE svix_id = ANY($1)`, svixIDs)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	owners := make(map[string]bool, len(svixIDs))
+	owners := make(map[string]owner, len(svixIDs))
 	for rows.Next() {
-		var uuid string
-		if err := rows.Scan(&uuid); err != nil {
+		var id string
+		var o owner
+		if err := rows.Scan(&id, &o.uuid, &o.sha256); err != nil {
 			return nil, err
 		}
-		owners[uuid] = true
+		owners[id] = o
 	}
 	return owners, rows.Err()
 }

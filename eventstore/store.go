@@ -43,6 +43,10 @@ type Config struct {
 	// Flushed, when set, is called after each batch INSERT with the
 	// number of entries, the time it took and its error.
 	Flushed func(entries int, took time.Duration, err error)
+	// Conflicted, when set, is called for every append whose svix-id the
+	// ledger holds with a different body, after that body was recorded in
+	// ledger_conflicts. The append itself reports a duplicate.
+	Conflicted func(Conflict)
 }
 
 // New returns a Store on pool with the default Config and logger. The

@@ -15,6 +15,11 @@ import (
 // 429 unless the rate limit sets its own).
 const RetryAfter = 5
 
+// codeMethodNotAllowed is the error code of a request whose method its path
+// does not serve. It is HTTP's own concern, so it lives here rather than
+// among the domain's codes.
+const codeMethodNotAllowed = "method_not_allowed"
+
 // statusFor maps an error code to its HTTP status: the one place that
 // does.
 func statusFor(code string) int {
@@ -29,6 +34,8 @@ func statusFor(code string) int {
 		return http.StatusConflict
 	case domain.ENOTFOUND:
 		return http.StatusNotFound
+	case codeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	case domain.ERATELIMITED:
 		return http.StatusTooManyRequests
 	case domain.EUNAVAILABLE:
@@ -41,7 +48,7 @@ func statusFor(code string) int {
 // ErrorBody is the JSON answer to a failed request.
 type ErrorBody struct {
 	// Error is the error code (invalid, unauthorized, too_large,
-	// rate_limited, unavailable, internal).
+	// not_found, method_not_allowed, rate_limited, unavailable, internal).
 	Error string `json:"error"`
 	// Reason is a stable word for the cause, e.g. no_matching_signature.
 	Reason  string `json:"reason"`

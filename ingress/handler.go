@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/webhookd/webhookd/domain"
@@ -73,10 +74,30 @@ type Config struct {
 	// MaxSources bounds how many addresses the failed-verification limiter
 	// tracks. Defaults to DefaultMaxSources.
 	MaxSources int
-	// MaxInFlight bounds the deliveries processed at once; beyond it a
-	// delivery is answered 503 with Retry-After at once. Defaults to
-	// DefaultMaxInFlight.
+	// MaxInFlight bounds the verified deliveries being parsed and
+	// appended at once; beyond it a delivery is answered 503 with
+	// Retry-After at once. A slot is taken only once the body has been
+	// read and its signature verified, so slow or forged requests never
+	// hold one. Defaults to DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxBodyReadsPerSource bounds the bodies one source address (IPv6:
+	// one /64) may be sending at once; beyond it a request is answered
+	// 429 before its body is read. Defaults to
+	// DefaultMaxBodyReadsPerSource.
+	MaxBodyReadsPerSource int
+	// BodyReadTimeout bounds the time to receive a body, from the moment
+	// the handler starts reading it; a body not complete by then is
+	// answered 400 body_unreadable and counts as a failed verification.
+	// Defaults to DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
+	// RejectLogInterval is the interval over which rejected requests (4xx
+	// answers) are logged in aggregate: the first rejection of each
+	// source address, event and reason in an interval is logged in full,
+	// the others are counted and summarised in one rejections_suppressed
+	// line per source, event and reason when the interval ends (see
+	// FlushDueRejections). Metrics count every request. Defaults to
+	// DefaultRejectLogInterval; negative logs every rejection in full.
+	RejectLogInterval time.Duration
 }
 
 // Handler serves webhookd's HTTP endpoints.
@@ -84,7 +105,11 @@ type Handler struct {
 	cfg      Config
 	mux      *http.ServeMux
 	failures *failureLimiter
+	readers  *readerLimit
+	rejects  *rejectLog
 	slots    chan struct{}
+	// allowed lists, per path, the methods it is routed for (see route).
+	allowed map[string][]string
 }
 
 // NewHandler returns the handler for cfg.
@@ -113,22 +138,54 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxBodyReadsPerSource <= 0 {
+		cfg.MaxBodyReadsPerSource = DefaultMaxBodyReadsPerSource
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.RejectLogInterval == 0 {
+		cfg.RejectLogInterval = DefaultRejectLogInterval
+	}
 	h := &Handler{
 		cfg:      cfg,
 		mux:      http.NewServeMux(),
 		failures: newFailureLimiter(cfg.FailedAuthRate, cfg.FailedAuthBurst, cfg.MaxSources, cfg.Now),
+		readers:  newReaderLimit(cfg.MaxBodyReadsPerSource),
+		rejects:  newRejectLog(cfg.Logger, cfg.RejectLogInterval, cfg.MaxSources, cfg.Now),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
+		allowed:  map[string][]string{},
 	}
 	for _, p := range []string{WebhookPath, LegacyWebhookPath} {
-		h.mux.HandleFunc("POST "+p, h.receive)
-		h.mux.HandleFunc("GET "+p, h.status)
+		h.route(http.MethodPost, p, http.HandlerFunc(h.receive))
+		h.route(http.MethodGet, p, http.HandlerFunc(h.status))
 	}
-	h.mux.HandleFunc("GET /healthz", h.healthz)
-	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.route(http.MethodGet, "/healthz", http.HandlerFunc(h.healthz))
+	h.route(http.MethodGet, "/readyz", http.HandlerFunc(h.readyz))
 	if cfg.Metrics != nil {
-		h.mux.Handle("GET /metrics", cfg.Metrics.Handler())
+		h.route(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
+	// Every other path: a JSON 404 like every other error, instead of
+	// net/http's text/plain one.
+	h.mux.HandleFunc("/", h.notFound)
 	return h
+}
+
+// route serves handler for method on path. The first route on a path also
+// registers the path for every method, so that a method it is not routed
+// for is answered by methodNotAllowed (a JSON 405 with Allow) rather than
+// net/http's text/plain one: a pattern with a method is more specific than
+// the same path without one.
+func (h *Handler) route(method, path string, handler http.Handler) {
+	if _, seen := h.allowed[path]; !seen {
+		h.mux.HandleFunc(path, h.methodNotAllowed)
+	}
+	h.allowed[path] = append(h.allowed[path], method)
+	if method == http.MethodGet {
+		// net/http routes HEAD to a GET pattern.
+		h.allowed[path] = append(h.allowed[path], http.MethodHead)
+	}
+	h.mux.Handle(method+" "+path, handler)
 }
 
 // ServeHTTP implements http.Handler. It resolves the request's source
@@ -138,8 +195,81 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Handle adds a route (e.g. /metrics) to the handler's mux.
-func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+// Handle adds a route to the handler's mux. pattern is "METHOD /path"
+// (e.g. "GET /ledger/checkpoint"); other methods on the path are answered
+// 405 like those of the built-in routes. It must be called before the
+// handler serves.
+func (h *Handler) Handle(pattern string, handler http.Handler) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		// No method: every method is served; nothing to refuse.
+		h.mux.Handle(pattern, handler)
+		return
+	}
+	h.route(method, strings.TrimSpace(path), handler)
+}
+
+// Answers to requests no route serves.
+var (
+	errNotFound = domain.Errorf(domain.ENOTFOUND, "route_not_found", "no such endpoint; webhooks go to POST "+WebhookPath)
+)
+
+// notFound answers a path no route serves.
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.refuse(w, r, "route_not_found", errNotFound)
+}
+
+// methodNotAllowed answers a method a routed path does not serve.
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	allowed := h.allowed[r.URL.Path]
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	h.refuse(w, r, "method_not_allowed", domain.Errorf(codeMethodNotAllowed, "method_not_allowed",
+		"%s is not served on this path; allowed: %s", safeMethod(r.Method), strings.Join(allowed, ", ")))
+}
+
+// safeMethod is r.Method fit for an answer: a client may send any token as
+// a method, so anything but a standard one is not echoed.
+func safeMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "this method"
+}
+
+// refuse answers a request that reached no handler with a JSON error and
+// logs it like a rejected delivery (with its error id).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, event string, err error) {
+	src := sourceOf(r)
+	errorID := NewErrorID(h.cfg.Now().UTC())
+	status := writeError(w, err, errorID)
+	attrs := []slog.Attr{
+		slog.String("method", safeMethod(r.Method)),
+		slog.String("remote_addr", addrText(src.addr)),
+	}
+	if src.proxy.IsValid() {
+		attrs = append(attrs, slog.String("proxy_addr", src.proxy.String()))
+	}
+	attrs = append(attrs,
+		slog.String("outcome", "rejected"),
+		slog.Int("status", status),
+		slog.String("error_id", errorID),
+		slog.String("reason", domain.ErrorReason(err)),
+	)
+	if h.rejects.admit(r.Context(), src.addr, event, domain.ErrorReason(err), status) {
+		h.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, event, attrs...)
+	}
+}
+
+// FlushDueRejections writes the summary of rejected requests (see
+// Config.RejectLogInterval) if its interval has ended. The server calls
+// it periodically, so that a flood that stops is still summarised.
+func (h *Handler) FlushDueRejections(ctx context.Context) { h.rejects.flushDue(ctx) }
+
+// FlushRejections writes the summary of rejected requests counted so far,
+// whether or not the interval has ended (at shutdown).
+func (h *Handler) FlushRejections(ctx context.Context) { h.rejects.flush(ctx) }
 
 // Accepted is the JSON answer to a delivery that is in the ledger.
 type Accepted struct {
@@ -161,6 +291,7 @@ type outcome struct {
 // Answers of the abuse limits.
 var (
 	errRateLimited = domain.Errorf(domain.ERATELIMITED, "too_many_failures", "too many requests from this address failed verification; retry later")
+	errReadLimited = domain.Errorf(domain.ERATELIMITED, "too_many_body_reads", "too many requests from this address are still sending their body; retry later")
 	errOverloaded  = domain.Errorf(domain.EUNAVAILABLE, "overloaded", "webhookd is at its limit of requests in flight; retry later")
 )
 
@@ -169,22 +300,39 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	receivedAt := h.cfg.Now().UTC()
 	src := sourceOf(r)
 	var o outcome
+	bodyUnread := false
 	switch {
 	case h.failures.throttled(src.addr) && cannotVerify(r.Header, receivedAt):
 		// A source whose failures used up its bucket, sending a request
 		// that cannot verify: answered before its body is read and
 		// without taking an in-flight slot.
-		o = outcome{event: "rate_limited", err: errRateLimited}
-	case !h.acquire():
-		o = outcome{event: "overloaded", err: errOverloaded}
+		o, bodyUnread = outcome{event: "rate_limited", err: errRateLimited}, true
+	case !h.readers.acquire(src.addr):
+		// This source already sends as many bodies as it may: refused
+		// before the body is read, so a slow sender cannot hold more.
+		o, bodyUnread = outcome{event: "read_limited", err: errReadLimited}, true
 	default:
-		o = h.process(w, r, receivedAt)
-		h.release()
+		h.cfg.Metrics.bodyReadsAdd(1)
+		body, err := h.readBody(w, r)
+		h.readers.release(src.addr)
+		h.cfg.Metrics.bodyReadsAdd(-1)
+		if err != nil {
+			o = outcome{event: err.event, err: err.err}
+		} else {
+			o = h.process(w, r, body, receivedAt)
+		}
 	}
-	if o.event == "rate_limited" || o.event == "overloaded" {
-		// The body was not read: closing the connection spares reading
-		// it (net/http would otherwise drain it to reuse the
-		// connection), and an abusive client has to connect again.
+	if bodyUnread {
+		// Refused before the body was read: the connection is closed
+		// after the answer, and its read deadline is now, so net/http
+		// does not drain the body first (it reads up to 256 KiB of an
+		// unread body to reuse the connection, at the sender's pace).
+		// An abusive client has to connect again.
+		w.Header().Set("Connection", "close")
+		defer func() { _ = http.NewResponseController(w).SetReadDeadline(time.Now()) }()
+	}
+	if domain.ErrorReason(o.err) == "body_unreadable" {
+		// The connection's read side is dead (deadline or reset).
 		w.Header().Set("Connection", "close")
 	}
 	verifyReason := ""
@@ -233,19 +381,45 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			slog.String("error_id", errorID),
 			slog.String("reason", domain.ErrorReason(o.err)),
 		)
+		if status < 500 && !h.rejects.admit(r.Context(), src.addr, o.event, domain.ErrorReason(o.err), status) {
+			// Counted for the interval's summary line.
+			return
+		}
 	}
 	h.cfg.Logger.LogAttrs(r.Context(), level, o.event, attrs...)
 }
 
-func (h *Handler) process(w http.ResponseWriter, r *http.Request, receivedAt time.Time) outcome {
+// readError is a body that could not be read, as the outcome to log.
+type readError struct {
+	event string
+	err   error
+}
+
+// readBody reads the request body, at most MaxBodyBytes of it within
+// BodyReadTimeout. The deadline is the connection's (real time, not
+// Config.Now): a sender that trickles its body is cut off then, instead of
+// at the server's whole-request read timeout.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *readError) {
+	rc := http.NewResponseController(w)
+	// An error means the writer cannot set deadlines (not a net/http
+	// connection); the server's own read timeout still applies.
+	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return outcome{event: "body_too_large", err: domain.Errorf(domain.ETOOLARGE, "body_too_large", "body is larger than %d bytes", h.cfg.MaxBodyBytes)}
+			return nil, &readError{event: "body_too_large", err: domain.Errorf(domain.ETOOLARGE, "body_too_large", "body is larger than %d bytes", h.cfg.MaxBodyBytes)}
 		}
-		return outcome{event: "event_invalid", err: domain.Errorf(domain.EINVALID, "body_unreadable", "could not read the request body")}
+		return nil, &readError{event: "event_invalid", err: domain.Errorf(domain.EINVALID, "body_unreadable", "could not read the request body within %s", h.cfg.BodyReadTimeout)}
 	}
+	return body, nil
+}
+
+// process verifies, parses and appends a delivery whose body has been
+// read. The in-flight slot is taken only here, after the signature
+// verified: what it guards (parsing, the database) is only for deliveries
+// Clerk signed.
+func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, receivedAt time.Time) outcome {
 	d, err := ReadHeaders(r.Header)
 	if err != nil {
 		return outcome{event: "event_invalid", err: err}
@@ -253,6 +427,10 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, receivedAt tim
 	if err := h.cfg.Verifier.Verify(body, r.Header, d); err != nil {
 		return outcome{event: "signature_rejected", delivery: d, err: err}
 	}
+	if !h.acquire() {
+		return outcome{event: "overloaded", delivery: d, err: errOverloaded}
+	}
+	defer h.release()
 	env, err := domain.ParseEnvelope(body)
 	if err != nil {
 		return outcome{event: "event_invalid", delivery: d, err: err}

@@ -19,6 +19,12 @@ const (
 	DefaultFailedAuthRate  = 1.0
 	DefaultFailedAuthBurst = 20
 	DefaultMaxInFlight     = 64
+	// DefaultMaxBodyReadsPerSource bounds the request bodies one source
+	// address (IPv6: one /64) may be sending at once.
+	DefaultMaxBodyReadsPerSource = 16
+	// DefaultBodyReadTimeout bounds the time to receive one body: a
+	// Clerk event is a few KiB, and Svix gives up on an attempt after 15 s.
+	DefaultBodyReadTimeout = 10 * time.Second
 	// DefaultMaxSources bounds how many source addresses the failed-auth
 	// limiter tracks at once.
 	DefaultMaxSources = 10_000
@@ -260,4 +266,53 @@ func cannotVerify(h http.Header, now time.Time) bool {
 		}
 	}
 	return true
+}
+
+// readerLimit bounds, per source address (IPv6 per /64, as the failure
+// limiter), the request bodies being received at once. A body is read
+// before anything about the request can be verified, so without a bound
+// one source trickling bodies would hold what everyone shares. Memory is
+// bounded by the requests in progress: a source's entry goes when its
+// last read ends.
+type readerLimit struct {
+	perSource int
+
+	mu   sync.Mutex
+	open map[netip.Addr]int
+}
+
+func newReaderLimit(perSource int) *readerLimit {
+	return &readerLimit{perSource: perSource, open: map[netip.Addr]int{}}
+}
+
+// acquire takes one of a's read slots without waiting; false means a
+// already has perSource bodies in progress.
+func (l *readerLimit) acquire(a netip.Addr) bool {
+	k := limiterKey(a)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[k] >= l.perSource {
+		return false
+	}
+	l.open[k]++
+	return true
+}
+
+// release gives back a slot taken by acquire.
+func (l *readerLimit) release(a netip.Addr) {
+	k := limiterKey(a)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[k] <= 1 {
+		delete(l.open, k)
+		return
+	}
+	l.open[k]--
+}
+
+// sources is the number of addresses with a body in progress.
+func (l *readerLimit) sources() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.open)
 }

@@ -42,11 +42,13 @@ func eventTypeLabel(t string) string {
 // DeliveryOutcomes are the outcome label values of
 // webhookd_webhook_requests_total: the events of the audit log line.
 var DeliveryOutcomes = []string{"event_appended", "event_duplicate", "signature_rejected", "event_invalid",
-	"append_failed", "body_too_large", "rate_limited", "overloaded"}
+	"append_failed", "body_too_large", "rate_limited", "read_limited", "overloaded"}
 
 // VerificationReasons are the reason label values of
 // webhookd_verification_failures_total.
-var VerificationReasons = []string{"no_matching_signature", "timestamp_too_old", "timestamp_too_new", "missing_headers", "invalid_headers"}
+// body_unreadable is a body that did not arrive (whole) within the body
+// read timeout: it could not be verified either.
+var VerificationReasons = []string{"no_matching_signature", "timestamp_too_old", "timestamp_too_new", "missing_headers", "invalid_headers", "body_unreadable"}
 
 // Metrics holds webhookd's Prometheus metrics on a registry of its own,
 // so that several instances in one process (tests) do not collide.
@@ -58,8 +60,10 @@ type Metrics struct {
 	appendSeconds      *prometheus.HistogramVec
 	batchEntries       prometheus.Histogram
 	duplicates         prometheus.Counter
+	conflicts          prometheus.Counter
 	events             *prometheus.CounterVec
 	inFlight           prometheus.Gauge
+	bodyReads          prometheus.Gauge
 	projectionApplied  *prometheus.CounterVec
 	projectionFailures *prometheus.CounterVec
 }
@@ -72,11 +76,11 @@ func NewMetrics() *Metrics {
 		registry: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "webhook_requests_total",
-			Help: "Webhook deliveries by outcome (the event of their audit log line: event_appended, event_duplicate, signature_rejected, event_invalid, append_failed, body_too_large, rate_limited, overloaded).",
+			Help: "Webhook deliveries by outcome (the event of their audit log line: event_appended, event_duplicate, signature_rejected, event_invalid, append_failed, body_too_large, rate_limited, read_limited, overloaded).",
 		}, []string{"outcome"}),
 		verifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "verification_failures_total",
-			Help: "Deliveries that failed verification, by reason (no_matching_signature, timestamp_too_old, timestamp_too_new, missing_headers, invalid_headers).",
+			Help: "Deliveries that failed verification, by reason (no_matching_signature, timestamp_too_old, timestamp_too_new, missing_headers, invalid_headers, body_unreadable).",
 		}, []string{"reason"}),
 		appendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: MetricsNamespace, Name: "ledger_append_duration_seconds",
@@ -92,13 +96,21 @@ func NewMetrics() *Metrics {
 			Namespace: MetricsNamespace, Name: "ledger_duplicates_total",
 			Help: "Verified deliveries whose svix-id was already in the ledger (Svix re-deliveries); nothing was appended.",
 		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: MetricsNamespace, Name: "ledger_conflicts_total",
+			Help: "Verified deliveries whose svix-id was already in the ledger with a different body (answered 200 duplicate; the body is kept in ledger_conflicts).",
+		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "events_total",
 			Help: "Events appended to the ledger by Clerk event type; types Clerk does not document count as \"other\".",
 		}, []string{"type"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: MetricsNamespace, Name: "webhook_requests_in_flight",
-			Help: "Webhook deliveries being processed now (bounded by --max-in-flight).",
+			Help: "Verified webhook deliveries being parsed and appended now (bounded by --max-in-flight).",
+		}),
+		bodyReads: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: MetricsNamespace, Name: "webhook_body_reads_in_flight",
+			Help: "Webhook request bodies being received now (bounded per source address by --max-body-reads-per-source).",
 		}),
 		projectionApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: MetricsNamespace, Name: "projection_applied_total",
@@ -124,7 +136,7 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.verifyFailures, m.appendSeconds, m.batchEntries, m.duplicates, m.events, m.inFlight,
+		m.requests, m.verifyFailures, m.appendSeconds, m.batchEntries, m.duplicates, m.conflicts, m.events, m.inFlight, m.bodyReads,
 		m.projectionApplied, m.projectionFailures,
 	)
 	return m
@@ -180,6 +192,14 @@ func (m *Metrics) delivered(event, verifyReason, eventType string) {
 	}
 }
 
+// LedgerConflict counts a duplicate whose body differs from the stored
+// one.
+func (m *Metrics) LedgerConflict() {
+	if m != nil {
+		m.conflicts.Inc()
+	}
+}
+
 // LedgerBatch records one ledger INSERT of entries appends.
 func (m *Metrics) LedgerBatch(entries int) {
 	if m != nil {
@@ -193,6 +213,12 @@ func (m *Metrics) appended(result string, d time.Duration) {
 		return
 	}
 	m.appendSeconds.WithLabelValues(result).Observe(d.Seconds())
+}
+
+func (m *Metrics) bodyReadsAdd(n float64) {
+	if m != nil {
+		m.bodyReads.Add(n)
+	}
 }
 
 func (m *Metrics) inFlightAdd(n float64) {
@@ -389,7 +415,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 // delivery).
 func isVerificationReason(reason string) bool {
 	switch reason {
-	case "missing_headers", "invalid_headers":
+	case "missing_headers", "invalid_headers", "body_unreadable":
 		return true
 	}
 	return strings.HasPrefix(reason, "timestamp_too_") || reason == "no_matching_signature"

@@ -101,6 +101,12 @@ func checkLimits(cfg AppConfig) error {
 		return fmt.Errorf("WEBHOOKD_FAILED_AUTH_BURST: must be a positive number of requests, got %d", cfg.FailedAuthBurst)
 	case cfg.MaxInFlight < 0:
 		return fmt.Errorf("WEBHOOKD_MAX_IN_FLIGHT: must be a positive number of requests, got %d", cfg.MaxInFlight)
+	case cfg.MaxBodyReads < 0:
+		return fmt.Errorf("WEBHOOKD_MAX_BODY_READS_PER_SOURCE: must be a positive number of requests, got %d", cfg.MaxBodyReads)
+	case cfg.RejectLogEvery < 0:
+		return fmt.Errorf("WEBHOOKD_REJECT_LOG_INTERVAL: must be a positive duration, or 0 to log every rejected request, got %s", cfg.RejectLogEvery)
+	case cfg.BodyReadTimeout < 0 || cfg.BodyReadTimeout > readTimeout:
+		return fmt.Errorf("WEBHOOKD_BODY_READ_TIMEOUT: must be positive and at most the server's read timeout (%s), got %s", readTimeout, cfg.BodyReadTimeout)
 	}
 	return nil
 }

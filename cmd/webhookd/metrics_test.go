@@ -126,10 +126,13 @@ func TestMetricsAfterDeliveries(t *testing.T) {
 	}
 	// Outcomes that did not happen are there at zero, so that their
 	// first occurrence is an increase an alert sees.
-	require.Len(t, seriesOf(m, "webhookd_webhook_requests_total"), 8)
+	require.Len(t, seriesOf(m, "webhookd_webhook_requests_total"), 9)
 	for _, series := range []string{
 		`webhookd_webhook_requests_total{outcome="append_failed"}`,
 		`webhookd_webhook_requests_total{outcome="overloaded"}`,
+		`webhookd_webhook_requests_total{outcome="read_limited"}`,
+		`webhookd_verification_failures_total{reason="body_unreadable"}`,
+		`webhookd_webhook_body_reads_in_flight`,
 		`webhookd_verification_failures_total{reason="timestamp_too_old"}`,
 		`webhookd_projection_failures_total{outcome="skipped",projection="users"}`,
 		`webhookd_ledger_append_duration_seconds_count{result="error"}`,

@@ -167,6 +167,32 @@ func TestNoPersonalDataInLogs(t *testing.T) {
 	}
 	pii.add("+1 555 010 3344", "myra.breckinridge@clinic-example.org", "Myra Breckinridge")
 
+	// Phone numbers and emails glued to ids (svix-id, webhook-id, data.id),
+	// which the redactor keeps visible otherwise: accepted, duplicate and
+	// forged deliveries all log the id.
+	for i, id := range []string{"msg_+14155550121", "msg_+1 415 555 0122", "msg_+1-415-555-0123", "msg_415-555-0124",
+		"msg_415.555.0125", "msg_14155550126", "msg_+14155550127_retry", "msg_olga.pike@clinic-example.org"} {
+		if strings.Contains(id, " ") {
+			// Not a valid svix-id: refused before the signature.
+			require.Equal(t, http.StatusBadRequest, h.post(h.url, signed(t, testSecret, id, h.now, body), body).status, "id %q", id)
+		} else {
+			require.Equal(t, http.StatusOK, h.post(h.url, signed(t, testSecret, id, h.now, body), body).status, "id %q", id)
+			require.Equal(t, "duplicate", h.post(h.url, signed(t, testSecret, id, h.now, body), body).body["status"])
+			require.Equal(t, http.StatusUnauthorized, h.post(h.url, signed(t, otherSecret, id, h.now, body), body).status)
+		}
+		x := signed(t, otherSecret, fmt.Sprintf("msg_+1415555013%d", i), h.now, body)
+		for _, k := range []string{"svix-id", "svix-timestamp", "svix-signature"} {
+			x.Set("webhook"+strings.TrimPrefix(k, "svix"), x.Get(k))
+			x.Del(k)
+		}
+		require.Equal(t, http.StatusUnauthorized, h.post(h.url, x, body).status)
+		pii.add(fmt.Sprintf("1415555013%d", i))
+	}
+	pii.add("14155550121", "415 555 0122", "415-555-0123", "415-555-0124", "415.555.0125", "14155550126", "14155550127", "olga.pike@clinic-example.org")
+	phoneID := `{"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1654012591835,"data":{"id":"user_+447700900141"}}`
+	require.Equal(t, http.StatusOK, h.deliver("msg_pii_phoneid", []byte(phoneID)).status)
+	pii.add("447700900141")
+
 	// Oversize, with personal data all through it.
 	big := []byte(`{"object":"event","type":"user.created","data":{"email_address":"` + strings.Repeat("oversize.olga@clinic-example.org ", 40_000) + `"}}`)
 	pii.add("oversize.olga@clinic-example.org")

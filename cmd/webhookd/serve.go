@@ -49,7 +49,10 @@ type ServeCmd struct {
 	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" help:"How often the sealer signs a checkpoint when the ledger grew. Defaults to 10s (1s with --dev)."`
 	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429. Verified deliveries are never limited."`
 	FailedAuthBurst int           `name:"failed-auth-burst" env:"WEBHOOKD_FAILED_AUTH_BURST" default:"20" help:"Failed verifications a source address may make at once before the rate applies."`
-	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Webhook deliveries processed at once; beyond it webhookd answers 503 with Retry-After."`
+	MaxInFlight     int           `name:"max-in-flight" env:"WEBHOOKD_MAX_IN_FLIGHT" default:"64" help:"Verified webhook deliveries parsed and appended at once; beyond it webhookd answers 503 with Retry-After."`
+	MaxBodyReads    int           `name:"max-body-reads-per-source" env:"WEBHOOKD_MAX_BODY_READS_PER_SOURCE" default:"16" help:"Request bodies one source address (IPv6: one /64) may be sending at once; beyond it webhookd answers 429 before reading the body."`
+	BodyReadTimeout time.Duration `name:"body-read-timeout" env:"WEBHOOKD_BODY_READ_TIMEOUT" default:"10s" help:"Time allowed to receive a request body; a body not complete by then is answered 400 body_unreadable and counts as a failed verification (at most 30s)."`
+	RejectLogEvery  time.Duration `name:"reject-log-interval" env:"WEBHOOKD_REJECT_LOG_INTERVAL" default:"10s" help:"Rejected requests (4xx) are logged in full once per source address, event and reason in this interval and summarised in one rejections_suppressed line at its end; 0 logs every one. Metrics count every request."`
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
 }
 
@@ -88,6 +91,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		FailedAuthRate:  c.FailedAuthRate,
 		FailedAuthBurst: c.FailedAuthBurst,
 		MaxInFlight:     c.MaxInFlight,
+		MaxBodyReads:    c.MaxBodyReads,
+		BodyReadTimeout: c.BodyReadTimeout,
+		RejectLogEvery:  c.RejectLogEvery,
 		TrustedProxies:  c.TrustedProxies,
 		Logger:          logger,
 	})
@@ -173,8 +179,20 @@ type AppConfig struct {
 	// of requests failing verification. Default to 1/s and 20.
 	FailedAuthRate  float64
 	FailedAuthBurst int
-	// MaxInFlight bounds the deliveries processed at once. Defaults to 64.
+	// MaxInFlight bounds the verified deliveries parsed and appended at
+	// once. Defaults to 64.
 	MaxInFlight int
+	// MaxBodyReads bounds the bodies one source may be sending at once.
+	// Defaults to 16.
+	MaxBodyReads int
+	// BodyReadTimeout bounds the time to receive one body. Defaults to
+	// 10s; at most readTimeout (30s).
+	BodyReadTimeout time.Duration
+	// RejectLogEvery is the interval over which rejected requests are
+	// logged in aggregate (ingress.Config.RejectLogInterval). Zero (the
+	// flag's 0) logs every rejection; unset in tests' AppConfig means the
+	// same, and serve's flag defaults to 10s.
+	RejectLogEvery time.Duration
 	// TrustedProxies is a list of CIDR prefixes whose X-Forwarded-For is
 	// honoured. Defaults to none.
 	TrustedProxies string
@@ -190,6 +208,16 @@ type App struct {
 	sealer   *ledgerSealer
 	listener net.Listener
 	server   *http.Server
+	handler  *ingress.Handler
+}
+
+// rejectLogInterval maps the setting (0: log every rejection) to
+// ingress.Config's (negative: log every rejection).
+func rejectLogInterval(every time.Duration) time.Duration {
+	if every <= 0 {
+		return -1
+	}
+	return every
 }
 
 // NewApp checks the configuration, connects to the database, checks (or
@@ -248,6 +276,17 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.store, err = eventstore.NewWithConfig(pool, eventstore.Config{
 		Logger:  eventstore.WatermillLogger(cfg.Logger),
 		Flushed: func(entries int, _ time.Duration, _ error) { metrics.LedgerBatch(entries) },
+		Conflicted: func(c eventstore.Conflict) {
+			metrics.LedgerConflict()
+			// Digests only: the body is in ledger_conflicts.
+			cfg.Logger.Warn("ledger_conflict",
+				slog.String("svix_id", c.SvixID),
+				slog.String("stored_sha256", c.StoredSHA256),
+				slog.String("received_sha256", c.ReceivedSHA256),
+				slog.String("remote_addr", c.SourceIP),
+				slog.Bool("recorded", c.Recorded),
+			)
+		},
 	})
 	if err != nil {
 		pool.Close()
@@ -280,7 +319,12 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		FailedAuthRate:  cfg.FailedAuthRate,
 		FailedAuthBurst: cfg.FailedAuthBurst,
 		MaxInFlight:     cfg.MaxInFlight,
+
+		MaxBodyReadsPerSource: cfg.MaxBodyReads,
+		BodyReadTimeout:       cfg.BodyReadTimeout,
+		RejectLogInterval:     rejectLogInterval(cfg.RejectLogEvery),
 	})
+	a.handler = handler
 	if a.sealer, err = a.newSealer(handler); err != nil {
 		pool.Close()
 		return nil, err
@@ -396,6 +440,7 @@ func (a *App) Run(ctx context.Context) error {
 	go func() { runnerErr <- a.runner.Run(runCtx) }()
 	// The sealer (when configured) stops with the projections, after the drain.
 	sealerDone := a.startSealer(runCtx)
+	rejectsDone := a.summariseRejections(runCtx)
 
 	var failure error
 	select {
@@ -425,11 +470,40 @@ func (a *App) Run(ctx context.Context) error {
 		failure = errors.Join(failure, fmt.Errorf("projections: %w", err))
 	}
 	<-sealerDone
+	<-rejectsDone
 	if failure != nil {
 		return failure
 	}
 	a.cfg.Logger.Info("webhookd_stopped")
 	return nil
+}
+
+// summariseRejections writes the rejected-request summary whenever its
+// interval has ended, so that a flood that stops is still summarised, and
+// once more when ctx ends (after the drain).
+func (a *App) summariseRejections(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		every := a.cfg.RejectLogEvery
+		if every <= 0 {
+			return
+		}
+		// Checked several times per interval, so a summary is at most a
+		// fraction of an interval late; the handler's clock decides.
+		tick := time.NewTicker(max(every/4, 100*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				a.handler.FlushDueRejections(ctx)
+			case <-ctx.Done():
+				a.handler.FlushRejections(context.Background())
+				return
+			}
+		}
+	}()
+	return done
 }
 
 // servingGCPercent is the garbage collector's GOGC for `webhookd serve`
