@@ -286,7 +286,20 @@ type outcome struct {
 	delivery Delivery
 	env      domain.Envelope
 	err      error
+	// signed is true once the signature verified: Clerk sent this body.
+	signed bool
 }
+
+// AbortHeader and AbortValue tell Svix to stop retrying a message
+// (docs.svix.com, "Delivery Control"). webhookd sends them only with a 4xx
+// for a body whose signature verified and that can never be accepted: a
+// retry would carry the same bytes and get the same answer for 27 hours.
+// Never with a 401 (a secret being rotated), 429 or 5xx, which a retry can
+// pass.
+const (
+	AbortHeader = "webhook-delivery"
+	AbortValue  = "abort-message"
+)
 
 // Answers of the abuse limits.
 var (
@@ -366,6 +379,9 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, slog.String("outcome", "stored"), slog.Int("status", http.StatusOK))
 	} else {
 		errorID := NewErrorID(receivedAt)
+		if o.signed && neverAccepted(o.err) {
+			w.Header().Set(AbortHeader, AbortValue)
+		}
 		status := writeError(w, o.err, errorID)
 		result := "rejected"
 		level = slog.LevelWarn
@@ -387,6 +403,16 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.cfg.Logger.LogAttrs(r.Context(), level, o.event, attrs...)
+}
+
+// neverAccepted reports whether err is the same answer every retry of the
+// same body gets: the body itself is refused (invalid, too large).
+func neverAccepted(err error) bool {
+	switch domain.ErrorCode(err) {
+	case domain.EINVALID, domain.ETOOLARGE:
+		return true
+	}
+	return false
 }
 
 // readError is a body that could not be read, as the outcome to log.
@@ -433,7 +459,7 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, r
 	defer h.release()
 	env, err := domain.ParseEnvelope(body)
 	if err != nil {
-		return outcome{event: "event_invalid", delivery: d, err: err}
+		return outcome{event: "event_invalid", delivery: d, err: err, signed: true}
 	}
 	entry := domain.LedgerEntry{
 		SvixID:        d.ID,
@@ -455,7 +481,7 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, r
 	res, err := h.cfg.Ledger.Append(ctx, entry)
 	if err != nil {
 		h.cfg.Metrics.appended("error", time.Since(appendStart))
-		return outcome{event: "append_failed", delivery: d, env: env, err: err}
+		return outcome{event: "append_failed", delivery: d, env: env, err: err, signed: true}
 	}
 	answer := Accepted{Status: "accepted", SvixID: d.ID, EventType: env.Type}
 	event, result := "event_appended", "appended"

@@ -209,9 +209,22 @@ func TestBodiesThatAreNotClerkEventsAreRejected(t *testing.T) {
 			a := h.post(h.url, signed(t, testSecret, "msg_bad", h.now, []byte(tc.body)), []byte(tc.body))
 			h.requireRejected(a, http.StatusBadRequest, "invalid", tc.reason)
 			require.Equal(t, tc.message, a.body["message"], tc.body)
+			// Signed by Clerk and refused for what it is: Svix need not
+			// retry it for 27 hours.
+			require.Equal(t, ingress.AbortValue, a.header.Get(ingress.AbortHeader), tc.body)
 		}
 	}
 	require.EqualValues(t, 0, h.ledgerCount())
+
+	// Not signed (a forger, or a secret being rotated) or not readable as a
+	// delivery: no word to Svix about retries.
+	bad := []byte(`{"hello":"world"}`)
+	a := h.post(h.url, signed(t, otherSecret, "msg_forged", h.now, bad), bad)
+	h.requireRejected(a, http.StatusUnauthorized, "unauthorized", "no_matching_signature")
+	require.Empty(t, a.header.Get(ingress.AbortHeader))
+	a = h.post(h.url, http.Header{"Content-Type": {"application/json"}}, bad)
+	require.Equal(t, http.StatusBadRequest, a.status)
+	require.Empty(t, a.header.Get(ingress.AbortHeader))
 }
 
 func TestBodyOverLimitIsRejected(t *testing.T) {
