@@ -22,7 +22,6 @@ const (
 	newSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 )
 
-
 // clerkEntry is a user event for user as Clerk's Svix delivers it: signed
 // with secret by the real Svix library, with the facts ingress stores.
 func clerkEntry(t *testing.T, secret, typ, user string, seed int64, at time.Time) domain.LedgerEntry {
@@ -260,21 +259,25 @@ func TestOriginOfClerkRows(t *testing.T) {
 		reason string // "" when it still verifies
 	}{
 		"several signatures, one valid (as Svix sends during a rotation)": {func(e *domain.LedgerEntry) { e.Signature = otherSig + " v1,Zm9v " + e.Signature }, ""},
-		"several signatures, none valid":                                  {func(e *domain.LedgerEntry) { e.Signature = otherSig + " v1,Zm9v v2," + strings.TrimPrefix(e.Signature, "v1,") }, "matches none of the 1 configured"},
-		"the valid signature under another version":                       {func(e *domain.LedgerEntry) { e.Signature = "v1a," + strings.TrimPrefix(e.Signature, "v1,") }, "matches none"},
-		"a valid signature of another svix_id":                            {func(e *domain.LedgerEntry) { e.SvixID = "msg_other" }, "matches none"},
-		"a valid signature of another timestamp":                          {func(e *domain.LedgerEntry) { e.SvixTimestamp = e.SvixTimestamp.Add(time.Second) }, "matches none"},
-		"the timestamp with a fraction of a second":                       {func(e *domain.LedgerEntry) { e.SvixTimestamp = e.SvixTimestamp.Add(time.Millisecond) }, "its svix_timestamp is not the signed one"},
-		"no signature":                                                    {func(e *domain.LedgerEntry) { e.Signature = "" }, "it has no svix signature, timestamp or id"},
-		"no timestamp":                                                    {func(e *domain.LedgerEntry) { e.SvixTimestamp = time.Time{} }, "it has no svix signature, timestamp or id"},
-		"a payload byte changed":                                          {func(e *domain.LedgerEntry) { e.Payload = []byte(strings.Replace(string(e.Payload), "user_1", "user_2", 1)) }, "matches none"},
-		"another subject beside the signed payload":                       {func(e *domain.LedgerEntry) { e.SubjectID = "user_2" }, "its subject_id is not what the signed payload says"},
-		"another type beside the signed payload":                          {func(e *domain.LedgerEntry) { e.EventType = "user.deleted" }, "its event_type is not what the signed payload says"},
-		"another event time beside the signed payload":                    {func(e *domain.LedgerEntry) { e.EventTime = e.EventTime.Add(time.Hour) }, "its event_time is not what the signed payload says"},
-		"another instance beside the signed payload":                      {func(e *domain.LedgerEntry) { e.InstanceID = "ins_other" }, "its instance_id is not what the signed payload says"},
-		"another unit beside the signed payload":                          {func(e *domain.LedgerEntry) { e.TimestampUnit = "s" }, "its timestamp_unit is not what the signed payload says"},
-		"a webhookd signature on a clerk row":                             {func(e *domain.LedgerEntry) { audit.SignInternalEntry(testKey, e) }, "matches none"},
-		"an unknown source":                                               {func(e *domain.LedgerEntry) { e.Source = "clerk-api" }, "unknown source"},
+		"several signatures, none valid": {func(e *domain.LedgerEntry) {
+			e.Signature = otherSig + " v1,Zm9v v2," + strings.TrimPrefix(e.Signature, "v1,")
+		}, "matches none of the 1 configured"},
+		"the valid signature under another version": {func(e *domain.LedgerEntry) { e.Signature = "v1a," + strings.TrimPrefix(e.Signature, "v1,") }, "matches none"},
+		"a valid signature of another svix_id":      {func(e *domain.LedgerEntry) { e.SvixID = "msg_other" }, "matches none"},
+		"a valid signature of another timestamp":    {func(e *domain.LedgerEntry) { e.SvixTimestamp = e.SvixTimestamp.Add(time.Second) }, "matches none"},
+		"the timestamp with a fraction of a second": {func(e *domain.LedgerEntry) { e.SvixTimestamp = e.SvixTimestamp.Add(time.Millisecond) }, "its svix_timestamp is not the signed one"},
+		"no signature": {func(e *domain.LedgerEntry) { e.Signature = "" }, "it has no svix signature, timestamp or id"},
+		"no timestamp": {func(e *domain.LedgerEntry) { e.SvixTimestamp = time.Time{} }, "it has no svix signature, timestamp or id"},
+		"a payload byte changed": {func(e *domain.LedgerEntry) {
+			e.Payload = []byte(strings.Replace(string(e.Payload), "user_1", "user_2", 1))
+		}, "matches none"},
+		"another subject beside the signed payload":    {func(e *domain.LedgerEntry) { e.SubjectID = "user_2" }, "its subject_id is not what the signed payload says"},
+		"another type beside the signed payload":       {func(e *domain.LedgerEntry) { e.EventType = "user.deleted" }, "its event_type is not what the signed payload says"},
+		"another event time beside the signed payload": {func(e *domain.LedgerEntry) { e.EventTime = e.EventTime.Add(time.Hour) }, "its event_time is not what the signed payload says"},
+		"another instance beside the signed payload":   {func(e *domain.LedgerEntry) { e.InstanceID = "ins_other" }, "its instance_id is not what the signed payload says"},
+		"another unit beside the signed payload":       {func(e *domain.LedgerEntry) { e.TimestampUnit = "s" }, "its timestamp_unit is not what the signed payload says"},
+		"a webhookd signature on a clerk row":          {func(e *domain.LedgerEntry) { audit.SignInternalEntry(testKey, e) }, "matches none"},
+		"an unknown source":                            {func(e *domain.LedgerEntry) { e.Source = "clerk-api" }, "unknown source"},
 		"signed by Svix, not a Clerk envelope": {func(e *domain.LedgerEntry) {
 			e.Payload = []byte(`{"hello":"world"}`)
 			e.Signature, _ = mine.Sign(e.SvixID, e.SvixTimestamp, e.Payload)

@@ -460,3 +460,28 @@ func (s *Store) UnindexedBehind(ctx context.Context, limit int) (int64, []int64,
 	}
 	return n, offsets, nil
 }
+
+// CheckpointedOffsets returns which of offsets belong to entries that the
+// latest signed checkpoint covers (a ledger index below its tree size).
+// The sealer checks an entry's origin before it indexes it, so such an
+// entry's origin was checked when it was sealed (or it was sealed before
+// webhookd checked origins); the projections accept it without its
+// signature verifying now, e.g. after the Clerk secret that signed it was
+// retired.
+func CheckpointedOffsets(ctx context.Context, q Querier, offsets []int64) (map[int64]bool, error) {
+	rows, err := q.Query(ctx, `SELECT i.ledger_offset FROM `+IndexTable+` i
+		WHERE i.ledger_offset = ANY($1)
+		  AND i.ledger_index < (SELECT coalesce(max(tree_size), 0) FROM `+CheckpointsTable+`)`, offsets)
+	if err != nil {
+		return nil, translate(err, "read checkpointed entries")
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, translate(err, "read checkpointed entries")
+	}
+	out := make(map[int64]bool, len(found))
+	for _, o := range found {
+		out[o] = true
+	}
+	return out, nil
+}

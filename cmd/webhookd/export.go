@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +24,7 @@ type ExportCmd struct {
 	Redact      bool     `name:"redact" help:"Replace personal data in payloads; the bundle then proves inclusion of each entry's sealed leaf hash but cannot recompute it."`
 	Out         string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent), or, ending in .tar.gz or .tgz, bundle archive file to create (must not exist)."`
 	Actor       string   `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who takes the export, recorded in the ledger; default user@host."`
-	SigningKey  string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve): signs the manifest (manifest.sig), so that what it says of the export is authenticated too. Unset, the manifest is not signed (WEBHOOKD_SIGNING_KEY)."`
+	SigningKey  string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve), required: signs the manifest (manifest.sig), so that what it says of the export is authenticated too, and the export's ledger entry (WEBHOOKD_SIGNING_KEY)."`
 }
 
 // Run writes the bundle, records the export in the ledger and prints the
@@ -46,13 +45,14 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 	if c.User != "" && !strings.HasPrefix(c.User, "user_") {
 		return errors.New("--user must be a Clerk user id, user_…")
 	}
-	var key ed25519.PrivateKey
-	if c.SigningKey != "" {
-		if key, err = audit.ParseSigningKey(c.SigningKey); err != nil {
-			return err
-		}
-	} else {
-		logger.Warn("export_manifest_unsigned", "reason", "WEBHOOKD_SIGNING_KEY is not set: the manifest (actor, range, filters, counts) is not signed; entries and proofs are still checked against the signed checkpoint")
+	// An export is recorded in the ledger as an entry webhookd signs, and
+	// only a sealed ledger can be exported: the key is required.
+	if c.SigningKey == "" {
+		return errors.New(audit.ErrNoSigningKeyToAppend)
+	}
+	key, err := audit.ParseSigningKey(c.SigningKey)
+	if err != nil {
+		return err
 	}
 	pool, err := openMigrated(ctx, c.DatabaseURL)
 	if err != nil {

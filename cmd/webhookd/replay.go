@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/projections"
 )
 
@@ -15,11 +16,24 @@ type ReplayCmd struct {
 	Projection  string `arg:"" enum:"users" help:"Read model to rebuild: users."`
 	Check       bool   `name:"check" help:"Rebuild into a scratch table and compare it with the live one (row count and digest); change nothing. Exit status 1 when they differ."`
 	BatchSize   int    `name:"batch-size" default:"5000" help:"Ledger entries read per query."`
+	// The origin check of the live projection (serve's settings), so that
+	// a rebuild refuses what the live projection refuses.
+	SigningSecret  string `name:"signing-secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Clerk's signing secret(s), as for serve: entries not covered by a signed checkpoint are applied only if their Svix signature verifies (CLERK_WEBHOOK_SIGNING_SECRET or CLERK_WEBHOOK_SECRET)."`
+	RetiredSecrets string `name:"retired-signing-secrets" env:"WEBHOOKD_RETIRED_SIGNING_SECRETS" help:"Retired Clerk signing secrets, as for serve (WEBHOOKD_RETIRED_SIGNING_SECRETS)."`
+	SigningKey     string `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"webhookd's signing key, as for serve: webhookd's own entries not covered by a signed checkpoint are applied only if signed with it (WEBHOOKD_SIGNING_KEY)."`
 }
 
 // Run rebuilds (or checks) the projection and prints a JSON report.
 func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 	logger, err := g.Logger()
+	if err != nil {
+		return err
+	}
+	secrets, err := ingress.ParseSecrets(c.SigningSecret)
+	if err != nil {
+		return fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w (replay checks each entry's origin as serve does: give it serve's settings)", err)
+	}
+	origin, err := newOriginVerifier(secrets, c.RetiredSecrets, c.SigningKey)
 	if err != nil {
 		return err
 	}
@@ -35,6 +49,7 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 	progress, finish := newProgress(logger, op)
 	report, err := projections.RebuildUsers(ctx, projections.RebuildConfig{
 		Pool: pool, Logger: logger, BatchSize: c.BatchSize, Progress: progress,
+		Origin: projectionOrigin(origin, c.SigningKey),
 	}, c.Check)
 	finish()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"time"
 
+	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -28,6 +29,7 @@ type UsersAssignCmd struct {
 	Practice    *string `name:"practice" help:"Practice id to assign; an empty value removes the practice."`
 	Actor       string  `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who makes the change (recorded). Defaults to the operating-system user."`
 	Reason      string  `name:"reason" help:"Why (recorded; do not put personal data here)."`
+	SigningKey  string  `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve seals the ledger with: the access change is signed with it, as every entry webhookd appends. Required once the ledger is sealed (WEBHOOKD_SIGNING_KEY)."`
 }
 
 // Run appends the access change and prints its svix id.
@@ -49,9 +51,16 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer store.Close()
+	key, err := appendSigningKey(ctx, store, c.SigningKey)
+	if err != nil {
+		return err
+	}
 	entry, err := domain.NewInternalEntry(domain.EventUserAccessChanged, change.ClerkID, change, time.Now())
 	if err != nil {
 		return err
+	}
+	if key != nil {
+		audit.SignInternalEntry(key, &entry)
 	}
 	if _, err := store.Append(ctx, entry); err != nil {
 		return fmt.Errorf("record access change: %s", domain.ErrorMessage(err))
