@@ -70,8 +70,9 @@ type ExportOptions struct {
 	Now func() time.Time
 	// Progress receives one Add per exported entry.
 	Progress Progress
-	// Record, when set, appends the export's ledger event (ExportEvent)
-	// once the bundle is written.
+	// Record, when set, appends the export's ledger event (ExportEvent),
+	// signed with Key (SignInternalEntry), once the bundle is written. It
+	// requires Key: the sealer refuses an unsigned entry of webhookd's.
 	Record Appender
 	// Total, when set, is told the number of entries to come before the
 	// first Add (-1 when unknown).
@@ -81,6 +82,11 @@ type ExportOptions struct {
 	// for the whole bundle.
 	Key ed25519.PrivateKey
 }
+
+// ErrNoSigningKeyToAppend is the text of the error of a command that would
+// append an entry of webhookd's own to a sealed ledger without the key to
+// sign it.
+const ErrNoSigningKeyToAppend = "WEBHOOKD_SIGNING_KEY is not set: this command appends to the ledger, and on a sealed ledger webhookd signs every entry it appends with the key that seals it (the one webhookd serve has; the sealer refuses an unsigned one). Set WEBHOOKD_SIGNING_KEY or pass --signing-key"
 
 // Export writes a bundle of the sealed entries opts selects, with their
 // inclusion proofs against the latest checkpoint (entries indexed since are
@@ -92,6 +98,9 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	}
 	if opts.ID == "" {
 		opts.ID = NewUUID()
+	}
+	if opts.Record != nil && opts.Key == nil {
+		return Manifest{}, errors.New(ErrNoSigningKeyToAppend)
 	}
 	cp, err := ledger.LatestCheckpoint(ctx)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -224,6 +233,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 		if err != nil {
 			return Manifest{}, err
 		}
+		SignInternalEntry(opts.Key, &event)
 		if _, err := opts.Record.Append(ctx, event); err != nil {
 			return Manifest{}, fmt.Errorf("record the export in the ledger: %w", err)
 		}

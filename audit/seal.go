@@ -30,6 +30,11 @@ type SealLedger interface {
 	AppendCheckpoint(ctx context.Context, c Checkpoint) error
 	// LatestCheckpoint returns a domain.ENOTFOUND error when there is none.
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+	// UnindexedBehind counts the committed entries that sort at or before
+	// the last indexed entry but have no ledger index (rows inserted
+	// behind the sealer's position, which it can never index), and
+	// returns the offsets of up to limit of them.
+	UnindexedBehind(ctx context.Context, limit int) (int64, []int64, error)
 }
 
 // LeaderLock is a lock that at most one sealer holds across replicas.
@@ -61,6 +66,16 @@ type SealerConfig struct {
 	Logger *slog.Logger
 	// Now stamps checkpoints (signed_at). Defaults to time.Now.
 	Now func() time.Time
+	// VerifyOrigin, when set, is called with every entry before it is
+	// indexed (OriginVerifier.Verify). An entry it fails is never indexed:
+	// the entries before it are, and sealing stops there with an error
+	// wrapping ErrIntegrity that names the entry.
+	VerifyOrigin func(domain.LedgerEntry) error
+	// BehindCheckInterval is how often the leader looks for entries behind
+	// its position that have no ledger index (SealLedger.UnindexedBehind,
+	// one count over the ledger's primary key): they are an integrity
+	// failure. It also looks once when it takes the lead. Defaults to 1m.
+	BehindCheckInterval time.Duration
 }
 
 func (c *SealerConfig) defaults() {
@@ -78,6 +93,9 @@ func (c *SealerConfig) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.BehindCheckInterval <= 0 {
+		c.BehindCheckInterval = time.Minute
 	}
 }
 
@@ -160,10 +178,15 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 	}
 	// Scheduling uses the real clock; Now only stamps checkpoints.
 	next := time.Now().Add(s.cfg.Interval)
+	var nextBehind time.Time // now: once on taking the lead
 	for ctx.Err() == nil {
 		err := lock.Check(ctx)
 		if err == nil {
 			err = s.catchUp(ctx)
+		}
+		if err == nil && !time.Now().Before(nextBehind) {
+			err = s.checkBehind(ctx)
+			nextBehind = time.Now().Add(s.cfg.BehindCheckInterval)
 		}
 		if err == nil && !time.Now().Before(next) {
 			_, err = s.checkpoint(ctx)
@@ -226,6 +249,12 @@ func (s *Sealer) catchUp(ctx context.Context) error {
 		if err != nil || len(batch) == 0 {
 			return err
 		}
+		full := len(batch) == s.cfg.BatchSize
+		// An entry whose origin fails is never indexed; those before it are.
+		forged := s.verifyOrigin(batch)
+		if forged != nil {
+			batch = batch[:forged.at]
+		}
 		offsets := make([]int64, len(batch))
 		leaves := make([]merkle.Hash, len(batch))
 		for i, e := range batch {
@@ -233,16 +262,69 @@ func (s *Sealer) catchUp(ctx context.Context) error {
 			offsets[i] = e.Offset
 			leaves[i] = ComputeLeafHash(&entry)
 		}
-		if err := s.cfg.Ledger.AppendLeaves(ctx, s.tree.Size(), offsets, leaves); err != nil {
-			return err
+		if len(batch) > 0 {
+			if err := s.cfg.Ledger.AppendLeaves(ctx, s.tree.Size(), offsets, leaves); err != nil {
+				return err
+			}
 		}
 		for _, l := range leaves {
 			s.tree.Append(l)
 		}
-		if len(batch) < s.cfg.BatchSize {
+		if forged != nil {
+			// The entries before it are sealed all the same.
+			if _, err := s.checkpoint(ctx); err != nil {
+				return errors.Join(forged.err, err)
+			}
+			return forged.err
+		}
+		if !full {
 			return nil
 		}
 	}
+}
+
+// originFailure is the first entry of a batch whose origin fails.
+type originFailure struct {
+	at  int
+	err error
+}
+
+// verifyOrigin returns the first entry of batch that VerifyOrigin fails,
+// its error wrapping ErrIntegrity; nil when all pass.
+func (s *Sealer) verifyOrigin(batch []domain.LedgerEntry) *originFailure {
+	if s.cfg.VerifyOrigin == nil {
+		return nil
+	}
+	for i, e := range batch {
+		if err := s.cfg.VerifyOrigin(e); err != nil {
+			if !errors.Is(err, ErrIntegrity) {
+				err = fmt.Errorf("%w: %w; it is not sealed, and sealing stops before it", ErrIntegrity, err)
+			}
+			return &originFailure{at: i, err: err}
+		}
+	}
+	return nil
+}
+
+// checkBehind fails, wrapping ErrIntegrity, when committed entries sort
+// behind the last indexed entry without a ledger index: rows inserted with
+// the ledger's ordering triggers disabled (a backdated transaction id),
+// which no sealer or projection reading in order will ever see.
+func (s *Sealer) checkBehind(ctx context.Context) error {
+	const named = 10
+	n, offsets, err := s.cfg.Ledger.UnindexedBehind(ctx, named)
+	if err != nil || n == 0 {
+		return err
+	}
+	list := fmt.Sprint(offsets)
+	if n > int64(len(offsets)) {
+		list = fmt.Sprintf("%v and %d more", offsets, n-int64(len(offsets)))
+	}
+	// What was indexed before the check is sealed all the same.
+	if _, cerr := s.checkpoint(ctx); cerr != nil {
+		return cerr
+	}
+	return fmt.Errorf("%w: %d ledger row(s) sort behind the last sealed entry but have no ledger index, at offset(s) %s: they were inserted out of order (with the ledger's triggers disabled) and can never be sealed or projected", ErrIntegrity, n, list)
 }
 
 // checkpoint signs and stores a checkpoint if the tree grew since the last.
@@ -270,10 +352,15 @@ func SealOnce(ctx context.Context, cfg SealerConfig) (Checkpoint, error) {
 	if err := s.restore(ctx); err != nil {
 		return Checkpoint{}, err
 	}
-	if err := s.catchUp(ctx); err != nil {
-		return Checkpoint{}, err
+	err := s.catchUp(ctx)
+	if err == nil {
+		err = s.checkBehind(ctx)
 	}
-	if _, err := s.checkpoint(ctx); err != nil {
+	// What was indexed before a failure is checkpointed all the same.
+	if _, cerr := s.checkpoint(ctx); cerr != nil {
+		return Checkpoint{}, errors.Join(err, cerr)
+	}
+	if err != nil {
 		return Checkpoint{}, err
 	}
 	return cfg.Ledger.LatestCheckpoint(ctx)

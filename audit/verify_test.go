@@ -27,7 +27,10 @@ func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
 		opts.Dir = filepath.Join(l.t.TempDir(), "bundle")
 	}
 	opts.Actor = "auditor@example.com"
-	opts.Record = l.store
+	if opts.Key != nil {
+		// Recording the export appends an entry webhookd signs.
+		opts.Record = l.store
+	}
 	opts.Now = func() time.Time { return l.now }
 	m, err := audit.Export(context.Background(), l.store, opts)
 	require.NoError(l.t, err)
@@ -65,7 +68,7 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	l := setupLedger(t)
 	l.add(20, "")
 	cp := l.seal()
-	dir, m := l.export(audit.ExportOptions{})
+	dir, m := l.export(audit.ExportOptions{Key: testKey})
 	require.Equal(t, 20, m.Entries)
 	require.True(t, m.Complete)
 	require.EqualValues(t, 0, *m.FirstIndex)
@@ -86,6 +89,23 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	got, err := l.store.Get(context.Background(), "whd_"+m.ExportID)
 	require.NoError(t, err)
 	require.Equal(t, domain.SourceWebhookd, got.Source)
+	// signed with the key, so that the sealer takes it as webhookd's.
+	require.NoError(t, verifier(t, newSecret).Verify(got))
+	_, err = l.sealVerified(verifier(t, newSecret))
+	require.NoError(t, err, "the sealer, which checks origins, seals it")
+	require.EqualValues(t, 21, l.indexed())
+}
+
+func TestExportIsRecordedOnlyWithTheSigningKey(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(2, "")
+	l.seal()
+	dir := filepath.Join(t.TempDir(), "b")
+	_, err := audit.Export(context.Background(), l.store, audit.ExportOptions{Dir: dir, Record: l.store})
+	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, os.ErrNotExist, "refused before writing anything")
 }
 
 func TestExportFiltersAndRedaction(t *testing.T) {

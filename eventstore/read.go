@@ -414,3 +414,74 @@ func (l *SealerLock) Close(ctx context.Context) error {
 	l.held = false
 	return l.conn.Close(ctx)
 }
+
+// UnindexedBehind counts the committed entries that sort at or before the
+// last indexed entry (in safe order) but have no ledger index, and returns
+// the offsets of the first limit of them. The sealer indexes in safe order,
+// so there are none unless a row was inserted behind its position, which
+// only a client with the ledger's triggers disabled can do (order.go).
+//
+// The count compares two numbers: the rows at or before the last indexed
+// position (an index-only range scan of the primary key) and the last
+// ledger index + 1 (indexes are gapless). Only when they differ are the
+// rows named, with an anti-join.
+func (s *Store) UnindexedBehind(ctx context.Context, limit int) (int64, []int64, error) {
+	const last = `
+	WITH last AS (
+		SELECT e.transaction_id AS tx, e."offset" AS off, i.ledger_index AS idx
+		FROM ` + IndexTable + ` i JOIN ` + EventsTable + ` e ON e."offset" = i.ledger_offset
+		ORDER BY i.ledger_index DESC LIMIT 1
+	)`
+	var n int64
+	err := s.pool.QueryRow(ctx, last+`
+	SELECT (SELECT count(*) FROM `+EventsTable+`
+	        WHERE (transaction_id, "offset") <= ((SELECT tx FROM last), (SELECT off FROM last)))
+	     - coalesce((SELECT idx FROM last) + 1, 0)`).Scan(&n)
+	if err != nil {
+		return 0, nil, translate(err, "count entries behind the sealed position")
+	}
+	if n == 0 {
+		return 0, nil, nil
+	}
+	if n < 0 {
+		return 0, nil, fmt.Errorf("%w: ledger_index holds %d more entries than the ledger has up to the last indexed one", audit.ErrIntegrity, -n)
+	}
+	rows, err := s.pool.Query(ctx, last+`
+	SELECT e."offset" FROM `+EventsTable+` e
+	WHERE (e.transaction_id, e."offset") <= ((SELECT tx FROM last), (SELECT off FROM last))
+	  AND NOT EXISTS (SELECT 1 FROM `+IndexTable+` i WHERE i.ledger_offset = e."offset")
+	ORDER BY e.transaction_id, e."offset" LIMIT $1`, limit)
+	if err != nil {
+		return 0, nil, translate(err, "find entries behind the sealed position")
+	}
+	offsets, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, nil, translate(err, "find entries behind the sealed position")
+	}
+	return n, offsets, nil
+}
+
+// CheckpointedOffsets returns which of offsets belong to entries that the
+// latest signed checkpoint covers (a ledger index below its tree size).
+// The sealer checks an entry's origin before it indexes it, so such an
+// entry's origin was checked when it was sealed (or it was sealed before
+// webhookd checked origins); the projections accept it without its
+// signature verifying now, e.g. after the Clerk secret that signed it was
+// retired.
+func CheckpointedOffsets(ctx context.Context, q Querier, offsets []int64) (map[int64]bool, error) {
+	rows, err := q.Query(ctx, `SELECT i.ledger_offset FROM `+IndexTable+` i
+		WHERE i.ledger_offset = ANY($1)
+		  AND i.ledger_index < (SELECT coalesce(max(tree_size), 0) FROM `+CheckpointsTable+`)`, offsets)
+	if err != nil {
+		return nil, translate(err, "read checkpointed entries")
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, translate(err, "read checkpointed entries")
+	}
+	out := make(map[int64]bool, len(found))
+	for _, o := range found {
+		out[o] = true
+	}
+	return out, nil
+}

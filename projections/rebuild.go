@@ -30,6 +30,11 @@ type RebuildConfig struct {
 	// CatchUpTimeout bounds how long a check waits for the live
 	// projection to reach the rebuild's position. Defaults to 30s.
 	CatchUpTimeout time.Duration
+	// Origin checks entries' origin as Users.Origin does for the live
+	// projection (give both the same, or a check reports drift): an entry
+	// that fails and that no signed checkpoint covers is skipped. Unset,
+	// nothing is checked.
+	Origin func(domain.LedgerEntry) error
 }
 
 // RebuildReport tells what a rebuild did.
@@ -151,10 +156,16 @@ func foldUsers(ctx context.Context, cfg RebuildConfig) (map[string]*UserState, R
 			wg.Go(func() {
 				for i := w; i < len(f.batch); i += workers {
 					events[i], errs[i] = DecodeUserEvent(f.batch[i].LedgerEntry)
+					if errs[i] == nil && events[i].Kind != UserIgnored && cfg.Origin != nil {
+						events[i].origin = cfg.Origin(f.batch[i].LedgerEntry)
+					}
 				}
 			})
 		}
 		wg.Wait()
+		if err := refuseUnprovenInFold(ctx, cfg.Pool, events[:len(f.batch)], errs); err != nil {
+			return nil, report, err
+		}
 		for i := range f.batch {
 			if errs[i] != nil {
 				// The live projection records such an entry as poison and
@@ -184,6 +195,31 @@ func foldUsers(ctx context.Context, cfg RebuildConfig) (map[string]*UserState, R
 		return nil, report, err
 	}
 	return states, report, nil
+}
+
+// refuseUnprovenInFold sets errs[i] for each event whose origin did not
+// verify and that no signed checkpoint covers, as the live projection
+// refuses it (refuseUnproven): one lookup per batch, none when all verify.
+func refuseUnprovenInFold(ctx context.Context, q eventstore.Querier, events []UserEvent, errs []error) error {
+	var offsets []int64
+	for i, ev := range events {
+		if errs[i] == nil && ev.origin != nil {
+			offsets = append(offsets, ev.Offset)
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	sealed, err := eventstore.CheckpointedOffsets(ctx, q, offsets)
+	if err != nil {
+		return err
+	}
+	for i, ev := range events {
+		if errs[i] == nil && ev.origin != nil && !sealed[ev.Offset] {
+			errs[i] = fmt.Errorf("%w: %w", ErrOriginUnverified, ev.origin)
+		}
+	}
+	return nil
 }
 
 // createShadow makes a table like users and copies states into it.
@@ -231,7 +267,7 @@ func recordSkipped(ctx context.Context, tx pgx.Tx, skipped []SkippedEntry) error
 
 // catchUp applies to table the entries between the rebuild's position and
 // the live projection's, with the live projection's own code.
-func catchUp(ctx context.Context, tx pgx.Tx, table string, from, to eventstore.Position, report *RebuildReport, logger *slog.Logger) (int64, error) {
+func catchUp(ctx context.Context, tx pgx.Tx, users Users, from, to eventstore.Position, report *RebuildReport, logger *slog.Logger) (int64, error) {
 	var n int64
 	for from.Less(to) {
 		batch, err := eventstore.ScanAfter(ctx, tx, from, to, 1000)
@@ -242,7 +278,7 @@ func catchUp(ctx context.Context, tx pgx.Tx, table string, from, to eventstore.P
 			break
 		}
 		for _, e := range batch {
-			if err := applyInSavepoint(ctx, tx, Users{Table: table}, e.LedgerEntry); err != nil {
+			if err := applyInSavepoint(ctx, tx, users, e.LedgerEntry); err != nil {
 				if eventstore.IsUnavailable(err) {
 					return n, err
 				}
@@ -285,7 +321,7 @@ func swapUsers(ctx context.Context, cfg RebuildConfig, shadow string, states map
 			return err
 		}
 		if report.Position.Less(live) {
-			n, err := catchUp(ctx, tx, shadow, report.Position, live, report, cfg.Logger)
+			n, err := catchUp(ctx, tx, Users{Table: shadow, Origin: cfg.Origin}, report.Position, live, report, cfg.Logger)
 			if err != nil {
 				return err
 			}
@@ -340,7 +376,7 @@ func checkUsers(ctx context.Context, cfg RebuildConfig, shadow string, states ma
 			if err := createShadow(ctx, tx, shadow, states, true); err != nil {
 				return err
 			}
-			n, err := catchUp(ctx, tx, shadow, report.Position, live, report, cfg.Logger)
+			n, err := catchUp(ctx, tx, Users{Table: shadow, Origin: cfg.Origin}, report.Position, live, report, cfg.Logger)
 			if err != nil {
 				return err
 			}

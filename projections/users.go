@@ -2,12 +2,14 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/eventstore"
 )
 
 // Users projects Clerk user events and webhookd's access changes into the
@@ -19,6 +21,16 @@ type Users struct {
 	// Table is the table written. Defaults to "users"; a rebuild writes a
 	// shadow table.
 	Table string
+	// Origin, when set, checks that each entry the projection would apply
+	// proves where it came from (audit.OriginVerifier.Verify: the Clerk
+	// row's Svix signature, webhookd's own signature). An entry that fails
+	// is still applied if a signed checkpoint covers it (the sealer checked
+	// its origin before sealing it: that is how entries signed with a
+	// retired secret, or appended before origins were checked, stay in the
+	// read model); otherwise applying it fails with an error starting
+	// "origin_unverified", so that the runner skips it and records it in
+	// projection_failures. Unset, nothing is checked.
+	Origin func(domain.LedgerEntry) error
 }
 
 var _ Batched = Users{}
@@ -51,6 +63,9 @@ func (u Users) Prepare(e domain.LedgerEntry) (any, bool, error) {
 	ev, err := DecodeUserEvent(e)
 	if err != nil || ev.Kind == UserIgnored {
 		return nil, false, err
+	}
+	if u.Origin != nil {
+		ev.origin = u.Origin(e)
 	}
 	return ev, true, nil
 }
@@ -86,6 +101,9 @@ func (u Users) ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []any) error 
 			ids = append(ids, ev.ClerkID)
 		}
 	}
+	if err := refuseUnproven(ctx, tx, events); err != nil {
+		return err
+	}
 	states, err := u.load(ctx, tx, ids)
 	if err != nil {
 		return err
@@ -105,6 +123,36 @@ func (u Users) ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []any) error 
 		}
 	}
 	return u.store(ctx, tx, changed)
+}
+
+// ErrOriginUnverified is matched by the error of applying an entry whose
+// origin does not verify and that no signed checkpoint covers (see
+// Users.Origin).
+var ErrOriginUnverified = errors.New("origin_unverified")
+
+// refuseUnproven fails for the first of events whose origin did not verify
+// unless a signed checkpoint covers it: one lookup of the failing entries,
+// none when all verify.
+func refuseUnproven(ctx context.Context, q eventstore.Querier, events []UserEvent) error {
+	var offsets []int64
+	for _, ev := range events {
+		if ev.origin != nil {
+			offsets = append(offsets, ev.Offset)
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	sealed, err := eventstore.CheckpointedOffsets(ctx, q, offsets)
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if ev.origin != nil && !sealed[ev.Offset] {
+			return fmt.Errorf("%w: %w", ErrOriginUnverified, ev.origin)
+		}
+	}
+	return nil
 }
 
 // load reads and locks the rows of ids that exist, in id order (so that

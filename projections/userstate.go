@@ -46,6 +46,9 @@ type UserEvent struct {
 	Time   time.Time
 	User   domain.User
 	Access domain.AccessChange
+	// origin is why the entry's origin did not verify (Users.Origin), nil
+	// when it did or was not checked.
+	origin error
 }
 
 // UserEventKind says what a UserEvent does.

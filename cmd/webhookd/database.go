@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -152,4 +153,19 @@ func (d *Database) connect(ctx context.Context, command string, g *Globals, logg
 	closeDev := conn.Close
 	conn.Close = func() { pool.Close(); closeDev() }
 	return pool, conn, nil
+}
+
+// devSetting returns setting, or, when it is empty and the command runs in
+// development mode, what serve --dev keeps in the development file name
+// (signing-secret, signing-key) in .webhookd/, if it exists: commands take
+// the same secret and key as the serve --dev they work beside.
+func (d *Database) devSetting(conn connection, setting, name string) string {
+	if setting != "" || !conn.Dev {
+		return setting
+	}
+	b, err := os.ReadFile(filepath.Join(d.devStateDir(), name))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +26,7 @@ type ExportCmd struct {
 	Redact     bool     `name:"redact" help:"Replace personal data in payloads; the bundle then proves inclusion of each entry's sealed leaf hash but cannot recompute it."`
 	Out        string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent), or, ending in .tar.gz or .tgz, bundle archive file to create (must not exist)."`
 	Actor      string   `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who takes the export, recorded in the ledger; default user@host."`
-	SigningKey string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve): signs the manifest (manifest.sig), so that what it says of the export is authenticated too. Unset, the manifest is not signed, except in development mode, which signs with .webhookd/signing-key."`
+	SigningKey string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve), required (in development mode .webhookd/signing-key): it signs the export's ledger entry and the manifest (manifest.sig), so that what the manifest says of the export is authenticated too."`
 }
 
 // Run writes the bundle, records the export in the ledger and prints the
@@ -48,29 +47,20 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 	if c.User != "" && !strings.HasPrefix(c.User, "user_") {
 		return errors.New("--user must be a Clerk user id, user_…")
 	}
-	var key ed25519.PrivateKey
-	if c.SigningKey != "" {
-		if key, err = audit.ParseSigningKey(c.SigningKey); err != nil {
-			return err
-		}
-	}
 	pool, conn, err := c.connect(ctx, "export", g, logger, true)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if key == nil && conn.Dev {
-		// The key serve --dev seals with, so the manifest is signed too.
-		var found bool
-		if key, _, found, err = readDevKey(c.devStateDir()); err != nil {
-			return err
-		}
-		if !found {
-			key = nil
-		}
+	// An export is recorded in the ledger as an entry webhookd signs, and
+	// only a sealed ledger can be exported: the key is required.
+	keySetting := c.devSetting(conn, c.SigningKey, devKeyFile)
+	if keySetting == "" {
+		return errors.New(audit.ErrNoSigningKeyToAppend)
 	}
-	if key == nil {
-		logger.Warn("export_manifest_unsigned", "reason", "WEBHOOKD_SIGNING_KEY is not set: the manifest (actor, range, filters, counts) is not signed; entries and proofs are still checked against the signed checkpoint")
+	key, err := audit.ParseSigningKey(keySetting)
+	if err != nil {
+		return err
 	}
 	store, err := eventstore.New(pool, eventstore.WatermillLogger(logger))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -75,9 +76,15 @@ func TestOpenAppenderShowsOnReadyzAndMetrics(t *testing.T) {
 	holder, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = holder.Rollback(ctx) }()
+	// A Clerk row as ingress would write it (signed: the sealer and the
+	// projection check its origin).
 	body := clerkfake.MustBuild("user.created", clerkfake.Options{ID: "user_held", Time: h.now})
+	env, err := domain.ParseEnvelope(body)
+	require.NoError(t, err)
+	heldHeaders := signed(t, testSecret, "msg_held", h.now, body)
 	_, err = holder.Exec(ctx, `INSERT INTO ledger_events (uuid, payload, svix_id, source, svix_timestamp, signature, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at)
-		VALUES ('held', $1, 'msg_held', 'clerk', now(), 'v1,x', 'user.created', 'user_held', 'ins_1', now(), 'ms', now())`, body)
+		VALUES ('held', $1, 'msg_held', 'clerk', $2, $3, 'user.created', 'user_held', $4, $5, $6, now())`,
+		body, h.now.Truncate(time.Second), heldHeaders.Get("svix-signature"), env.InstanceID, env.Time, env.TimestampUnit)
 	require.NoError(t, err)
 	var pid int32
 	require.NoError(t, holder.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/projections"
 )
 
@@ -15,6 +16,11 @@ type ReplayCmd struct {
 	Projection string `arg:"" enum:"users" help:"Read model to rebuild: users."`
 	Check      bool   `name:"check" help:"Rebuild into a scratch table and compare it with the live one (row count and digest); change nothing. Exit status 1 when they differ."`
 	BatchSize  int    `name:"batch-size" default:"5000" help:"Ledger entries read per query."`
+	// The origin check of the live projection (serve's settings), so that
+	// a rebuild refuses what the live projection refuses.
+	SigningSecret  string `name:"signing-secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Clerk's signing secret(s), as for serve: entries not covered by a signed checkpoint are applied only if their Svix signature verifies; in development mode .webhookd/signing-secret."`
+	RetiredSecrets string `name:"retired-signing-secrets" env:"WEBHOOKD_RETIRED_SIGNING_SECRETS" help:"Retired Clerk signing secrets, as for serve."`
+	SigningKey     string `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"webhookd's signing key, as for serve: webhookd's own entries not covered by a signed checkpoint are applied only if signed with it; in development mode .webhookd/signing-key."`
 }
 
 // Run rebuilds (or checks) the projection and prints a JSON report.
@@ -28,6 +34,15 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer conn.Close()
+	secrets, err := ingress.ParseSecrets(c.devSetting(conn, c.SigningSecret, devSecretFile))
+	if err != nil {
+		return fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w (replay checks each entry's origin as serve does: give it serve's settings)", err)
+	}
+	keySetting := c.devSetting(conn, c.SigningKey, devKeyFile)
+	origin, err := newOriginVerifier(secrets, c.RetiredSecrets, keySetting)
+	if err != nil {
+		return err
+	}
 	op := "rebuild " + c.Projection
 	if c.Check {
 		op = "check " + c.Projection
@@ -35,6 +50,7 @@ func (c *ReplayCmd) Run(ctx context.Context, g *Globals) error {
 	progress, finish := newProgress(logger, op)
 	report, err := projections.RebuildUsers(ctx, projections.RebuildConfig{
 		Pool: pool, Logger: logger, BatchSize: c.BatchSize, Progress: progress,
+		Origin: projectionOrigin(origin, keySetting),
 	}, c.Check)
 	finish()
 	if err != nil {

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 )
 
@@ -49,11 +56,79 @@ func (a *App) newSealer(handler *ingress.Handler) (*audit.Sealer, error) {
 			return l, nil
 		},
 		Key:          key,
+		VerifyOrigin: a.origin.Verify,
 		Interval:     cfg.Interval,
 		PollInterval: cfg.PollInterval,
 		Logger:       a.cfg.Logger,
 		Now:          a.cfg.Now,
 	}), nil
+}
+
+// newOriginVerifier builds the origin check of ledger rows (the sealer's
+// and the projections'): Clerk rows against the active and the retired
+// Clerk secrets, webhookd's own rows against the signing key's public key.
+// Without a signing key nothing webhookd appended can be verified (see
+// projectionOrigin).
+func newOriginVerifier(secrets []string, retired, signingKey string) (*audit.OriginVerifier, error) {
+	if strings.TrimSpace(retired) != "" {
+		old, err := ingress.ParseSecrets(retired)
+		if err != nil {
+			return nil, fmt.Errorf("WEBHOOKD_RETIRED_SIGNING_SECRETS: %w", err)
+		}
+		secrets = append(slices.Clone(secrets), old...)
+	}
+	if signingKey == "" {
+		return audit.NewOriginVerifier(secrets)
+	}
+	key, err := audit.ParseSigningKey(signingKey)
+	if err != nil {
+		return nil, err
+	}
+	return audit.NewOriginVerifier(secrets, key.Public().(ed25519.PublicKey))
+}
+
+// projectionOrigin is the users projection's origin check (and replay's):
+// every row's, when webhookd has its signing key; without it, webhookd's
+// own entries are not signed and cannot be told from forged ones, so only
+// Clerk rows are checked and webhookd's own entries are applied as before.
+func projectionOrigin(v *audit.OriginVerifier, signingKey string) func(domain.LedgerEntry) error {
+	if signingKey != "" {
+		return v.Verify
+	}
+	return func(e domain.LedgerEntry) error {
+		if e.Source == domain.SourceWebhookd {
+			return nil
+		}
+		return v.Verify(e)
+	}
+}
+
+// appendSigningKey returns the key a command signs the entries it appends
+// with (audit.SignInternalEntry): WEBHOOKD_SIGNING_KEY, which must be the
+// key of the ledger's latest checkpoint, or the sealer would refuse the
+// entry. Without the setting, a sealed ledger (one with a checkpoint) is
+// refused with audit.ErrNoSigningKeyToAppend, and an unsealed one gets the
+// entry unsigned (nil key): no sealer checks it, and nothing could.
+func appendSigningKey(ctx context.Context, store *eventstore.Store, setting string) (ed25519.PrivateKey, error) {
+	cp, err := store.LatestCheckpoint(ctx)
+	sealed := err == nil
+	if err != nil && domain.ErrorCode(err) != domain.ENOTFOUND {
+		return nil, fmt.Errorf("read the latest checkpoint: %s", domain.ErrorMessage(err))
+	}
+	if setting == "" {
+		if sealed {
+			return nil, errors.New(audit.ErrNoSigningKeyToAppend)
+		}
+		return nil, nil
+	}
+	key, err := audit.ParseSigningKey(setting)
+	if err != nil {
+		return nil, err
+	}
+	if pub := key.Public().(ed25519.PublicKey); sealed && !bytes.Equal(pub, cp.PublicKey) {
+		return nil, fmt.Errorf("WEBHOOKD_SIGNING_KEY (key id %s) is not the key that signed the latest checkpoint (key id %s): give the key webhookd serve seals with", audit.KeyID(pub), cp.KeyID)
+	}
+	return key, nil
 }
 
 // startSealer runs the sealer, if any, until ctx is done; the returned

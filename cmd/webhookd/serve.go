@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/migrations"
@@ -39,6 +40,7 @@ const (
 type ServeCmd struct {
 	Database
 	SigningSecret   string        `name:"signing-secret" env:"CLERK_WEBHOOK_SIGNING_SECRET,CLERK_WEBHOOK_SECRET" help:"Clerk's webhook signing secret(s), whsec_…; several separated by spaces or commas during a rotation. With --dev and unset: a development secret kept in .webhookd/signing-secret."`
+	RetiredSecrets  string        `name:"retired-signing-secrets" env:"WEBHOOKD_RETIRED_SIGNING_SECRETS" help:"Clerk signing secrets no longer in use, whsec_…, separated by spaces or commas: never accepted for deliveries, only to verify ledger rows they signed that are not sealed yet."`
 	Addr            string        `name:"addr" env:"WEBHOOKD_ADDR" default:":8080" help:"Listen address."`
 	Migrate         bool          `name:"migrate" env:"WEBHOOKD_MIGRATE" help:"Apply pending migrations before serving (always on with --dev)."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"WEBHOOKD_SHUTDOWN_TIMEOUT" default:"15s" help:"How long to drain in-flight requests on SIGTERM."`
@@ -81,6 +83,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	app, err := NewApp(ctx, AppConfig{
 		DatabaseURL:     c.URL,
 		SigningSecret:   c.SigningSecret,
+		RetiredSecrets:  c.RetiredSecrets,
 		Addr:            c.Addr,
 		Migrate:         c.Migrate,
 		ShutdownTimeout: c.ShutdownTimeout,
@@ -155,6 +158,10 @@ const defaultAddr = ":8080"
 type AppConfig struct {
 	DatabaseURL   string
 	SigningSecret string
+	// RetiredSecrets are Clerk signing secrets that only verify the origin
+	// of ledger rows (audit.OriginVerifier), never deliveries. Defaults to
+	// none.
+	RetiredSecrets string
 	// Addr defaults to :8080; tests use 127.0.0.1:0.
 	Addr    string
 	Migrate bool
@@ -201,11 +208,13 @@ type AppConfig struct {
 // App is a running webhookd: its listener is bound once NewApp returns, so
 // Addr is known before Run.
 type App struct {
-	cfg      AppConfig
-	pool     *pgxpool.Pool
-	store    *eventstore.Store
-	runner   *projections.Runner
-	sealer   *ledgerSealer
+	cfg    AppConfig
+	pool   *pgxpool.Pool
+	store  *eventstore.Store
+	runner *projections.Runner
+	sealer *ledgerSealer
+	// origin checks ledger rows' origin for the sealer and projections.
+	origin   *audit.OriginVerifier
 	listener net.Listener
 	server   *http.Server
 	handler  *ingress.Handler
@@ -253,6 +262,10 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
 	}
+	origin, err := newOriginVerifier(secrets, cfg.RetiredSecrets, cfg.Seal.SigningKey)
+	if err != nil {
+		return nil, err
+	}
 	proxies, err := ingress.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_TRUSTED_PROXIES: %w", err)
@@ -267,7 +280,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, pool: pool}
+	a := &App{cfg: cfg, pool: pool, origin: origin}
 	if err := a.prepareSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -294,7 +307,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	a.runner, err = projections.NewRunner(projectionHooks(metrics, projections.RunnerConfig{
 		Pool:         pool,
-		Projections:  projections.All(),
+		Projections:  []projections.Projection{projections.Users{Origin: projectionOrigin(origin, cfg.Seal.SigningKey)}},
 		Logger:       cfg.Logger,
 		PollInterval: cfg.PollInterval,
 	}))

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"time"
 
+	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -23,11 +24,12 @@ type UsersCmd struct {
 // trail and a rebuild reproduces it.
 type UsersAssignCmd struct {
 	Database
-	ClerkID  string  `name:"clerk-id" required:"" help:"Clerk user id (user_…)."`
-	Role     *string `name:"role" help:"New role, e.g. ADMIN or USER."`
-	Practice *string `name:"practice" help:"Practice id to assign; an empty value removes the practice."`
-	Actor    string  `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who makes the change (recorded). Defaults to the operating-system user."`
-	Reason   string  `name:"reason" help:"Why (recorded; do not put personal data here)."`
+	ClerkID    string  `name:"clerk-id" required:"" help:"Clerk user id (user_…)."`
+	Role       *string `name:"role" help:"New role, e.g. ADMIN or USER."`
+	Practice   *string `name:"practice" help:"Practice id to assign; an empty value removes the practice."`
+	Actor      string  `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who makes the change (recorded). Defaults to the operating-system user."`
+	Reason     string  `name:"reason" help:"Why (recorded; do not put personal data here)."`
+	SigningKey string  `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve seals the ledger with (in development mode .webhookd/signing-key): the access change is signed with it, as every entry webhookd appends. Required once the ledger is sealed."`
 }
 
 // Run appends the access change and prints its svix id.
@@ -53,9 +55,16 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer store.Close()
+	key, err := appendSigningKey(ctx, store, c.devSetting(conn, c.SigningKey, devKeyFile))
+	if err != nil {
+		return err
+	}
 	entry, err := domain.NewInternalEntry(domain.EventUserAccessChanged, change.ClerkID, change, time.Now())
 	if err != nil {
 		return err
+	}
+	if key != nil {
+		audit.SignInternalEntry(key, &entry)
 	}
 	if _, err := store.Append(ctx, entry); err != nil {
 		return fmt.Errorf("record access change: %s", domain.ErrorMessage(err))
