@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/internal/clerkfake"
-	"github.com/webhookd/webhookd/internal/testdb"
 )
 
 // BenchmarkValidDeliveriesUnderSlowBodies measures the latency of valid
@@ -39,21 +35,7 @@ func BenchmarkValidDeliveriesUnderSlowBodies(b *testing.B) {
 }
 
 func benchSlowBodies(b *testing.B, attack bool) {
-	db := testdb.New(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	app, err := NewApp(ctx, AppConfig{
-		DatabaseURL: db.URL, SigningSecret: testSecret, Addr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	app, _ := benchApp(b)
 	url := "http://" + app.Addr() + ingress.WebhookPath
 	body := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 7})
 
@@ -128,12 +110,7 @@ func benchSlowBodies(b *testing.B, attack bool) {
 	stop.Store(true)
 	wg.Wait()
 
-	slices.Sort(latencies)
-	pct := func(p float64) float64 {
-		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	reportLatencies(b, latencies)
 	b.ReportMetric(float64(ok)/float64(b.N)*100, "%ok")
 	if attack {
 		b.Logf("slow-body connections opened: %d", attempts.Load())
