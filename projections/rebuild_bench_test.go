@@ -94,7 +94,7 @@ func BenchmarkRebuildUsers(b *testing.B) {
 	b.ResetTimer()
 	var report projections.RebuildReport
 	for range b.N {
-		report, err = projections.RebuildUsers(context.Background(), projections.RebuildConfig{Pool: db.Pool, Logger: quiet}, false)
+		report, err = projections.Rebuild(context.Background(), projections.RebuildConfig{Pool: db.Pool, Logger: quiet}, projections.Users, false)
 		require.NoError(b, err)
 	}
 	b.StopTimer()

@@ -18,7 +18,7 @@ import (
 func BenchmarkLiveProjection(b *testing.B) {
 	db := testdb.New(b)
 	loadSyntheticLedger(b, db, b.N, max(1, b.N/10))
-	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.All(), Logger: quiet})
+	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.Projections(), Logger: quiet})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -184,7 +184,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	a.runner, err = projections.NewRunner(projectionHooks(metrics, projections.RunnerConfig{
 		Pool:         pool,
-		Projections:  projections.All(),
+		Projections:  projections.Projections(),
 		Logger:       cfg.Logger,
 		PollInterval: cfg.PollInterval,
 	}))

@@ -81,7 +81,7 @@ type positionWatcher struct {
 func newPositionWatcher(conn *pgx.Conn, events int) *positionWatcher {
 	return &positionWatcher{
 		conn:       conn,
-		group:      projections.ConsumerGroup(projections.Users{}.Name()),
+		group:      projections.ConsumerGroup(projections.Users.Name()),
 		acceptedAt: make([]time.Time, events),
 	}
 }
