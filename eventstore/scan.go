@@ -99,3 +99,20 @@ func SetConsumerPosition(ctx context.Context, tx pgx.Tx, group string, pos Posit
 		group, pos.Offset, fmt.Sprint(pos.TxID))
 	return translate(err, "set consumer position")
 }
+
+// EntryAt returns the entry at a ledger offset, or a domain.ENOTFOUND
+// error.
+func EntryAt(ctx context.Context, q Querier, offset int64) (domain.LedgerEntry, error) {
+	rows, err := q.Query(ctx, `SELECT `+selectColumns+` FROM `+EventsTable+` WHERE "offset" = $1`, offset)
+	if err != nil {
+		return domain.LedgerEntry{}, translate(err, "read ledger entry")
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return domain.LedgerEntry{}, translate(err, "read ledger entry")
+		}
+		return domain.LedgerEntry{}, domain.Errorf(domain.ENOTFOUND, "not_found", "no ledger entry at offset %d", offset)
+	}
+	return scanEntry(rows)
+}

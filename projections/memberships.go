@@ -78,7 +78,7 @@ func (s *MembershipState) Apply(ev MembershipEvent) bool {
 		changed = true
 	}
 	if changed {
-		s.LastOffset = ev.Offset
+		s.LastOffset = max(s.LastOffset, ev.Offset)
 	}
 	return changed
 }

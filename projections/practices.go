@@ -1,9 +1,13 @@
 package projections
 
 import (
+	"context"
+	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/eventstore"
 )
 
 // PracticeState is one row of the practices read model: a Clerk
@@ -76,7 +80,7 @@ func (s *PracticeState) Apply(ev PracticeEvent) bool {
 		earliest(&s.CreatedAt, o.CreatedAt)
 		s.UpdatedAt, s.ClerkUpdatedAt = &o.UpdatedAt, &o.UpdatedAt
 	}
-	s.LastOffset = ev.Offset
+	s.LastOffset = max(s.LastOffset, ev.Offset)
 	return true
 }
 
@@ -99,3 +103,31 @@ var Practices = NewModel(ModelSpec[PracticeState, PracticeEvent]{
 		return []any{&s.ClerkOrgID, &s.Name, &s.Slug, &s.ImageURL, &s.CreatedAt, &s.UpdatedAt, &s.DeletedAt, &s.ClerkUpdatedAt, &s.LastOffset}
 	},
 })
+
+// States of a practice id in the practices table, for commands that
+// refer to one (`webhookd users assign --practice`).
+const (
+	PracticeActive  = "active"
+	PracticeDeleted = "deleted"
+	PracticeUnknown = "unknown"
+)
+
+// LookupPractice reports whether id is an active, deleted or unknown
+// practice in the practices table (as far as the practices projection has
+// got).
+func LookupPractice(ctx context.Context, q eventstore.Querier, id string) (string, error) {
+	rows, err := q.Query(ctx, `SELECT deleted_at IS NOT NULL FROM `+Practices.Table()+` WHERE clerk_org_id = $1`, id)
+	if err != nil {
+		return "", fmt.Errorf("look up practice: %w", err)
+	}
+	deleted, err := pgx.CollectRows(rows, pgx.RowTo[bool])
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("look up practice: %w", err)
+	case len(deleted) == 0:
+		return PracticeUnknown, nil
+	case deleted[0]:
+		return PracticeDeleted, nil
+	}
+	return PracticeActive, nil
+}

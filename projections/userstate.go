@@ -116,6 +116,6 @@ func (s *UserState) Apply(ev UserEvent) bool {
 	default:
 		return false
 	}
-	s.LastOffset = ev.Offset
+	s.LastOffset = max(s.LastOffset, ev.Offset)
 	return true
 }
