@@ -55,10 +55,10 @@ check-alerts:
 bench: build
 	$(BIN) bench
 
-# Rebuild of users from a synthetic 1,000,000-event ledger (WEBHOOKD_BENCH_EVENTS,
+# Rebuild of each read model (users, practices, memberships) from a synthetic 1,000,000-event ledger of its events (WEBHOOKD_BENCH_EVENTS,
 # WEBHOOKD_BENCH_USERS change the size).
 bench-replay:
-	$(GO) test -run '^$$' -bench RebuildUsers -benchtime 1x -timeout 30m ./projections/
+	$(GO) test -run '^$$' -bench '^BenchmarkRebuild$$' -benchtime 1x -timeout 30m ./projections/
 
 # gofmt over the tree, not `git ls-files`: a copy without .git (a release
 # tarball, CI's bare copy) is checked too.

@@ -20,6 +20,9 @@ const (
 	// EventUserAccessChanged is webhookd's own event for a change of a
 	// user's role or practice (see `webhookd users assign`).
 	EventUserAccessChanged = "webhookd.user.access_changed"
+	// EventProjectionRetried is webhookd's own event for an operator
+	// retrying skipped ledger entries (`webhookd projections retry`).
+	EventProjectionRetried = "webhookd.projection.retried"
 )
 
 // DefaultRole is the role of a user nobody assigned one to, as in the

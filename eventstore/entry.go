@@ -2,8 +2,6 @@ package eventstore
 
 import (
 	"database/sql"
-	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -19,27 +17,6 @@ type rowEntry struct {
 	signature, sourceIP                  sql.NullString
 	svixTimestamp                        sql.NullTime
 	eventTime, receivedAt                time.Time
-}
-
-func (e rowEntry) setMetadata(m message.Metadata) {
-	m.Set(MetaOffset, strconv.FormatInt(e.offset, 10))
-	m.Set(MetaSvixID, e.svixID)
-	m.Set(MetaSource, e.source)
-	m.Set(MetaEventType, e.eventType)
-	m.Set(MetaSubjectID, e.subjectID)
-	m.Set(MetaInstanceID, e.instanceID)
-	m.Set(MetaTimestampUnit, e.timestampUnit)
-	m.Set(MetaEventTime, formatTime(e.eventTime))
-	m.Set(MetaReceivedAt, formatTime(e.receivedAt))
-	if e.svixTimestamp.Valid {
-		m.Set(MetaSvixTimestamp, formatTime(e.svixTimestamp.Time))
-	}
-	if e.signature.Valid {
-		m.Set(MetaSignature, e.signature.String)
-	}
-	if e.sourceIP.Valid {
-		m.Set(MetaSourceIP, e.sourceIP.String)
-	}
 }
 
 func (e rowEntry) entry(payload []byte) domain.LedgerEntry {
@@ -88,37 +65,4 @@ func NewMessage(e domain.LedgerEntry) *message.Message {
 		m.Set(MetaSourceIP, e.SourceIP)
 	}
 	return msg
-}
-
-// EntryFromMessage rebuilds the ledger entry from a message delivered by a
-// subscriber on the ledger (see LedgerSchema.UnmarshalMessage).
-func EntryFromMessage(msg *message.Message) (domain.LedgerEntry, error) {
-	m := msg.Metadata
-	e := domain.LedgerEntry{
-		SvixID:        m.Get(MetaSvixID),
-		Signature:     m.Get(MetaSignature),
-		Source:        m.Get(MetaSource),
-		EventType:     m.Get(MetaEventType),
-		SubjectID:     m.Get(MetaSubjectID),
-		InstanceID:    m.Get(MetaInstanceID),
-		TimestampUnit: m.Get(MetaTimestampUnit),
-		SourceIP:      m.Get(MetaSourceIP),
-		Payload:       msg.Payload,
-	}
-	var err error
-	if e.Offset, err = strconv.ParseInt(m.Get(MetaOffset), 10, 64); err != nil {
-		return e, fmt.Errorf("message %s: no ledger offset in metadata", msg.UUID)
-	}
-	if e.EventTime, err = time.Parse(time.RFC3339Nano, m.Get(MetaEventTime)); err != nil {
-		return e, fmt.Errorf("message %s: event time: %w", msg.UUID, err)
-	}
-	if e.ReceivedAt, err = time.Parse(time.RFC3339Nano, m.Get(MetaReceivedAt)); err != nil {
-		return e, fmt.Errorf("message %s: received at: %w", msg.UUID, err)
-	}
-	if s := m.Get(MetaSvixTimestamp); s != "" {
-		if e.SvixTimestamp, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return e, fmt.Errorf("message %s: svix timestamp: %w", msg.UUID, err)
-		}
-	}
-	return e, nil
 }

@@ -8,8 +8,8 @@ import (
 
 // Reading in order.
 //
-// Every ordered reader of the ledger (the projections' subscribers,
-// ScanAfter, the sealer, seal and projection lag) follows one rule:
+// Every ordered reader of the ledger (the projections' poll loops and
+// rebuilds through ScanAfter, the sealer, seal and projection lag) follows one rule:
 // entries are read in (transaction_id, offset) order, and a reader at
 // position (tx, off) reads the committed rows with (transaction_id,
 // offset) > (tx, off). AfterPosition and SafeOrder are that rule.
@@ -31,8 +31,7 @@ const SafeOrder = `transaction_id, "offset"`
 
 // AfterPosition is the condition "after position (tx, off)" of every
 // ordered ledger read, tx an xid8 and off a bigint SQL expression. As a
-// row comparison it is a range scan of the primary key (see
-// LedgerSchema.SelectQuery).
+// row comparison it is a range scan of the primary key (see ScanAfter).
 func AfterPosition(tx, off string) string {
 	return `(transaction_id, "offset") > (` + tx + `, ` + off + `)`
 }

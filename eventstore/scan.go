@@ -10,8 +10,8 @@ import (
 )
 
 // Position is a place in the ledger's safe order, (transaction_id,
-// offset): the order in which Watermill subscribers see entries. The zero
-// Position is before the first entry.
+// offset): the order in which projections read entries. The zero Position
+// is before the first entry.
 type Position struct {
 	TxID   uint64
 	Offset int64
@@ -36,9 +36,20 @@ type Scanned struct {
 // ScanAfter returns up to limit committed entries after pos in safe order
 // (order.go): an entry that commits later can never sort before them.
 // When upTo is not the zero Position, entries after it are left out.
+//
+// The query reads only the batch, in primary key order from the position,
+// whatever the ledger's size: the position is compared as a row (an index
+// range condition; watermill-sql's (tx = X AND offset > Y) OR tx > X is
+// only a filter, and walked the index from the ledger's first row: 2.4 ms
+// instead of 0.05 ms with 10,000 rows behind the position), and ORDER BY
+// and LIMIT are on the query that reads the ledger. It is planned at every
+// execution (pgx's QueryExecModeCacheDescribe: an unnamed statement with
+// binary results), not once as a prepared statement: a plan made while
+// the ledger was small (a fresh install) is a sequential scan and a sort,
+// and a prepared statement keeps it for the connection's life.
 func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([]Scanned, error) {
 	bound := ""
-	args := []any{fmt.Sprint(pos.TxID), pos.Offset, limit}
+	args := []any{pgx.QueryExecModeCacheDescribe, fmt.Sprint(pos.TxID), pos.Offset, limit}
 	if upTo != (Position{}) {
 		bound = ` AND (transaction_id, "offset") <= ($4::text::xid8, $5)`
 		args = append(args, fmt.Sprint(upTo.TxID), upTo.Offset)
@@ -87,4 +98,21 @@ func SetConsumerPosition(ctx context.Context, tx pgx.Tx, group string, pos Posit
 	_, err := tx.Exec(ctx, `UPDATE `+OffsetsTable+` SET offset_acked = $2, last_processed_transaction_id = $3::text::xid8 WHERE consumer_group = $1`,
 		group, pos.Offset, fmt.Sprint(pos.TxID))
 	return translate(err, "set consumer position")
+}
+
+// EntryAt returns the entry at a ledger offset, or a domain.ENOTFOUND
+// error.
+func EntryAt(ctx context.Context, q Querier, offset int64) (domain.LedgerEntry, error) {
+	rows, err := q.Query(ctx, `SELECT `+selectColumns+` FROM `+EventsTable+` WHERE "offset" = $1`, offset)
+	if err != nil {
+		return domain.LedgerEntry{}, translate(err, "read ledger entry")
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return domain.LedgerEntry{}, translate(err, "read ledger entry")
+		}
+		return domain.LedgerEntry{}, domain.Errorf(domain.ENOTFOUND, "not_found", "no ledger entry at offset %d", offset)
+	}
+	return scanEntry(rows)
 }

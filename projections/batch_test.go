@@ -46,7 +46,7 @@ func (c *batchCounting) Prepare(e domain.LedgerEntry) (any, bool, error) {
 			<-c.release
 		})
 	}
-	user, ok, err := projections.Users{}.Prepare(e)
+	user, ok, err := projections.Users.Prepare(e)
 	if err != nil {
 		return nil, false, err
 	}
@@ -69,7 +69,7 @@ func (c *batchCounting) ApplyBatch(ctx context.Context, tx pgx.Tx, prepared []an
 	if _, err := tx.Exec(ctx, `INSERT INTO applied (svix_id, n) SELECT unnest($1::text[]), 1 ON CONFLICT (svix_id) DO UPDATE SET n = applied.n + 1`, ids); err != nil {
 		return err
 	}
-	if err := (projections.Users{}).ApplyBatch(ctx, tx, users); err != nil {
+	if err := projections.Users.ApplyBatch(ctx, tx, users); err != nil {
 		return err
 	}
 	for _, id := range ids {

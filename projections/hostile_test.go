@@ -127,7 +127,7 @@ func TestHostileValuesLiveThenRebuild(t *testing.T) {
 
 	ctx := context.Background()
 	cfg := projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet}
-	report, err := projections.RebuildUsers(ctx, cfg, true)
+	report, err := projections.Rebuild(ctx, cfg, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, report.Equal, "check: %+v", report)
 	require.Len(t, report.Skipped, 1)
@@ -135,14 +135,14 @@ func TestHostileValuesLiveThenRebuild(t *testing.T) {
 	require.Equal(t, domain.EventUserUpdated, report.Skipped[0].EventType)
 	require.Contains(t, report.Skipped[0].Error, `field "first_name" must be a string`)
 
-	report, err = projections.RebuildUsers(ctx, cfg, false)
+	report, err = projections.Rebuild(ctx, cfg, projections.Users, false)
 	require.NoError(t, err)
 	require.True(t, report.Swapped)
 	require.Len(t, report.Skipped, 1)
 	requireHostileUsers(t, v, longEmail)
 	require.Equal(t, []int64{poison}, v.failures())
 
-	report, err = projections.RebuildUsers(ctx, cfg, true)
+	report, err = projections.Rebuild(ctx, cfg, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, report.Equal, "check after the swap: %+v", report)
 }
@@ -164,7 +164,7 @@ func TestRebuildRecordsWhatItSkips(t *testing.T) {
 		return len(batch) == v.seq
 	}, 30*time.Second, 10*time.Millisecond)
 	cfg := projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet}
-	report, err := projections.RebuildUsers(ctx, cfg, false)
+	report, err := projections.Rebuild(ctx, cfg, projections.Users, false)
 	require.NoError(t, err)
 	require.True(t, report.Swapped)
 	require.Len(t, report.Skipped, 1)
@@ -175,7 +175,7 @@ func TestRebuildRecordsWhatItSkips(t *testing.T) {
 	v.appendBody(clerkBody(domain.EventUserUpdated, t0.Add(time.Hour), fmt.Sprintf(`{"id":"user_canary","first_name":"Later","updated_at":%d}`, t0.Add(time.Hour).UnixMilli())))
 	v.run(projections.RunnerConfig{})()
 	require.Equal(t, "Later", *v.users()["user_canary"].FirstName)
-	report, err = projections.RebuildUsers(ctx, cfg, true)
+	report, err = projections.Rebuild(ctx, cfg, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, report.Equal, "%+v", report)
 }

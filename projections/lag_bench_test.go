@@ -27,7 +27,7 @@ func BenchmarkVisibilityLag(b *testing.B) {
 	db := testdb.New(b)
 	store, err := eventstore.New(db.Pool, nil)
 	require.NoError(b, err)
-	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.All(), Logger: quiet})
+	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.Projections(), Logger: quiet})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -30,7 +30,7 @@ func BenchmarkCanaryAfterPoison(b *testing.B) {
 	db := testdb.New(b)
 	store, err := eventstore.New(db.Pool, nil)
 	require.NoError(b, err)
-	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.All(), Logger: quiet})
+	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.Projections(), Logger: quiet})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -74,7 +74,7 @@ func BenchmarkCanaryAfterPoison(b *testing.B) {
 	require.NoError(b, <-done)
 
 	start := time.Now()
-	report, err := projections.RebuildUsers(context.Background(), projections.RebuildConfig{Pool: db.Pool, Logger: quiet}, false)
+	report, err := projections.Rebuild(context.Background(), projections.RebuildConfig{Pool: db.Pool, Logger: quiet}, projections.Users, false)
 	require.NoError(b, err)
 	rebuild := time.Since(start)
 	require.Len(b, report.Skipped, b.N)

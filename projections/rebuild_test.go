@@ -49,7 +49,7 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 	ctx := context.Background()
 	cfg := projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet, BatchSize: 64}
 
-	report, err := projections.RebuildUsers(ctx, cfg, true)
+	report, err := projections.Rebuild(ctx, cfg, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, report.Equal, "report: %+v", report)
 	require.EqualValues(t, 120, report.Rows)
@@ -60,17 +60,17 @@ func TestRebuildEqualsLiveProjection(t *testing.T) {
 	before := v.users()
 	_, err = v.db.Pool.Exec(ctx, `UPDATE users SET role = 'OWNER' WHERE clerk_id = 'user_hist007_1'`)
 	require.NoError(t, err)
-	report, err = projections.RebuildUsers(ctx, cfg, true)
+	report, err = projections.Rebuild(ctx, cfg, projections.Users, true)
 	require.NoError(t, err)
 	require.False(t, report.Equal)
 	require.Equal(t, []string{"user_hist007_1"}, report.Differing)
 
 	// A rebuild replaces the drifted table with what the ledger says.
-	report, err = projections.RebuildUsers(ctx, cfg, false)
+	report, err = projections.Rebuild(ctx, cfg, projections.Users, false)
 	require.NoError(t, err)
 	require.True(t, report.Swapped)
 	require.Equal(t, before, v.users())
-	report, err = projections.RebuildUsers(ctx, cfg, true)
+	report, err = projections.Rebuild(ctx, cfg, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, report.Equal)
 }
@@ -102,7 +102,7 @@ func TestRebuildWhileEventsArrive(t *testing.T) {
 	var report projections.RebuildReport
 	var err error
 	for range 3 {
-		report, err = projections.RebuildUsers(ctx, projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet, BatchSize: 50}, false)
+		report, err = projections.Rebuild(ctx, projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet, BatchSize: 50}, projections.Users, false)
 		require.NoError(t, err)
 		require.True(t, report.Swapped)
 	}
@@ -112,7 +112,7 @@ func TestRebuildWhileEventsArrive(t *testing.T) {
 
 	// Every event took effect once: the live table equals a fresh fold of
 	// the whole ledger, and every late user is there with its role.
-	check, err := projections.RebuildUsers(ctx, projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet}, true)
+	check, err := projections.Rebuild(ctx, projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet}, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, check.Equal, "report: %+v", check)
 	users := v.users()
@@ -140,8 +140,8 @@ func TestCancelledRebuildLeavesLiveTableUntouched(t *testing.T) {
 	before := v.users()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := projections.RebuildUsers(ctx, projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet, BatchSize: 10,
-		Progress: func(done, total int64) { cancel() }}, false)
+	_, err := projections.Rebuild(ctx, projections.RebuildConfig{Pool: v.db.Pool, Logger: quiet, BatchSize: 10,
+		Progress: func(done, total int64) { cancel() }}, projections.Users, false)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, before, v.users())
 	var shadows int

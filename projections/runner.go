@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/webhookd/webhookd/audit"
@@ -35,8 +33,9 @@ type RunnerConfig struct {
 	// RetryInterval is the pause before an entry is tried again. Defaults
 	// to 100ms.
 	RetryInterval time.Duration
-	// Applied, when set, is called after each entry is applied (inside the
-	// transaction, before commit) with the projection name and the entry.
+	// Applied, when set, is called after a batch committed, for each entry
+	// the batch took (applied, or of a type the projection does not apply),
+	// with the projection name and the entry.
 	Applied func(projection string, e domain.LedgerEntry)
 	// Failed, when set, is called each time applying an entry fails, with
 	// the projection name, the entry and what happens next:
@@ -44,10 +43,10 @@ type RunnerConfig struct {
 	// database is unavailable; retried without counting an attempt) or
 	// FailureSkipped (recorded in projection_failures and skipped).
 	Failed func(projection string, e domain.LedgerEntry, outcome string)
-	// Instrument, when set, is called with each Watermill router before it
-	// runs (e.g. to add Prometheus router metrics). A router is built again
-	// after a restart, so Instrument must tolerate being called repeatedly.
-	Instrument func(*message.Router)
+	// Batch, when set, is called after each batch transaction with the
+	// projection name, the number of entries read, how long the batch took
+	// (read, apply, commit) and whether it committed.
+	Batch func(projection string, entries int, took time.Duration, committed bool)
 }
 
 // Outcomes passed to RunnerConfig.Failed.
@@ -60,7 +59,12 @@ const (
 // FailureOutcomes lists every outcome passed to RunnerConfig.Failed.
 var FailureOutcomes = []string{FailureRetry, FailureUnavailable, FailureSkipped}
 
-// Runner runs projections as Watermill router handlers.
+// Runner runs projections, each in a poll loop of its own over the
+// ledger's positioned reads (eventstore.ScanAfter): one transaction per
+// batch locks the projection's position (its ledger_offsets row, FOR
+// UPDATE: a second webhookd process waits for it), reads the entries
+// after it in safe order, applies them and stores the new position, so
+// that the writes and the position commit together.
 type Runner struct {
 	cfg RunnerConfig
 
@@ -72,8 +76,11 @@ type Runner struct {
 	alone    map[string]bool // projection/offset → apply alone (see Batched)
 }
 
-// NewRunner prepares the router; Run starts it.
+// NewRunner prepares a Runner; Run starts it.
 func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("projection runner: no database pool")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -95,224 +102,176 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 // ConsumerGroup is the ledger_offsets row of a projection.
 func ConsumerGroup(projection string) string { return "projection." + projection }
 
-// newRouter builds a Watermill router with one subscriber per projection.
-func (r *Runner) newRouter() (*message.Router, []*gate, error) {
-	wlog := eventstore.WatermillLogger(r.cfg.Logger)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
-	if err != nil {
-		return nil, nil, err
-	}
-	var gates []*gate
-	for _, p := range r.cfg.Projections {
-		beginner, offsets := wsql.BeginnerFromPgx(r.cfg.Pool), eventstore.OffsetsAdapter()
-		if bp, ok := p.(Batched); ok {
-			acks := &ackTracker{OffsetsAdapter: offsets}
-			beginner, offsets = batchBeginner{Beginner: beginner, acks: acks, apply: r.applier(bp)}, acks
-		}
-		sub, err := wsql.NewSubscriber(beginner, wsql.SubscriberConfig{
-			ConsumerGroup:  ConsumerGroup(p.Name()),
-			PollInterval:   r.cfg.PollInterval,
-			ResendInterval: r.cfg.RetryInterval,
-			RetryInterval:  r.cfg.RetryInterval,
-			SchemaAdapter:  eventstore.LedgerSchema{SubscribeBatchSize: r.cfg.BatchSize},
-			OffsetsAdapter: offsets,
-		}, wlog)
-		if err != nil {
-			return nil, nil, fmt.Errorf("projection %s: %w", p.Name(), err)
-		}
-		g := &gate{}
-		gates = append(gates, g)
-		router.AddConsumerHandler("projection."+p.Name(), eventstore.Topic, gatedSubscriber{sub, g}, r.handler(p, g))
-	}
-	if r.cfg.Instrument != nil {
-		r.cfg.Instrument(router)
-	}
-	return router, gates, nil
-}
-
-// gate keeps a projection's subscriber from giving up on its handler while
-// the handler is using the subscriber's transaction. When the router
-// closes (or its context ends), watermill-sql stops waiting for the
-// handler and commits or rolls back the batch transaction at once; if the
-// handler were still running a statement on that transaction's
-// connection, the two would use one connection concurrently (pgx panics)
-// and the handler's half-done writes could commit without its offset. So
-// the gates are closed, waiting for handlers in hand, before the router.
-type gate struct {
-	mu     sync.Mutex
-	closed bool
-}
-
-// enter reports whether the handler may run; if so, leave must follow.
-func (g *gate) enter() bool {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
-		return false
-	}
-	return true
-}
-
-func (g *gate) leave() { g.mu.Unlock() }
-
-// close waits for a running handler to finish and turns later ones away.
-func (g *gate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-}
-
-// gatedSubscriber closes its gate before the subscriber.
-type gatedSubscriber struct {
-	*wsql.Subscriber
-	gate *gate
-}
-
-// Close implements message.Subscriber.
-func (s gatedSubscriber) Close() error {
-	s.gate.close()
-	return s.Subscriber.Close()
-}
-
-// errStopping nacks a message that arrives while the runner stops; the
-// entry stays unapplied and is read again at the next start.
-var errStopping = errors.New("projection runner is stopping")
-
-// Run runs the projections until ctx is done. Once running, a subscriber
-// rides out database outages by itself; subscribing needs the database,
-// so when it is down at that moment Run tries again every second.
-//
-// On stop, the entry in hand is finished before the subscribers close: the
-// router runs on a context that is not cancelled, and is closed through
-// the gates instead (see gate).
+// Run runs the projections until ctx is done. A database outage stops no
+// loop: a batch that fails for it is rolled back and read again after
+// RetryInterval. Stopping rolls back the batch in hand (its entries are
+// read again at the next start).
 func (r *Runner) Run(ctx context.Context) error {
+	// Each projection's position row exists before Running: a projection
+	// that has not run yet measures its lag from the ledger's start.
 	for {
-		router, gates, err := r.newRouter()
-		if err != nil {
-			return err
+		err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+			for _, p := range r.cfg.Projections {
+				if _, err := eventstore.ConsumerPosition(ctx, tx, ConsumerGroup(p.Name())); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			break
 		}
-		closeRouter := func() {
-			for _, g := range gates {
-				g.close()
-			}
-			_ = router.Close()
-		}
-		stopped := make(chan struct{})
-		go func() {
-			select {
-			case <-router.Running():
-				r.runningOnce.Do(func() { close(r.running) })
-			case <-ctx.Done():
-			case <-stopped:
-				return
-			}
-			select {
-			case <-ctx.Done():
-				closeRouter()
-			case <-stopped:
-			}
-		}()
-		err = router.Run(context.WithoutCancel(ctx))
-		close(stopped)
-		if ctx.Err() != nil || err == nil {
-			closeRouter()
+		if ctx.Err() != nil {
 			return nil
 		}
 		r.cfg.Logger.Warn("projections_restart", slog.String("cause", audit.SafeError(err)))
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, time.Second) {
 			return nil
-		case <-time.After(time.Second):
+		}
+	}
+	r.runningOnce.Do(func() { close(r.running) })
+	var wg sync.WaitGroup
+	for _, p := range r.cfg.Projections {
+		wg.Go(func() { r.loop(ctx, p) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Running is closed once every projection runs.
+func (r *Runner) Running() chan struct{} { return r.running }
+
+func (r *Runner) loop(ctx context.Context, p Projection) {
+	for ctx.Err() == nil {
+		start := time.Now()
+		n, err := r.step(ctx, p)
+		if r.cfg.Batch != nil && (n > 0 || err != nil) && ctx.Err() == nil {
+			r.cfg.Batch(p.Name(), n, time.Since(start), err == nil)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !errors.Is(err, errRetryEntry) {
+				r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()), slog.String("cause", audit.SafeError(err)))
+			}
+			sleep(ctx, r.cfg.RetryInterval)
+		case n < r.cfg.BatchSize:
+			sleep(ctx, r.cfg.PollInterval)
 		}
 	}
 }
 
-// Running is closed once every projection has subscribed.
-func (r *Runner) Running() chan struct{} { return r.running }
+// sleep waits d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
-func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		if !g.enter() {
-			return errStopping
+// errRetryEntry ends a batch early at an entry that failed and will be
+// tried again (already logged as projection_failed).
+var errRetryEntry = errors.New("an entry is to be tried again")
+
+// step runs one batch of p and returns how many entries it read.
+func (r *Runner) step(ctx context.Context, p Projection) (int, error) {
+	tx, err := r.cfg.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	group := ConsumerGroup(p.Name())
+	pos, err := eventstore.ConsumerPosition(ctx, tx, group)
+	if err != nil {
+		return 0, err
+	}
+	batch, err := eventstore.ScanAfter(ctx, tx, pos, eventstore.Position{}, r.cfg.BatchSize)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	done, skipped, stop := r.applyBatch(ctx, tx, p, batch)
+	if done == 0 {
+		return len(batch), stop
+	}
+	if err := eventstore.SetConsumerPosition(ctx, tx, group, batch[done-1].Position); err != nil {
+		return len(batch), err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return len(batch), err
+	}
+	debug := r.cfg.Logger.Enabled(ctx, slog.LevelDebug)
+	for _, s := range batch[:done] {
+		r.forget(p.Name(), s.Offset)
+		if skipped[s.Offset] {
+			continue
 		}
-		defer g.leave()
-		ctx := msg.Context()
-		wtx, ok := wsql.TxFromContext(ctx)
-		if !ok {
-			return errors.New("projection: no subscriber transaction in message context")
+		if r.cfg.Applied != nil {
+			r.cfg.Applied(p.Name(), s.LedgerEntry)
 		}
-		var (
-			tx  pgx.Tx
-			btx *batchTx
-		)
-		switch t := wtx.(type) {
-		case *batchTx:
-			tx, btx = t.Tx, t
-		case *wsql.PgxTx:
-			tx = t.Tx
-		default:
-			return fmt.Errorf("projection: subscriber transaction is %T, want *sql.PgxTx", wtx)
+		if debug {
+			r.cfg.Logger.Debug("projection_applied", slog.String("projection", p.Name()),
+				slog.Int64("ledger_offset", s.Offset), slog.String("svix_id", s.SvixID),
+				slog.String("event_type", s.EventType), slog.String("clerk_id", s.SubjectID))
 		}
-		if btx != nil && btx.doomed() {
-			// Applying the batch's entries failed: the transaction will
-			// be rolled back and the batch read again (see applier), so
-			// there is nothing to do until the subscriber gets there.
+	}
+	return len(batch), stop
+}
+
+// pendingEntry is an entry prepared by a Batched projection, waiting for
+// the batch's ApplyBatch.
+type pendingEntry struct {
+	entry    domain.LedgerEntry
+	prepared any
+}
+
+// applyBatch applies batch in tx and returns how many of its entries are
+// done (applied, skipped as not the projection's, or recorded as poison:
+// those are in skipped): the position moves past those. stop is why it did not do them all; tx
+// can only be rolled back when done is 0 and stop is not nil.
+//
+// A Batched projection's entries are prepared one by one and applied with
+// one ApplyBatch. An entry marked to be applied alone (after a batch
+// holding it failed) is applied by itself in a savepoint, the entries
+// prepared before it first, so that entries still take effect in ledger
+// order; so is every entry of a projection that is not Batched.
+func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch []eventstore.Scanned) (done int, skipped map[int64]bool, stop error) {
+	bp, batched := p.(Batched)
+	var pending []pendingEntry
+	flush := func() error {
+		if len(pending) == 0 {
 			return nil
 		}
-		e, err := eventstore.EntryFromMessage(msg)
-		if err != nil {
-			return err
-		}
-		start := time.Now()
-		buffered := false
-		bp, batched := p.(Batched)
-		switch {
-		case batched && btx != nil && !r.isAlone(p.Name(), e.Offset):
-			var prepared any
-			if prepared, buffered, err = bp.Prepare(e); err == nil && buffered {
-				btx.add(e, prepared)
+		err := r.applyPending(ctx, tx, bp, pending)
+		pending = nil
+		return err
+	}
+	for i, s := range batch {
+		e := s.LedgerEntry
+		if batched && !r.isAlone(p.Name(), e.Offset) {
+			prepared, ok, err := bp.Prepare(e)
+			if err == nil {
+				if ok {
+					pending = append(pending, pendingEntry{e, prepared})
+				}
+				continue
 			}
-		case btx != nil:
-			// To be applied alone: the entries before it first.
-			if err = btx.applyPending(ctx, false); err != nil {
-				return nil // doomed, as above
-			}
-			err = applyInSavepoint(ctx, tx, p, e)
-		default:
-			err = applyInSavepoint(ctx, tx, p, e)
+			// The entry's own failure: handled alone, below.
 		}
+		if err := flush(); err != nil {
+			return 0, nil, err
+		}
+		err := applyInSavepoint(ctx, tx, p, e)
 		if err == nil {
-			r.forget(p.Name(), e.Offset)
-			if buffered {
-				return nil // applied with its batch, see flusher
-			}
-			if r.cfg.Applied != nil {
-				r.cfg.Applied(p.Name(), e)
-			}
-			r.cfg.Logger.Debug("projection_applied",
-				slog.String("projection", p.Name()), slog.Int64("ledger_offset", e.Offset),
-				slog.String("svix_id", e.SvixID), slog.String("event_type", e.EventType),
-				slog.String("clerk_id", e.SubjectID),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
-			return nil
+			continue
 		}
 		if eventstore.IsUnavailable(err) {
-			// The database, not the event: retry without counting.
 			r.failed(p.Name(), e, FailureUnavailable)
-			if tx.Conn().IsClosed() {
-				// The batch transaction died with its connection: it can
-				// never commit, so neither this entry's writes nor any
-				// position will stick. Acking lets watermill-sql reach its
-				// commit, fail, and read the batch again on a fresh
-				// connection, instead of retrying on the dead one until
-				// the ack deadline.
-				r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()),
-					slog.Int64("ledger_offset", e.Offset), slog.String("cause", "database connection lost; the batch is read again"))
-				return nil
-			}
-			r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()),
-				slog.Int64("ledger_offset", e.Offset), slog.String("cause", audit.SafeError(err)))
-			return err
+			return 0, nil, err
 		}
 		attempts := r.fail(p.Name(), e.Offset)
 		if attempts < r.cfg.MaxAttempts {
@@ -321,29 +280,70 @@ func (r *Runner) handler(p Projection, g *gate) message.NoPublishHandlerFunc {
 				slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
 				slog.String("event_type", e.EventType), slog.Int("attempt", attempts),
 				slog.String("cause", audit.SafeError(err)))
-			return err
+			return i, skipped, errRetryEntry
 		}
-		// Poison: record it with the offset commit and move on.
-		if _, rerr := tx.Exec(ctx, `
-			INSERT INTO projection_failures (projection, ledger_offset, svix_id, event_type, error, attempts)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (projection, ledger_offset) DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()`,
-			p.Name(), e.Offset, e.SvixID, e.EventType, audit.SafeError(err), attempts); rerr != nil {
-			return fmt.Errorf("record poison event: %w", rerr)
+		// Poison: record it with the position and move on.
+		if rerr := RecordFailure(ctx, tx, p.Name(), e, err, attempts, true); rerr != nil {
+			return 0, nil, rerr
 		}
-		r.forget(p.Name(), e.Offset)
+		if skipped == nil {
+			skipped = map[int64]bool{}
+		}
+		skipped[e.Offset] = true
 		r.failed(p.Name(), e, FailureSkipped)
 		r.cfg.Logger.Error("projection_skipped", slog.String("projection", p.Name()),
 			slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
 			slog.String("event_type", e.EventType), slog.Int("attempts", attempts),
 			slog.String("cause", audit.SafeError(err)))
-		return nil
 	}
+	if err := flush(); err != nil {
+		return 0, nil, err
+	}
+	return len(batch), skipped, nil
 }
 
-// applyInSavepoint applies e so that a failure leaves none of its writes:
-// watermill-sql does not roll back a nacked message's writes on its own
-// (watermill#224), since the batch shares one transaction.
+// applyPending applies prepared entries with one ApplyBatch. When the
+// database refuses something in it (not an outage), the transaction is
+// doomed: the entries are marked to be applied alone the next time they
+// are read, so that only the bad one fails.
+func (r *Runner) applyPending(ctx context.Context, tx pgx.Tx, p Batched, entries []pendingEntry) error {
+	prepared := make([]any, len(entries))
+	for i, pe := range entries {
+		prepared[i] = pe.prepared
+	}
+	start := time.Now()
+	err := p.ApplyBatch(ctx, tx, prepared)
+	first, last := entries[0].entry.Offset, entries[len(entries)-1].entry.Offset
+	if err == nil {
+		r.cfg.Logger.Debug("projection_batch_applied", slog.String("projection", p.Name()),
+			slog.Int("entries", len(entries)), slog.Int64("first_offset", first), slog.Int64("last_offset", last),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+		return nil
+	}
+	outcome := FailureUnavailable
+	if !eventstore.IsUnavailable(err) {
+		outcome = FailureRetry
+		r.mu.Lock()
+		for _, pe := range entries {
+			r.alone[attemptKey(p.Name(), pe.entry.Offset)] = true
+		}
+		r.mu.Unlock()
+	}
+	for _, pe := range entries {
+		r.failed(p.Name(), pe.entry, outcome)
+	}
+	r.cfg.Logger.Warn("projection_batch_failed", slog.String("projection", p.Name()),
+		slog.Int("entries", len(entries)), slog.Int64("first_offset", first), slog.Int64("last_offset", last),
+		slog.String("next", map[string]string{
+			FailureUnavailable: "the batch is rolled back and read again",
+			FailureRetry:       "the batch is rolled back and its entries applied one by one",
+		}[outcome]),
+		slog.String("cause", audit.SafeError(err)))
+	return fmt.Errorf("projection %s: apply batch: %w", p.Name(), err)
+}
+
+// applyInSavepoint applies e so that a failure leaves none of its writes
+// and the batch transaction usable.
 func applyInSavepoint(ctx context.Context, tx pgx.Tx, p Projection, e domain.LedgerEntry) error {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
@@ -356,6 +356,24 @@ func applyInSavepoint(ctx context.Context, tx pgx.Tx, p Projection, e domain.Led
 		return err
 	}
 	return sp.Commit(ctx)
+}
+
+// RecordFailure records in projection_failures, inside tx, that
+// projection could not apply e (cause). With replace, an existing record
+// of the entry takes the new cause and attempts; without, it is kept.
+func RecordFailure(ctx context.Context, tx pgx.Tx, projection string, e domain.LedgerEntry, cause error, attempts int, replace bool) error {
+	conflict := `DO NOTHING`
+	if replace {
+		conflict = `DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()`
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO projection_failures (projection, ledger_offset, svix_id, event_type, error, attempts)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (projection, ledger_offset) `+conflict,
+		projection, e.Offset, e.SvixID, e.EventType, audit.SafeError(cause), attempts); err != nil {
+		return fmt.Errorf("record projection failure: %w", err)
+	}
+	return nil
 }
 
 func (r *Runner) failed(projection string, e domain.LedgerEntry, outcome string) {
@@ -378,6 +396,12 @@ func (r *Runner) forget(projection string, offset int64) {
 	k := attemptKey(projection, offset)
 	delete(r.attempts, k)
 	delete(r.alone, k)
+}
+
+func (r *Runner) isAlone(projection string, offset int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.alone[attemptKey(projection, offset)]
 }
 
 func attemptKey(projection string, offset int64) string {

@@ -10,15 +10,21 @@ import (
 	"github.com/webhookd/webhookd/projections"
 )
 
-// BenchmarkLiveProjection times the live users projection catching up on
-// a ledger of b.N realistic user events (created, then updates) over
-// b.N/10 users, with nothing else running.
+// BenchmarkLiveProjection times each live projection catching up alone on
+// a ledger of b.N realistic events of its own (created, then updates) over
+// b.N/10 subjects, with nothing else running.
 //
 //	go test -run x -bench LiveProjection -benchtime 20000x ./projections/
 func BenchmarkLiveProjection(b *testing.B) {
+	for _, m := range projections.All() {
+		b.Run(m.Name(), func(b *testing.B) { benchmarkLiveProjection(b, m) })
+	}
+}
+
+func benchmarkLiveProjection(b *testing.B, m projections.ReadModel) {
 	db := testdb.New(b)
-	loadSyntheticLedger(b, db, b.N, max(1, b.N/10))
-	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: projections.All(), Logger: quiet})
+	loadSyntheticLedger(b, db, b.N, max(1, b.N/10), m.Name())
+	r, err := projections.NewRunner(projections.RunnerConfig{Pool: db.Pool, Projections: []projections.Projection{m}, Logger: quiet})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -27,7 +33,7 @@ func BenchmarkLiveProjection(b *testing.B) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	for {
-		lag, err := projections.MeasureLag(context.Background(), db.Pool, "users", time.Now())
+		lag, err := projections.MeasureLag(context.Background(), db.Pool, m.Name(), time.Now())
 		require.NoError(b, err)
 		if lag.Events == 0 {
 			break

@@ -97,7 +97,7 @@ func (v *env) run(cfg projections.RunnerConfig) (wait func()) {
 		cfg.Pool = v.db.Pool
 	}
 	if cfg.Projections == nil {
-		cfg.Projections = []projections.Projection{projections.Users{}}
+		cfg.Projections = []projections.Projection{projections.Users}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -307,7 +307,7 @@ func (c *counting) Apply(ctx context.Context, tx pgx.Tx, e domain.LedgerEntry) e
 	if _, err := tx.Exec(ctx, `INSERT INTO applied (svix_id, n) VALUES ($1, 1) ON CONFLICT (svix_id) DO UPDATE SET n = applied.n + 1`, e.SvixID); err != nil {
 		return err
 	}
-	if err := (projections.Users{}).Apply(ctx, tx, e); err != nil {
+	if err := projections.Users.Apply(ctx, tx, e); err != nil {
 		return err
 	}
 	c.tried[e.SvixID]++

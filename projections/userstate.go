@@ -1,9 +1,7 @@
 package projections
 
 import (
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/webhookd/webhookd/domain"
 )
@@ -46,9 +44,6 @@ type UserEvent struct {
 	Time   time.Time
 	User   domain.User
 	Access domain.AccessChange
-	// origin is why the entry's origin did not verify (Users.Origin), nil
-	// when it did or was not checked.
-	origin error
 }
 
 // UserEventKind says what a UserEvent does.
@@ -102,20 +97,15 @@ func (s *UserState) Apply(ev UserEvent) bool {
 	switch ev.Kind {
 	case UserProfile:
 		u := ev.User
-		if s.ClerkUpdatedAt != nil && s.ClerkUpdatedAt.After(u.UpdatedAt) {
+		if !newerOrSame(s.ClerkUpdatedAt, u.UpdatedAt) {
 			return false
 		}
 		s.Email, s.FirstName, s.LastName = projectedText(u.Email), projectedText(u.FirstName), projectedText(u.LastName)
 		s.Name, s.ImageURL = projectedText(u.Name), projectedText(u.ImageURL)
-		if s.CreatedAt == nil || u.CreatedAt.Before(*s.CreatedAt) {
-			s.CreatedAt = &u.CreatedAt
-		}
+		earliest(&s.CreatedAt, u.CreatedAt)
 		s.UpdatedAt, s.ClerkUpdatedAt = &u.UpdatedAt, &u.UpdatedAt
 	case UserDeleted:
-		if s.DeletedAt == nil || ev.Time.Before(*s.DeletedAt) {
-			at := ev.Time
-			s.DeletedAt = &at
-		}
+		earliest(&s.DeletedAt, ev.Time)
 	case UserAccess:
 		if ev.Access.Role != nil {
 			s.Role = *ev.Access.Role
@@ -126,26 +116,6 @@ func (s *UserState) Apply(ev UserEvent) bool {
 	default:
 		return false
 	}
-	s.LastOffset = ev.Offset
+	s.LastOffset = max(s.LastOffset, ev.Offset)
 	return true
-}
-
-// projectedText is the text a read model column holds for s: nil for "",
-// and otherwise s with every NUL (which JSON allows as \u0000 and a Clerk
-// event may carry, but PostgreSQL text refuses, 22021) and any invalid
-// UTF-8 replaced by U+FFFD. The ledger keeps the raw bytes, so nothing is
-// lost; without this one such profile kept its user out of users, live
-// and in every rebuild.
-func projectedText(s string) *string {
-	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
-		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	}
-	return nonEmpty(s)
-}
-
-func nonEmpty(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

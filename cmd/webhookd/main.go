@@ -25,16 +25,17 @@ var version = ""
 type CLI struct {
 	Globals
 
-	Serve   ServeCmd   `cmd:"" help:"Receive Clerk webhooks and append them to the ledger."`
-	Migrate MigrateCmd `cmd:"" help:"Apply the database migrations this webhookd knows."`
-	Send    SendCmd    `cmd:"" help:"Send realistic, signed Clerk events to a webhookd, as Clerk's Svix does."`
-	Users   UsersCmd   `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
-	Replay  ReplayCmd  `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
-	Bench   BenchCmd   `cmd:"" help:"Benchmark webhookd end to end against the database's own insert limit."`
-	Keygen  KeygenCmd  `cmd:"" help:"Print a new Ed25519 key pair for signing ledger checkpoints (WEBHOOKD_SIGNING_KEY)."`
-	Export  ExportCmd  `cmd:"" help:"Write an audit bundle (entries, proofs, signed checkpoint) that webhookd verify checks offline."`
-	Verify  VerifyCmd  `cmd:"" help:"Verify an audit bundle offline, or the whole live ledger with --db. Exit status 1 on any failure."`
-	Version VersionCmd `cmd:"" help:"Print the version."`
+	Serve       ServeCmd       `cmd:"" help:"Receive Clerk webhooks and append them to the ledger."`
+	Migrate     MigrateCmd     `cmd:"" help:"Apply the database migrations this webhookd knows."`
+	Send        SendCmd        `cmd:"" help:"Send realistic, signed Clerk events to a webhookd, as Clerk's Svix does."`
+	Users       UsersCmd       `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
+	Replay      ReplayCmd      `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
+	Projections ProjectionsCmd `cmd:"" help:"List and retry the ledger entries projections skipped."`
+	Bench       BenchCmd       `cmd:"" help:"Benchmark webhookd end to end against the database's own insert limit."`
+	Keygen      KeygenCmd      `cmd:"" help:"Print a new Ed25519 key pair for signing ledger checkpoints (WEBHOOKD_SIGNING_KEY)."`
+	Export      ExportCmd      `cmd:"" help:"Write an audit bundle (entries, proofs, signed checkpoint) that webhookd verify checks offline."`
+	Verify      VerifyCmd      `cmd:"" help:"Verify an audit bundle offline, or the whole live ledger with --db. Exit status 1 on any failure."`
+	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }
 
 func main() {

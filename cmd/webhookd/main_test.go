@@ -54,6 +54,12 @@ func testGlobals() (*Globals, *syncBuffer) {
 	return &Globals{LogFormat: "json", LogLevel: "error", Stdout: out, Stderr: &syncBuffer{}}, out
 }
 
+// quietGlobals is testGlobals without the output.
+func quietGlobals() *Globals {
+	g, _ := testGlobals()
+	return g
+}
+
 func freeTCPPort(t *testing.T) uint16 {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

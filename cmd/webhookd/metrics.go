@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/components/metrics"
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/projections"
@@ -21,11 +20,7 @@ const lagScrapeTimeout = 2 * time.Second
 // scrape time, and the database pool's state.
 func (a *App) newMetrics() *ingress.Metrics {
 	m := ingress.NewMetrics()
-	var names []string
-	for _, p := range projections.All() {
-		names = append(names, p.Name())
-	}
-	m.KnownProjections(names, projections.FailureOutcomes)
+	m.KnownProjections(projections.Names(), projections.FailureOutcomes)
 	m.RegisterProjectionLag(func(ctx context.Context) ([]ingress.ProjectionLag, error) {
 		var out []ingress.ProjectionLag
 		for _, p := range projections.All() {
@@ -74,20 +69,30 @@ func (a *App) newMetrics() *ingress.Metrics {
 }
 
 // projectionHooks wires the projection runner to m: applied and failed
-// entries, and Watermill's router metrics (handler execution time by
-// handler and success) under webhookd_watermill_*.
+// entries, and the time of each batch transaction by projection and
+// outcome (webhookd_projection_batch_duration_seconds).
 func projectionHooks(m *ingress.Metrics, cfg projections.RunnerConfig) projections.RunnerConfig {
 	cfg.Applied = func(projection string, _ domain.LedgerEntry) { m.ProjectionApplied(projection) }
 	cfg.Failed = func(projection string, _ domain.LedgerEntry, outcome string) { m.ProjectionFailed(projection, outcome) }
-	builder := metrics.NewPrometheusMetricsBuilder(m.Registry(), ingress.MetricsNamespace, "watermill")
-	// Only the handler middleware: the subscriber decorator forwards
-	// every message through one more goroutine, and with it a shutdown
-	// race in watermill-sql (the subscriber rolls back the batch
-	// transaction on cancellation while the handler may still use it,
-	// which pgx reports as "BUG: slow write timer already active") showed
-	// up in tests; without it, it did not.
-	middleware := builder.NewRouterMiddleware().Middleware
-	cfg.Instrument = func(r *message.Router) { r.AddMiddleware(middleware) }
+	batches := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ingress.MetricsNamespace,
+		Name:      "projection_batch_duration_seconds",
+		Help:      "Time of one projection batch transaction (read, apply, store the position, commit), by projection and outcome (committed, rolled_back).",
+		Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"projection", "outcome"})
+	m.Registry().MustRegister(batches)
+	for _, p := range cfg.Projections {
+		for _, outcome := range []string{"committed", "rolled_back"} {
+			batches.WithLabelValues(p.Name(), outcome)
+		}
+	}
+	cfg.Batch = func(projection string, _ int, took time.Duration, committed bool) {
+		outcome := "committed"
+		if !committed {
+			outcome = "rolled_back"
+		}
+		batches.WithLabelValues(projection, outcome).Observe(took.Seconds())
+	}
 	return cfg
 }
 

@@ -307,7 +307,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	a.runner, err = projections.NewRunner(projectionHooks(metrics, projections.RunnerConfig{
 		Pool:         pool,
-		Projections:  []projections.Projection{projections.Users{Origin: projectionOrigin(origin, cfg.Seal.SigningKey)}},
+		Projections:  projections.Checked(projectionOrigin(origin, cfg.Seal.SigningKey)),
 		Logger:       cfg.Logger,
 		PollInterval: cfg.PollInterval,
 	}))

@@ -275,7 +275,9 @@ func TestStatusAndHealthEndpoints(t *testing.T) {
 	require.Equal(t, map[string]any{"status": "ok"}, h.get("/healthz").body)
 	require.Equal(t, map[string]any{"status": "ready", "checks": map[string]any{
 		"database": "ok", "migrations": "ok",
-		"projections":        []any{map[string]any{"projection": "users", "events": 0.0, "seconds": 0.0}},
+		"projections": []any{map[string]any{"projection": "users", "events": 0.0, "seconds": 0.0},
+			map[string]any{"projection": "practices", "events": 0.0, "seconds": 0.0},
+			map[string]any{"projection": "memberships", "events": 0.0, "seconds": 0.0}},
 		"ledger_append_lock": "ok",
 	}}, h.get("/readyz").body)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
+	"github.com/webhookd/webhookd/projections"
 )
 
 // UsersCmd groups the commands on the users read model.
@@ -26,7 +27,8 @@ type UsersAssignCmd struct {
 	Database
 	ClerkID    string  `name:"clerk-id" required:"" help:"Clerk user id (user_…)."`
 	Role       *string `name:"role" help:"New role, e.g. ADMIN or USER."`
-	Practice   *string `name:"practice" help:"Practice id to assign; an empty value removes the practice."`
+	Practice   *string `name:"practice" help:"Practice id (the Clerk organization id, org_…) to assign; it must be an active practice in the practices table. An empty value removes the practice."`
+	Force      bool    `name:"force" help:"Assign a practice that is not (yet) an active practice in the practices table: unknown (e.g. its organization.created has not arrived) or deleted."`
 	Actor      string  `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who makes the change (recorded). Defaults to the operating-system user."`
 	Reason     string  `name:"reason" help:"Why (recorded; do not put personal data here)."`
 	SigningKey string  `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve seals the ledger with (in development mode .webhookd/signing-key): the access change is signed with it, as every entry webhookd appends. Required once the ledger is sealed."`
@@ -50,6 +52,21 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer conn.Close()
+	// The check is here, not in the projection: the ledger records what
+	// the operator decided, and the users projection applies it whatever
+	// the order organization events arrive in.
+	if c.Practice != nil && *c.Practice != "" && !c.Force {
+		state, err := projections.LookupPractice(ctx, pool, *c.Practice)
+		if err != nil {
+			return err
+		}
+		switch state {
+		case projections.PracticeUnknown:
+			return fmt.Errorf("practice %q is not in the practices table (no organization.created for it has been applied); check the id, or give --force to assign it anyway", *c.Practice)
+		case projections.PracticeDeleted:
+			return fmt.Errorf("practice %q is deleted (organization.deleted); give --force to assign it anyway", *c.Practice)
+		}
+	}
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
 		return err

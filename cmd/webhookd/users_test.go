@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+	"github.com/webhookd/webhookd/projections"
 )
 
 func TestUsersAssignIsALedgerEvent(t *testing.T) {
@@ -16,8 +18,15 @@ func TestUsersAssignIsALedgerEvent(t *testing.T) {
 	ctx := context.Background()
 	require.Equal(t, "accepted", h.deliver("msg_assign", fixture(t, "user.created.json")).body["status"])
 	const clerkID = "user_29w83sxmDNGwOuEthce5gg56FcC"
+	// The practice must be in practices (see practices_test.go).
+	require.Equal(t, "accepted", h.deliver("msg_org", clerkfake.MustBuild("organization.created", clerkfake.Options{ID: "org_42"})).body["status"])
+	require.Eventually(t, func() bool {
+		state, err := projections.LookupPractice(ctx, h.db.Pool, "org_42")
+		require.NoError(t, err)
+		return state == projections.PracticeActive
+	}, 10*time.Second, 10*time.Millisecond)
 
-	role, practice := "ADMIN", "prac_42"
+	role, practice := "ADMIN", "org_42"
 	cmd := UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &role, Practice: &practice, Actor: "ops-alice", Reason: "ticket 7"}
 	g, out := testGlobals()
 	require.NoError(t, cmd.Run(ctx, g))

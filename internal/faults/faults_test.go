@@ -185,12 +185,12 @@ func requireExactlyOnce(t *testing.T, pool *pgxpool.Pool, events []loadgen.Event
 
 // requireUsersConverged waits for the live users projection to reach the
 // end of the ledger, checks it against a rebuild from the whole ledger
-// (projections.RebuildUsers in check mode), then against the model
+// (projections.Rebuild of users in check mode), then against the model
 // in-order delivery of events gives.
 func requireUsersConverged(t *testing.T, pool *pgxpool.Pool, events []loadgen.Event) {
 	t.Helper()
 	ctx := context.Background()
-	report, err := projections.RebuildUsers(ctx, projections.RebuildConfig{Pool: pool, CatchUpTimeout: 2 * time.Minute}, true)
+	report, err := projections.Rebuild(ctx, projections.RebuildConfig{Pool: pool, CatchUpTimeout: 2 * time.Minute}, projections.Users, true)
 	require.NoError(t, err)
 	require.True(t, report.Equal, "users differs from a rebuild of the whole ledger: %v", report.Differing)
 	require.EqualValues(t, len(events), report.Entries)

@@ -45,7 +45,7 @@ type observation struct {
 // committed position instead of looking at the users table.
 //
 // The position is equivalent to row visibility: the projection's
-// watermill-sql subscriber writes a batch's users rows and its ledger_offsets
+// poll loop writes a batch's users rows and its ledger_offsets
 // row (offset_acked, last_processed_transaction_id) in one transaction, so
 // the event's users row is visible exactly when the committed position is
 // at or past the event's (transaction_id, "offset"). Appends commit in
@@ -81,7 +81,7 @@ type positionWatcher struct {
 func newPositionWatcher(conn *pgx.Conn, events int) *positionWatcher {
 	return &positionWatcher{
 		conn:       conn,
-		group:      projections.ConsumerGroup(projections.Users{}.Name()),
+		group:      projections.ConsumerGroup(projections.Users.Name()),
 		acceptedAt: make([]time.Time, events),
 	}
 }
