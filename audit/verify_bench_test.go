@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,13 +23,17 @@ type syntheticLedger struct {
 	cp     audit.Checkpoint
 }
 
-func newSyntheticLedger(n int) *syntheticLedger {
+func newSyntheticLedger(n int) *syntheticLedger { return newSyntheticLedgerSignedBy(n, testKey) }
+
+// newSyntheticLedgerSignedBy is newSyntheticLedger with its checkpoint
+// signed by key.
+func newSyntheticLedgerSignedBy(n int, key ed25519.PrivateKey) *syntheticLedger {
 	l := &syntheticLedger{n: n, leaves: make([]merkle.Hash, n)}
 	for i := range n {
 		e := audit.EntryFromLedger(syntheticEntry(i))
 		l.leaves[i] = audit.ComputeLeafHash(&e)
 	}
-	l.cp = audit.SignCheckpoint(testKey, uint64(n), merkle.NewTree(l.leaves).Root(), time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	l.cp = audit.SignCheckpoint(key, uint64(n), merkle.NewTree(l.leaves).Root(), time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 	return l
 }
 
@@ -77,7 +82,7 @@ func BenchmarkVerifyBundle(b *testing.B) {
 	}
 	dir := filepath.Join(b.TempDir(), "bundle")
 	start := time.Now()
-	m, err := audit.Export(context.Background(), newSyntheticLedger(n), audit.ExportOptions{Dir: dir, Actor: "bench"})
+	m, err := audit.Export(context.Background(), newSyntheticLedger(n), audit.ExportOptions{Dir: dir, Actor: "bench", Key: testKey})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +92,7 @@ func BenchmarkVerifyBundle(b *testing.B) {
 	}
 	b.Logf("wrote %d entries, %d MB, in %s", m.Entries, size>>20, time.Since(start).Round(time.Millisecond))
 	for b.Loop() {
-		r, err := audit.VerifyBundle(context.Background(), dir, audit.VerifyOptions{})
+		r, err := audit.VerifyBundle(context.Background(), dir, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 		if err != nil {
 			b.Fatal(err)
 		}

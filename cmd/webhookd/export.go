@@ -25,7 +25,7 @@ type ExportCmd struct {
 	Redact      bool     `name:"redact" help:"Replace personal data in payloads; the bundle then proves inclusion of each entry's sealed leaf hash but cannot recompute it."`
 	Out         string   `name:"out" required:"" help:"Bundle directory to create (must be empty or absent), or, ending in .tar.gz or .tgz, bundle archive file to create (must not exist)."`
 	Actor       string   `name:"actor" env:"WEBHOOKD_ACTOR" help:"Who takes the export, recorded in the ledger; default user@host."`
-	SigningKey  string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve): signs the manifest (manifest.sig), so that what it says of the export is authenticated too. Unset, the manifest is not signed (WEBHOOKD_SIGNING_KEY)."`
+	SigningKey  string   `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"The key webhookd serve signs checkpoints with (as for serve): signs the manifest (manifest.sig), so that what it says of the export is authenticated too. Unset, the manifest is not signed and verify refuses the bundle without --allow-unsigned-manifest (WEBHOOKD_SIGNING_KEY)."`
 }
 
 // Run writes the bundle, records the export in the ledger and prints the
@@ -52,7 +52,7 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	} else {
-		logger.Warn("export_manifest_unsigned", "reason", "WEBHOOKD_SIGNING_KEY is not set: the manifest (actor, range, filters, counts) is not signed; entries and proofs are still checked against the signed checkpoint")
+		logger.Warn("export_manifest_unsigned", "reason", "WEBHOOKD_SIGNING_KEY is not set: the manifest (actor, range, filters, counts) is not signed, and webhookd verify refuses the bundle unless given --allow-unsigned-manifest")
 	}
 	pool, err := openMigrated(ctx, c.DatabaseURL)
 	if err != nil {
