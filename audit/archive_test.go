@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 			require.EqualValues(t, m.Files[f.hdr.Name].Bytes, len(f.data), f.hdr.Name)
 		}
 	}
-	require.Equal(t, []string{"checkpoint.json", "entries.csv", "entries.jsonl", "manifest.json", "manifest.sig", "proofs.jsonl", "public_key.pem"}, names)
+	require.Equal(t, []string{"manifest.json", "manifest.sig", "checkpoint.json", "public_key.pem", "entries.jsonl", "proofs.jsonl", "entries.csv"}, names)
 
 	fromDir := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
 	fromArchive := verifyBundle(t, archive, testKey.Public().(ed25519.PublicKey))
@@ -101,10 +102,13 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 	require.True(t, fromArchive.ManifestSigned)
 	require.Equal(t, fromDir, fromArchive)
 
-	// Unsigned, the archive has no manifest.sig and verifies the same.
-	unsigned, _ := l.export(audit.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
+	// Unsigned, the archive has no manifest.sig: refused unless allowed.
+	unsigned, _ := l.exportUnsigned(audit.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
 	require.Len(t, readArchive(t, unsigned), 6)
-	r := verifyBundle(t, unsigned, testKey.Public().(ed25519.PublicKey))
+	r := verifyBundle(t, unsigned)
+	require.Equal(t, []string{unsignedProblem}, r.Problems)
+	r, err = audit.VerifyBundle(context.Background(), unsigned, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})
+	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.False(t, r.ManifestSigned)
 
@@ -178,10 +182,19 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 	reg := func(name, data string) archiveFile {
 		return archiveFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644}, data: []byte(data)}
 	}
-	var complete []archiveFile
-	for _, name := range []string{audit.CheckpointFile, audit.EntriesCSVFile, audit.EntriesFile, audit.ManifestFile, audit.ProofsFile, audit.PublicKeyFile} {
-		complete = append(complete, reg(name, "{}"))
+	good := readArchive(t, syntheticArchive(t, 10, true))
+	names := func(files []archiveFile) (out []string) {
+		for _, f := range files {
+			out = append(out, f.hdr.Name)
+		}
+		return out
 	}
+	require.Equal(t, []string{"manifest.json", "manifest.sig", "checkpoint.json", "public_key.pem", "entries.jsonl", "proofs.jsonl", "entries.csv"}, names(good))
+	// with returns good with files[i] replaced by the given ones.
+	with := func(i int, files ...archiveFile) []archiveFile {
+		return slices.Concat(good[:i:i], files, good[i+1:])
+	}
+	sorted := slices.SortedFunc(slices.Values(good), func(a, b archiveFile) int { return strings.Compare(a.hdr.Name, b.hdr.Name) })
 	for _, c := range []struct {
 		name  string
 		files []archiveFile
@@ -193,17 +206,21 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 		{"symlink", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.ManifestFile, Linkname: "/etc/passwd"}}}, `entry "manifest.json" is a link`},
 		{"hard link", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeLink, Name: audit.ManifestFile, Linkname: "x"}}}, `entry "manifest.json" is a link`},
 		{"directory", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "bundle/", Mode: 0o755}}}, `entry "bundle/" is not a regular file`},
-		{"fifo", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: audit.EntriesFile}}}, `entry "entries.jsonl" is not a regular file`},
-		{"unknown file", append(complete[:3:3], reg("extra.txt", "x")), `entry "extra.txt" is not a bundle file`},
-		{"subdirectory", []archiveFile{reg("bundle/manifest.json", "{}")}, `entry "bundle/manifest.json" is not a bundle file`},
-		{"duplicate", append(complete[:4:4], reg(audit.CheckpointFile, "{}")), `entry "checkpoint.json" appears twice`},
-		{"missing file", complete[:5], `it has no public_key.pem`},
+		{"fifo", with(4, archiveFile{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: audit.EntriesFile}}), `entry "entries.jsonl" is not a regular file`},
+		{"symlink in place of entries.csv", with(6, archiveFile{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.EntriesCSVFile, Linkname: "/dev/zero"}}), `entry "entries.csv" is a link`},
+		{"unknown file", with(3, good[3], reg("extra.txt", "x")), `entry "extra.txt" is not a bundle file`},
+		{"subdirectory", with(0, reg("bundle/manifest.json", "{}")), `entry "bundle/manifest.json" is not a bundle file`},
+		{"duplicate", with(2, good[2], good[2]), `entry "checkpoint.json" appears twice`},
+		{"duplicate after the end", append(slices.Clone(good), good[5]), `entry "proofs.jsonl" appears twice`},
+		{"missing file", with(3), `entry "entries.jsonl" is where public_key.pem should be`},
+		{"missing last file", good[:6], `it has no entries.csv`},
+		{"manifest not first (name order)", sorted, `entry "checkpoint.json" is where manifest.json should be: a bundle archive holds manifest.json, manifest.sig, checkpoint.json, public_key.pem, entries.jsonl, proofs.jsonl, entries.csv in this order`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "bundle.tar.gz")
 			writeArchive(t, path, c.files)
-			_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{})
+			_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 			require.ErrorIs(t, err, audit.ErrBadArchive)
 			require.ErrorContains(t, err, c.want)
 			require.True(t, strings.HasPrefix(err.Error(), path+": not a valid bundle archive: "), err.Error())
@@ -211,26 +228,10 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 	}
 }
 
-func TestVerifyRejectsAnOversizedArchive(t *testing.T) {
-	t.Parallel()
-	// A header claiming more than MaxArchiveBytes, with no data behind it:
-	// refused before anything is written.
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: audit.EntriesFile, Mode: 0o644, Size: audit.MaxArchiveBytes + 1}))
-	require.NoError(t, gz.Close())
-	path := filepath.Join(t.TempDir(), "bundle.tgz")
-	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
-	_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{})
-	require.ErrorIs(t, err, audit.ErrBadArchive)
-	require.ErrorContains(t, err, `entry "entries.jsonl" takes the archive over 68719476736 bytes (64 GiB)`)
-}
-
 func TestVerifyRejectsAFileThatIsNotAnArchive(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
 	require.NoError(t, os.WriteFile(path, []byte("not gzip"), 0o644))
-	_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{})
+	_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.EqualError(t, err, path+" is neither a bundle directory nor a bundle archive (.tar.gz)")
 }

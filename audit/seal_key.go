@@ -190,3 +190,43 @@ func keyFromBase64(s string) (ed25519.PrivateKey, bool) {
 	}
 	return nil, false
 }
+
+// ParseTrustFile reads a trust file: the public keys a verifier accepts
+// checkpoints from. Each key is either one line holding the standard
+// base64 of its 32 bytes (what `webhookd keygen` prints as "public key
+// (base64)") or a PEM "PUBLIC KEY" block; a # starts a comment that runs
+// to the end of its line, and blank lines are ignored. A file with no key
+// is an error, as is any line that is not a key; errors name the line.
+func ParseTrustFile(text []byte) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	lines := strings.Split(string(text), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
+		if c := strings.IndexByte(line, '#'); c >= 0 {
+			line = strings.TrimSpace(line[:c])
+		}
+		if line == "" {
+			continue
+		}
+		first := i + 1
+		if strings.HasPrefix(line, "-----BEGIN ") {
+			block := []string{line}
+			for i++; i < len(lines); i++ {
+				block = append(block, strings.TrimSpace(lines[i]))
+				if strings.HasPrefix(block[len(block)-1], "-----END ") {
+					break
+				}
+			}
+			line = strings.Join(block, "\n")
+		}
+		k, err := ParsePublicKey([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", first, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("holds no public key")
+	}
+	return keys, nil
+}

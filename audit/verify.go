@@ -12,11 +12,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
+	"maps"
 	"os"
-	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -53,19 +52,31 @@ func (r Report) Err() error {
 	return fmt.Errorf("%w: %s", ErrVerification, r.Problems[0])
 }
 
+// ErrNoTrustedKey is returned by VerifyBundle and VerifyLedger when they
+// are given no key to trust: a checkpoint that verifies with the key it
+// carries proves only that whoever holds that key signed it, and anyone can
+// make a key.
+var ErrNoTrustedKey = errors.New("no trusted public key: give the key GET /ledger/checkpoint publishes (the one WEBHOOKD_SIGNING_KEY signs with), or trust the bundle's own key explicitly, which proves the bundle intact but not who made it")
+
 // VerifyOptions configures a verification.
 type VerifyOptions struct {
-	// TrustedKeys, when not empty, are the only public keys whose
-	// checkpoints are accepted. Without them a bundle is checked against
-	// the key it carries, which proves integrity but not origin: pin the
-	// key published on GET /ledger/checkpoint.
+	// TrustedKeys are the public keys whose checkpoints are accepted: pin
+	// the key published on GET /ledger/checkpoint. Required, unless
+	// TrustBundleKey is set for a bundle.
 	TrustedKeys []ed25519.PublicKey
+	// TrustBundleKey, with no TrustedKeys, accepts the key a bundle
+	// carries (public_key.pem): that proves the bundle intact, not who made
+	// it. VerifyLedger ignores it.
+	TrustBundleKey bool
+	// AllowUnsignedManifest accepts a bundle without manifest.sig. By
+	// default one fails: without the signature, what the manifest says
+	// (actor, range, filters, completeness, counts) is not authenticated,
+	// so a bundle cut short with an edited manifest would verify.
+	AllowUnsignedManifest bool
 	// Workers defaults to GOMAXPROCS.
 	Workers int
 	// Progress receives one Add per entry checked.
 	Progress Progress
-	// RequireSignedManifest makes a bundle without manifest.sig fail.
-	RequireSignedManifest bool
 }
 
 // chunkLines is how many line pairs one worker checks at a time.
@@ -93,55 +104,127 @@ type chunkResult struct {
 }
 
 // VerifyBundle checks the bundle at path without any database: the
-// checkpoint's signature, the public key, each entry's leaf hash
-// recomputed from its canonical encoding (a redacted entry must be marked
-// so and only has its stated leaf hash checked), each entry's inclusion
-// proof against the checkpoint, the order of ledger indexes and, for a
-// complete bundle, that none is missing, the counts, and the SHA-256 of
-// every file listed in the manifest. Entry checks run on opts.Workers
-// goroutines. The error is non-nil only when the bundle could not be read
-// at all; failed checks are in Report.Problems (see Report.Err).
+// checkpoint's signature by a trusted key, the manifest's signature (see
+// VerifyOptions), each entry's leaf hash recomputed from its canonical
+// encoding (a redacted entry must be marked so and only has its stated
+// leaf hash checked), each entry's inclusion proof against the
+// checkpoint, the order of ledger indexes and, for a complete bundle, that
+// none is missing, the counts, and the size and SHA-256 of every file
+// listed in the manifest. Entry checks run on opts.Workers goroutines.
 //
 // path is a bundle directory or a bundle archive (a regular file starting
-// with the gzip magic number, see WriteArchive): an archive is extracted
-// with ExtractArchive into a temporary directory (os.TempDir, so TMPDIR),
-// removed afterwards, and checked exactly as a directory.
+// with the gzip magic number, see WriteArchive), which is read as a stream:
+// nothing is written anywhere. A bundle is read defensively: the manifest
+// first (at most 1 MiB), then each file only if it is a regular file (not
+// a symbolic link, named pipe or device; archive members likewise) of the
+// size the manifest declares, at most MaxArchiveBytes in all; and nothing
+// past the checkpoint and manifest when either fails its signature check.
+// Every read checks ctx.
+//
+// The error is ErrNoTrustedKey without a key to trust, matches
+// ErrBadBundle or ErrBadArchive for a bundle that cannot be read safely,
+// is ctx's error when ctx ends first, and is otherwise non-nil only when
+// the bundle could not be read at all; failed checks are in
+// Report.Problems (see Report.Err).
 func VerifyBundle(ctx context.Context, path string, opts VerifyOptions) (Report, error) {
+	if len(opts.TrustedKeys) == 0 && !opts.TrustBundleKey {
+		return Report{}, ErrNoTrustedKey
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return Report{}, err
 	}
-	if fi.IsDir() {
-		return verifyBundleDir(ctx, path, opts)
+	var src bundleSource
+	switch {
+	case fi.IsDir():
+		src = &dirSource{ctx: ctx, dir: path}
+	case fi.Mode().IsRegular():
+		a, ok, err := openArchive(ctx, path)
+		if err != nil {
+			return Report{}, err
+		}
+		if !ok {
+			return Report{}, fmt.Errorf("%s is neither a bundle directory nor a bundle archive (.tar.gz)", path)
+		}
+		src = a
+	default:
+		return Report{}, fmt.Errorf("%s is neither a bundle directory nor a bundle archive (.tar.gz): it is %s", path, fileKind(fi.Mode()))
 	}
-	isGzip, err := isGzipFile(path)
-	if err != nil {
-		return Report{}, err
+	defer src.close()
+	r, err := verifyBundle(ctx, src, opts)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// Whatever was found so far, an interrupted check verified nothing.
+		return r, ctxErr
 	}
-	if !isGzip {
-		return Report{}, fmt.Errorf("%s is neither a bundle directory nor a bundle archive (.tar.gz)", path)
-	}
-	dir, err := os.MkdirTemp("", "webhookd-verify-*")
-	if err != nil {
-		return Report{}, err
-	}
-	defer os.RemoveAll(dir)
-	if err := ExtractArchive(path, dir); err != nil {
-		return Report{}, err
-	}
-	return verifyBundleDir(ctx, dir, opts)
+	return r, err
 }
 
-// verifyBundleDir is VerifyBundle for a bundle directory.
-func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Report, error) {
-	var r Report
-	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
+// stopError carries a failed check after which the verifier reads no
+// further.
+type stopError struct{ problem string }
 
-	var m Manifest
-	mJSON, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+func (e stopError) Error() string { return e.problem }
+
+// readSmall reads a small bundle file whole, recording its SHA-256 in
+// digests (nil, nil when optional and absent).
+func readSmall(src bundleSource, name string, size int64, optional bool, digests map[string]string, sizes map[string]int64) ([]byte, error) {
+	rd, n, err := src.open(name, size, optional)
+	if err != nil || rd == nil {
+		return nil, asStop(err)
+	}
+	sizes[name] = n
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	digests[name] = hex.EncodeToString(sum[:])
+	return data, nil
+}
+
+// lazyReader opens its reader at the first Read.
+type lazyReader struct {
+	open func() (io.Reader, error)
+	r    io.Reader
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.r == nil {
+		r, err := l.open()
+		if err != nil {
+			return 0, err
+		}
+		l.r = r
+	}
+	return l.r.Read(p)
+}
+
+// asStop turns a size mismatch into a stopError.
+func asStop(err error) error {
+	var mismatch *sizeMismatchError
+	if errors.As(err, &mismatch) {
+		return stopError{mismatch.Error()}
+	}
+	return err
+}
+
+// verifyBundle is VerifyBundle on an open bundle.
+func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r Report, err error) {
+	defer func() {
+		var stop stopError
+		if errors.As(err, &stop) {
+			r.Problems = append(r.Problems, stop.problem)
+			err = nil
+		}
+	}()
+	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
+	digests, sizes := map[string]string{}, map[string]int64{}
+
+	mJSON, err := readSmall(src, ManifestFile, -maxManifestBytes, false, digests, sizes)
 	if err != nil {
 		return r, err
 	}
+	var m Manifest
 	if err := json.Unmarshal(mJSON, &m); err != nil {
 		return r, fmt.Errorf("%s: %w", ManifestFile, err)
 	}
@@ -149,12 +232,52 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 		problem("%s: format %q, this webhookd reads %q", ManifestFile, m.Format, BundleFormat)
 		return r, nil
 	}
-	var cp Checkpoint
-	if err := readJSON(filepath.Join(dir, CheckpointFile), &cp); err != nil {
+	sigJSON, err := readSmall(src, ManifestSignatureFile, -maxSignatureBytes, true, digests, sizes)
+	if err != nil {
 		return r, err
 	}
+
+	// What the manifest lists, before anything it lists is read.
+	listed := []string{CheckpointFile, PublicKeyFile, EntriesFile, ProofsFile, EntriesCSVFile}
+	for _, want := range listed {
+		if _, ok := m.Files[want]; !ok {
+			problem("%s does not list %s", ManifestFile, want)
+		}
+	}
+	names := slices.Sorted(maps.Keys(m.Files))
+	var total int64
+	for _, name := range names {
+		if !slices.Contains(listed, name) {
+			problem("%s lists %s, which is not part of a bundle", ManifestFile, name)
+		}
+		if size := m.Files[name].Bytes; size < 0 || size > MaxArchiveBytes-total {
+			problem("%s declares more than %d bytes (%d GiB) of files, the most a bundle may hold", ManifestFile, MaxArchiveBytes, MaxArchiveBytes>>30)
+			break
+		} else {
+			total += size
+		}
+	}
+	for _, name := range []string{CheckpointFile, PublicKeyFile} {
+		if m.Files[name].Bytes > maxSmallFileBytes {
+			problem("%s says %s has %d bytes, more than a %s can (%d)", ManifestFile, name, m.Files[name].Bytes, name, maxSmallFileBytes)
+		}
+	}
+	if len(r.Problems) > 0 {
+		return r, nil
+	}
+
+	// The checkpoint, its key and the manifest's signature: nothing more is
+	// read unless they verify.
+	cpJSON, err := readSmall(src, CheckpointFile, m.Files[CheckpointFile].Bytes, false, digests, sizes)
+	if err != nil {
+		return r, err
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(cpJSON, &cp); err != nil {
+		return r, fmt.Errorf("%s: %w", CheckpointFile, err)
+	}
 	r.Checkpoint = cp
-	pemBytes, err := os.ReadFile(filepath.Join(dir, PublicKeyFile))
+	pemBytes, err := readSmall(src, PublicKeyFile, m.Files[PublicKeyFile].Bytes, false, digests, sizes)
 	if err != nil {
 		return r, err
 	}
@@ -171,14 +294,11 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 	if m.TreeSize != cp.TreeSize {
 		problem("%s says tree size %d, %s %d", ManifestFile, m.TreeSize, CheckpointFile, cp.TreeSize)
 	}
-	switch sigJSON, err := os.ReadFile(filepath.Join(dir, ManifestSignatureFile)); {
-	case errors.Is(err, fs.ErrNotExist):
-		if opts.RequireSignedManifest {
-			problem("the bundle has no %s: its manifest is not signed", ManifestSignatureFile)
+	if sigJSON == nil {
+		if !opts.AllowUnsignedManifest {
+			problem("the bundle has no %s: its manifest is not signed, so what it says of the export (range, completeness, counts, file hashes) is not authenticated and the bundle may have been cut short (--allow-unsigned-manifest accepts it)", ManifestSignatureFile)
 		}
-	case err != nil:
-		return r, err
-	default:
+	} else {
 		var sig ManifestSignature
 		if err := json.Unmarshal(sigJSON, &sig); err != nil {
 			problem("%s: %v", ManifestSignatureFile, err)
@@ -188,13 +308,41 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 			r.ManifestSigned = true
 		}
 	}
+	if len(r.Problems) > 0 {
+		return r, nil
+	}
 
-	digests := map[string]string{}
-	entryProblems, err := verifyEntries(ctx, dir, cp, m, opts, &r, digests)
+	entries, n, err := src.open(EntriesFile, m.Files[EntriesFile].Bytes, false)
+	if err != nil {
+		return r, asStop(err)
+	}
+	sizes[EntriesFile] = n
+	// proofs.jsonl is opened at its first read: in an archive that starts
+	// a second stream, which first skips entries.jsonl, so a bad first
+	// line of entries.jsonl is found before that.
+	proofs := &lazyReader{open: func() (io.Reader, error) {
+		rd, n, err := src.open(ProofsFile, m.Files[ProofsFile].Bytes, false)
+		sizes[ProofsFile] = n
+		return rd, asStop(err)
+	}}
+	entryProblems, err := verifyEntries(ctx, entries, proofs, cp, m, opts, &r, digests)
 	if err != nil {
 		return r, err
 	}
 	r.Problems = append(r.Problems, entryProblems...)
+	csvFile, n, err := src.open(EntriesCSVFile, m.Files[EntriesCSVFile].Bytes, false)
+	if err != nil {
+		return r, asStop(err)
+	}
+	sizes[EntriesCSVFile] = n
+	d := sha256.New()
+	if _, err := io.Copy(d, csvFile); err != nil {
+		return r, err
+	}
+	digests[EntriesCSVFile] = hex.EncodeToString(d.Sum(nil))
+	if err := src.finish(); err != nil {
+		return r, err
+	}
 
 	if r.Entries != m.Entries {
 		problem("%s has %d entries, %s says %d", EntriesFile, r.Entries, ManifestFile, m.Entries)
@@ -205,100 +353,57 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 	if r.Redacted > 0 && !m.Redacted {
 		problem("%s holds redacted entries but %s says the export is not redacted", EntriesFile, ManifestFile)
 	}
-	for _, name := range []string{CheckpointFile, PublicKeyFile, EntriesCSVFile} {
-		d, err := fileSHA256(filepath.Join(dir, name))
-		if err != nil {
-			return r, err
-		}
-		digests[name] = d
-	}
-	names := make([]string, 0, len(m.Files))
-	for name := range m.Files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, want := range []string{EntriesFile, ProofsFile, EntriesCSVFile, CheckpointFile, PublicKeyFile} {
-		if _, ok := m.Files[want]; !ok {
-			problem("%s does not list %s", ManifestFile, want)
-		}
-	}
 	for _, name := range names {
-		got, ok := digests[name]
-		if !ok {
-			problem("%s lists %s, which is not part of a bundle", ManifestFile, name)
-			continue
+		if got, want := sizes[name], m.Files[name].Bytes; got != want {
+			problem("%s", (&sizeMismatchError{name: name, got: got, want: want}).Error())
 		}
-		if got != m.Files[name].SHA256 {
+		if got := digests[name]; got != m.Files[name].SHA256 {
 			problem("%s: SHA-256 %s does not match the manifest's %s", name, got, m.Files[name].SHA256)
 		}
 	}
 	return r, nil
 }
 
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	d := sha256.New()
-	if _, err := io.Copy(d, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(d.Sum(nil)), nil
-}
-
 // hashingReader reads lines while hashing everything read.
 type hashingReader struct {
-	r *bufio.Reader
-	d hash.Hash
+	name  string
+	r     *bufio.Reader
+	d     hash.Hash
+	lines int
 }
 
-func openHashing(path string) (*hashingReader, *os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
+func newHashing(name string, r io.Reader) *hashingReader {
 	d := sha256.New()
-	return &hashingReader{r: bufio.NewReaderSize(io.TeeReader(f, d), 1<<20), d: d}, f, nil
+	return &hashingReader{name: name, r: bufio.NewReaderSize(io.TeeReader(r, d), 1<<20), d: d}
 }
 
-// line returns the next line without its newline (nil at the end).
+// line returns the next line without its newline (nil at the end). A line
+// longer than maxLineBytes is an error matching ErrBadBundle.
 func (h *hashingReader) line() ([]byte, error) {
-	l, err := h.r.ReadBytes('\n')
+	frag, err := h.r.ReadSlice('\n')
+	l := append([]byte(nil), frag...)
+	for err == bufio.ErrBufferFull {
+		if len(l) > maxLineBytes {
+			return nil, fmt.Errorf("%w: line %d of %s is longer than %d MiB, more than any entry", ErrBadBundle, h.lines+1, h.name, maxLineBytes>>20)
+		}
+		frag, err = h.r.ReadSlice('\n')
+		l = append(l, frag...)
+	}
 	if err == io.EOF && len(l) == 0 {
 		return nil, nil
 	}
 	if err != nil && err != io.EOF {
 		return nil, err
 	}
+	h.lines++
 	return bytes.TrimSuffix(l, []byte("\n")), nil
 }
 
 // verifyEntries checks entries.jsonl and proofs.jsonl line by line and
 // records both files' SHA-256 in digests.
-func verifyEntries(ctx context.Context, dir string, cp Checkpoint, m Manifest, opts VerifyOptions, r *Report, digests map[string]string) ([]string, error) {
-	entries, ef, err := openHashing(filepath.Join(dir, EntriesFile))
-	if err != nil {
-		return nil, err
-	}
-	defer ef.Close()
-	proofs, pf, err := openHashing(filepath.Join(dir, ProofsFile))
-	if err != nil {
-		return nil, err
-	}
-	defer pf.Close()
+func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp Checkpoint, m Manifest, opts VerifyOptions, r *Report, digests map[string]string) ([]string, error) {
+	entries := newHashing(EntriesFile, entriesFile)
+	proofs := newHashing(ProofsFile, proofsFile)
 
 	workers := opts.Workers
 	if workers <= 0 {
@@ -330,13 +435,20 @@ func verifyEntries(ctx context.Context, dir string, cp Checkpoint, m Manifest, o
 					if e != nil || p != nil {
 						lineCountMismatch = fmt.Sprintf("%s and %s have different numbers of lines (they differ from line %d)", EntriesFile, ProofsFile, n+1)
 						// Drain the longer file so its digest is complete.
-						for l, _ := entries.line(); l != nil; l, _ = entries.line() {
-						}
-						for l, _ := proofs.line(); l != nil; l, _ = proofs.line() {
+						for _, h := range []*hashingReader{entries, proofs} {
+							if _, err := io.Copy(io.Discard, h.r); err != nil {
+								readErr <- err
+								return
+							}
 						}
 					}
 					if len(c.entries) > 0 {
-						work <- c
+						select {
+						case work <- c:
+						case <-ctx.Done():
+							readErr <- ctx.Err()
+							return
+						}
 					}
 					readErr <- nil
 					return

@@ -24,9 +24,15 @@ type VerifyLedgerSource interface {
 // of recomputed leaves, and the latest also against an independent
 // recursive computation), and the consistency proof between each pair of
 // successive checkpoints. Rows not sealed yet are counted, not checked.
-// The error is non-nil only when the ledger could not be read; failed
-// checks are in Report.Problems (see Report.Err).
+// Every checkpoint must be signed by one of opts.TrustedKeys (required:
+// whoever can write to the database could otherwise re-sign it all with a
+// key of their own). The error is ErrNoTrustedKey without trusted keys, and
+// otherwise non-nil only when the ledger could not be read; failed checks
+// are in Report.Problems (see Report.Err).
 func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOptions) (Report, error) {
+	if len(opts.TrustedKeys) == 0 {
+		return Report{}, ErrNoTrustedKey
+	}
 	var r Report
 	var leaves []merkle.Hash
 	tree := &merkle.Tree{}

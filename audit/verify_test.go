@@ -17,11 +17,25 @@ import (
 	"github.com/webhookd/webhookd/domain"
 )
 
-var otherKey = ed25519.NewKeyFromSeed([]byte("another key, not webhookd's own!"))
+var (
+	otherKey = ed25519.NewKeyFromSeed([]byte("another key, not webhookd's own!"))
+	testPub  = testKey.Public().(ed25519.PublicKey)
+	otherPub = otherKey.Public().(ed25519.PublicKey)
+)
 
-// export writes a bundle (to a new directory unless opts says where) and
-// returns its directory or archive path.
+// export writes a bundle (to a new directory unless opts says where),
+// signed with testKey unless opts names another key, and returns its
+// directory or archive path.
 func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
+	l.t.Helper()
+	if opts.Key == nil {
+		opts.Key = testKey
+	}
+	return l.exportUnsigned(opts)
+}
+
+// exportUnsigned is export without signing the manifest unless opts.Key.
+func (l *ledger) exportUnsigned(opts audit.ExportOptions) (string, audit.Manifest) {
 	l.t.Helper()
 	if opts.Dir == "" && opts.Archive == "" {
 		opts.Dir = filepath.Join(l.t.TempDir(), "bundle")
@@ -40,8 +54,12 @@ func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
 	return opts.Dir, m
 }
 
+// verifyBundle verifies with the trusted keys given, or testKey's.
 func verifyBundle(t *testing.T, dir string, trusted ...ed25519.PublicKey) audit.Report {
 	t.Helper()
+	if len(trusted) == 0 {
+		trusted = []ed25519.PublicKey{testPub}
+	}
 	r, err := audit.VerifyBundle(context.Background(), dir, audit.VerifyOptions{TrustedKeys: trusted, Workers: 2})
 	require.NoError(t, err)
 	return r
@@ -190,7 +208,9 @@ func TestVerifyDetectsAnAlteredFactWithAForgedLeafHash(t *testing.T) {
 	t.Parallel()
 	r := tamper(t, func(t *testing.T, dir string) {
 		editEntry(t, dir, 2, func(e map[string]any) {
-			e["event_type"] = "session.ended"
+			// Same length, so the file keeps the size the manifest says.
+			require.Equal(t, "user.deleted", e["event_type"])
+			e["event_type"] = "user.updated"
 			var ae audit.Entry
 			b, _ := json.Marshal(e)
 			require.NoError(t, json.Unmarshal(b, &ae))
@@ -275,7 +295,7 @@ func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 	l.add(3, "")
 	l.seal()
 	ctx := context.Background()
-	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{})
+	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.Equal(t, 7, r.Entries)
@@ -293,7 +313,7 @@ func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 		_, err := l.db.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{})
+	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Regexp(t, fmt.Sprintf(`^ledger index 2 \(offset %d, svix_id msg_0003\): the ledger_events row does not match its sealed leaf hash \(recomputed [0-9a-f]{64}, ledger_index has [0-9a-f]{64}\): the row was altered$`, offset), r.Problems[0])
 	require.Regexp(t, `^checkpoint of tree size \d+: root [0-9a-f]{64} does not match the root [0-9a-f]{64} recomputed from ledger_events$`, r.Problems[1])
@@ -334,17 +354,42 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	r = verifyBundle(t, dir)
 	require.Equal(t, []string{"manifest.sig is signed by key " + audit.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", not by the checkpoint's key " + keyID}, r.Problems)
 
-	// Without manifest.sig the bundle verifies, unsigned, unless the
-	// signature is required.
+	// Without manifest.sig the bundle fails, unless an unsigned manifest
+	// is allowed.
 	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
 	r = verifyBundle(t, dir)
+	require.Equal(t, []string{unsignedProblem}, r.Problems)
+	r, err = audit.VerifyBundle(ctx, dir, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})
+	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.False(t, r.ManifestSigned)
-	r, err = audit.VerifyBundle(ctx, dir, audit.VerifyOptions{RequireSignedManifest: true})
-	require.NoError(t, err)
-	require.Equal(t, []string{"the bundle has no manifest.sig: its manifest is not signed"}, r.Problems)
 
 	// Export refuses a key that did not sign the checkpoint.
 	_, err = audit.Export(ctx, l.store, audit.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
 	require.EqualError(t, err, "the signing key (key id "+audit.KeyID(otherKey.Public().(ed25519.PublicKey))+") is not the key that signed the latest checkpoint (key id "+keyID+"): sign the export with the key webhookd serve seals with")
+}
+
+// Someone with write access to the database seals further entries with a
+// key of their own: the ledger verifies only against trusted keys, and
+// without one VerifyLedger refuses to run.
+func TestVerifyLedgerRefusesCheckpointsSignedByAnotherKey(t *testing.T) {
+	t.Parallel()
+	l := setupLedger(t)
+	l.add(4, "")
+	l.seal()
+	l.add(2, "")
+	l.sealWith(otherKey)
+	ctx := context.Background()
+
+	_, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{})
+	require.ErrorIs(t, err, audit.ErrNoTrustedKey)
+
+	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"checkpoint of tree size 6 is signed by key " + audit.KeyID(otherPub) + ", which is not a trusted key"}, r.Problems)
+	require.Equal(t, audit.KeyID(otherPub), r.Checkpoint.KeyID)
+
+	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub, otherPub}})
+	require.NoError(t, err)
+	require.Empty(t, r.Problems)
 }

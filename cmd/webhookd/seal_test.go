@@ -157,25 +157,29 @@ func exportedBundle(t *testing.T) (*harness, *Globals, string) {
 // sealKeyText is sealKey as WEBHOOKD_SIGNING_KEY takes it.
 var sealKeyText = base64.StdEncoding.EncodeToString(sealKey.Seed())
 
-// Export needs the signing key (its ledger entry is signed with it); a
-// bundle whose manifest.sig was removed is reported unsigned by verify,
-// which fails it with --require-signed-manifest.
-func TestUnsignedManifestIsReportedAndCanBeRefused(t *testing.T) {
+// Exported without the signing key, the manifest is not signed: verify
+// refuses it unless --allow-unsigned-manifest, and then says so.
+func TestUnsignedManifestIsRefusedUnlessAllowed(t *testing.T) {
 	t.Parallel()
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	err := (&ExportCmd{Database: Database{URL: h.db.URL}, Out: filepath.Join(t.TempDir(), "unsigned"), Actor: "auditor"}).Run(ctx, g)
 	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
 	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
-	r, err := audit.VerifyBundle(ctx, dir, audit.VerifyOptions{})
-	require.NoError(t, err)
-	var out bytes.Buffer
-	require.NoError(t, printVerifyReport(&out, r, false))
-	require.Regexp(t, `; manifest not signed\n$`, out.String())
 
-	err = (&VerifyCmd{Bundle: dir, RequireSignedManifest: true}).Run(ctx, g)
+	out := g.Stdout.(*syncBuffer)
+	err = (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
-	require.EqualError(t, err, "verification failed: the bundle has no manifest.sig: its manifest is not signed")
+	require.EqualError(t, err, "verification failed: the bundle has no manifest.sig: its manifest is not signed, so what it says of the export (range, completeness, counts, file hashes) is not authenticated and the bundle may have been cut short (--allow-unsigned-manifest accepts it)")
+	require.Regexp(t, `^FAIL: 0 entries .* signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\)\n  the bundle has no manifest.sig`, out.String())
+
+	out.b.Reset()
+	require.NoError(t, (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText, AllowUnsignedManifest: true}).Run(ctx, g))
+	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\); manifest NOT signed \(--allow-unsigned-manifest\): what it says of the export \(actor, range, completeness, counts\) is not authenticated\n$`, out.String())
+
+	// The flag old scripts pass is still accepted: a signed manifest is the
+	// default anyway.
+	require.ErrorIs(t, (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText, RequireSignedManifest: true}).Run(ctx, g), errVerifyFailed)
 
 	// A key other than the one that sealed the ledger is refused.
 	other := filepath.Join(t.TempDir(), "other")
@@ -183,28 +187,60 @@ func TestUnsignedManifestIsReportedAndCanBeRefused(t *testing.T) {
 	require.ErrorContains(t, err, "is not the key that signed the latest checkpoint")
 }
 
+// sealKeyID is sealKey's fingerprint (key id).
+var sealKeyID = audit.KeyID(sealKey.Public().(ed25519.PublicKey))
+
 func TestExportThenVerifyCommands(t *testing.T) {
 	t.Parallel()
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	pem := filepath.Join(dir, audit.PublicKeyFile)
 	out := g.Stdout.(*syncBuffer)
-	keyID := audit.KeyID(sealKey.Public().(ed25519.PublicKey))
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
-	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g))
-	// (How many checkpoints the sealer signed on the way to 12 entries
-	// depends on timing.)
-	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key `+keyID+`; manifest signed by the same key\n`+
-		`OK: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n$`, out.String())
+	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", out.String())
+	out.b.Reset()
+	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText}).Run(ctx, g))
+	require.Regexp(t, `^OK: 12 sealed entries, \d+ checkpoints \(latest tree size 12, signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\)\), 1 entries not sealed yet\n$`, out.String())
+
+	// No key to trust: refused, for a bundle and for the database.
+	noKey := "verify needs a key to trust: give --public-key (the key GET /ledger/checkpoint publishes), --trust-file (WEBHOOKD_TRUST_FILE), or WEBHOOKD_SIGNING_KEY; for a bundle, --trust-bundle-key trusts the key it carries (proves it intact, not who made it)"
+	require.EqualError(t, (&VerifyCmd{Bundle: dir}).Run(ctx, g), noKey)
+	require.EqualError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g), noKey)
+	require.EqualError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, TrustBundleKey: true}).Run(ctx, g),
+		"--trust-bundle-key is for bundles: verify --db needs --public-key, --trust-file or WEBHOOKD_SIGNING_KEY")
+
+	// A trust file: comments, a key that is not this one, then this one.
+	other := ed25519.NewKeyFromSeed([]byte("someone else's key, 32 bytes...."))
+	otherB64 := base64.StdEncoding.EncodeToString(other.Public().(ed25519.PublicKey))
+	pemData, err := os.ReadFile(pem)
+	require.NoError(t, err)
+	trust := filepath.Join(t.TempDir(), "trusted-keys")
+	require.NoError(t, os.WriteFile(trust, []byte("# webhookd keys\n"+otherB64+" # old key\n"+string(pemData)), 0o600))
+	out.b.Reset()
+	require.NoError(t, (&VerifyCmd{Bundle: dir, TrustFile: trust}).Run(ctx, g))
+	require.Contains(t, out.String(), "signed by key "+sealKeyID+" (--trust-file "+trust+")")
+	out.b.Reset()
+	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, TrustFile: trust}).Run(ctx, g))
+	require.NoError(t, os.WriteFile(trust, []byte("# nothing\n"), 0o600))
+	require.EqualError(t, (&VerifyCmd{Bundle: dir, TrustFile: trust}).Run(ctx, g), "--trust-file "+trust+": holds no public key")
+
+	// --trust-bundle-key: accepted, and the key it trusted is named.
+	out.b.Reset()
+	require.NoError(t, (&VerifyCmd{Bundle: dir, TrustBundleKey: true}).Run(ctx, g))
+	require.Contains(t, out.String(), "signed by key "+sealKeyID+" (the bundle's own key, trusted with --trust-bundle-key: this proves the bundle intact, not who made it)")
+	require.EqualError(t, (&VerifyCmd{Bundle: dir, TrustBundleKey: true, PublicKey: []string{pem}}).Run(ctx, g),
+		"--trust-bundle-key trusts whatever key the bundle carries: give it or --public-key/--trust-file, not both")
 
 	// The export is in the ledger (not sealed yet: no sealer runs now).
 	var n int
 	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_events WHERE event_type = 'webhookd.export.created' AND source = 'webhookd' AND svix_id LIKE 'whd_%'`).Scan(&n))
 	require.Equal(t, 1, n)
 
-	other := ed25519.NewKeyFromSeed([]byte("someone else's key, 32 bytes...."))
-	err := (&VerifyCmd{Bundle: dir, PublicKey: []string{base64.StdEncoding.EncodeToString(other.Public().(ed25519.PublicKey))}}).Run(ctx, g)
-	require.EqualError(t, err, "verification failed: checkpoint.json: checkpoint of tree size 12 is signed by key "+audit.KeyID(sealKey.Public().(ed25519.PublicKey))+", which is not a trusted key")
+	err = (&VerifyCmd{Bundle: dir, PublicKey: []string{otherB64}}).Run(ctx, g)
+	require.EqualError(t, err, "verification failed: checkpoint.json: checkpoint of tree size 12 is signed by key "+sealKeyID+", which is not a trusted key")
+	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, PublicKey: []string{otherB64}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.Regexp(t, `^verification failed: checkpoint of tree size \d+ is signed by key `+sealKeyID+`, which is not a trusted key$`, err.Error())
 
 	var offset int64
 	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT ledger_offset FROM ledger_index WHERE ledger_index = 5`).Scan(&offset))
@@ -217,7 +253,7 @@ func TestExportThenVerifyCommands(t *testing.T) {
 		require.NoError(t, err, q)
 	}
 	out.b.Reset()
-	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}}).Run(ctx, g)
+	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	require.Regexp(t, fmt.Sprintf(`^verification failed: ledger index 5 \(offset %d, svix_id msg_seal_005\): the ledger_events row does not match its sealed leaf hash`, offset), err.Error())
 	require.Regexp(t, `^FAIL: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n  ledger index 5 `, out.String())
@@ -284,14 +320,12 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	// The same OK line as for the directory.
 	var lines []string
 	for _, path := range []string{dir, archive} {
-		r, err := audit.VerifyBundle(ctx, path, audit.VerifyOptions{})
-		require.NoError(t, err)
-		var out bytes.Buffer
-		require.NoError(t, printVerifyReport(&out, r, false))
+		out := g.Stdout.(*syncBuffer)
+		require.NoError(t, (&VerifyCmd{Bundle: path, PublicKey: []string{pem}}).Run(ctx, g))
 		lines = append(lines, out.String())
 	}
 	require.Equal(t, lines[0], lines[1])
-	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key [0-9a-f]{16}; manifest signed by the same key\n$`, lines[1])
+	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", lines[1])
 
 	// One byte changed inside an entry: the same failure, naming the entry.
 	entries := filepath.Join(dir, audit.EntriesFile)
@@ -321,7 +355,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	require.NoError(t, tw.Close())
 	require.NoError(t, gzw.Close())
 	require.NoError(t, os.WriteFile(evil, buf.Bytes(), 0o644))
-	err = (&VerifyCmd{Bundle: evil}).Run(ctx, g)
+	err = (&VerifyCmd{Bundle: evil, PublicKey: []string{pem}}).Run(ctx, g)
 	require.ErrorIs(t, err, audit.ErrBadArchive)
 	require.NotErrorIs(t, err, errVerifyFailed)
 	require.EqualError(t, err, evil+`: not a valid bundle archive: entry "../x" climbs out of the bundle (..)`)
