@@ -110,7 +110,7 @@ func TestUsersAssignSignsOnASealedLedger(t *testing.T) {
 	user := "USER"
 	require.NoError(t, (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &user, Actor: "ops", SigningKey: sealKeyText}).Run(ctx, &Globals{}))
 	practice := "prac_1"
-	require.NoError(t, (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Practice: &practice, Actor: "ops", SigningKey: sealKeyText}).Run(ctx, &Globals{}))
+	require.NoError(t, (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Practice: &practice, Force: true, Actor: "ops", SigningKey: sealKeyText}).Run(ctx, &Globals{}))
 	require.Eventually(t, func() bool {
 		var p *string
 		return h.db.Pool.QueryRow(ctx, `SELECT practice_id FROM users WHERE clerk_id = $1`, clerkID).Scan(&p) == nil && p != nil && *p == practice

@@ -256,7 +256,7 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	require.Regexp(t, fmt.Sprintf(`^verification failed: ledger index 5 \(offset %d, svix_id msg_seal_005\): the ledger_events row does not match its sealed leaf hash`, offset), err.Error())
-	require.Regexp(t, `^FAIL: 12 sealed entries, \d+ checkpoints \(latest tree size 12\), 1 entries not sealed yet\n  ledger index 5 `, out.String())
+	require.Regexp(t, `^FAIL: 12 sealed entries, \d+ checkpoints \(latest tree size 12, signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\)\), 1 entries not sealed yet\n  ledger index 5 `, out.String())
 }
 
 // rewriteArchive rewrites the gzip'd tar archive at path with each entry's
@@ -321,6 +321,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	var lines []string
 	for _, path := range []string{dir, archive} {
 		out := g.Stdout.(*syncBuffer)
+		out.b.Reset()
 		require.NoError(t, (&VerifyCmd{Bundle: path, PublicKey: []string{pem}}).Run(ctx, g))
 		lines = append(lines, out.String())
 	}

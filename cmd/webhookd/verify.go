@@ -53,6 +53,14 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if (c.Bundle == "") == !c.DB {
 		return errors.New("give either a bundle (directory or .tar.gz archive) or --db")
 	}
+	if c.DB {
+		// Which database, before which key: a missing one is a usage error.
+		if dev, _, err := c.devMode(true); err != nil {
+			return err
+		} else if c.URL == "" && !dev {
+			return errNoDatabase("verify --db")
+		}
+	}
 	keys, err := c.trustedKeys(g.stderr())
 	if err != nil {
 		return err
