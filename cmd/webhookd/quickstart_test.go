@@ -149,7 +149,7 @@ func TestDevModeQuickStart(t *testing.T) {
 
 	stdout, stderr, code = runMain(t, work, nil, "verify", "b")
 	require.Equal(t, 0, code, stderr)
-	require.Regexp(t, `^OK: \d+ entries \(0 redacted, inclusion only\) against checkpoint tree size \d+ signed by key `+keyID+`; manifest signed by the same key\n$`, stdout)
+	require.Regexp(t, `^OK: \d+ entries \(0 redacted, inclusion only\) against checkpoint tree size \d+ signed by key `+keyID+` \(the development key in \.webhookd/signing-key\); manifest signed by the same key\n$`, stdout)
 	require.True(t, strings.HasPrefix(stderr, "webhookd: development mode: trusting the development checkpoint key in .webhookd/signing-key (key id "+keyID+"); --public-key names another\n"), stderr)
 
 	// The trust comes from .webhookd/signing-key, not from the key the
