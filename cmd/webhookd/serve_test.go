@@ -264,5 +264,6 @@ func TestStatusAndHealthEndpoints(t *testing.T) {
 		"database": "ok", "migrations": "ok",
 		"projections":        []any{map[string]any{"projection": "users", "events": 0.0, "seconds": 0.0}},
 		"ledger_append_lock": "ok",
+		"sealer":             "disabled",
 	}}, h.get("/readyz").body)
 }
