@@ -437,4 +437,3 @@ func SealOnce(ctx context.Context, cfg SealerConfig) (Checkpoint, error) {
 	}
 	return cfg.Ledger.LatestCheckpoint(ctx)
 }
-
