@@ -34,7 +34,7 @@ var ErrBadArchive = errors.New("not a valid bundle archive")
 // it may have; archiveOrder all of them, in archive order.
 var (
 	bundleFiles         = []string{ManifestFile, CheckpointFile, PublicKeyFile, EntriesFile, EntriesCSVFile, ProofsFile}
-	optionalBundleFiles = []string{ManifestSignatureFile}
+	optionalBundleFiles = []string{ManifestSignatureFile, CheckpointNoteFile}
 	archiveOrder        = slices.Sorted(slices.Values(slices.Concat(bundleFiles, optionalBundleFiles)))
 )
 

@@ -93,7 +93,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 			require.EqualValues(t, m.Files[f.hdr.Name].Bytes, len(f.data), f.hdr.Name)
 		}
 	}
-	require.Equal(t, []string{"checkpoint.json", "entries.csv", "entries.jsonl", "manifest.json", "manifest.sig", "proofs.jsonl", "public_key.pem"}, names)
+	require.Equal(t, []string{"checkpoint.json", "checkpoint.note", "entries.csv", "entries.jsonl", "manifest.json", "manifest.sig", "proofs.jsonl", "public_key.pem"}, names)
 
 	fromDir := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
 	fromArchive := verifyBundle(t, archive, testKey.Public().(ed25519.PublicKey))

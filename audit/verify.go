@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ErrVerification is matched by the error a verification returns when the
@@ -39,6 +41,8 @@ type Report struct {
 	Unsealed int
 	// ManifestSigned says the bundle's manifest.sig verified (bundle only).
 	ManifestSigned bool
+	// Witnessed says every required witness cosigned the checkpoint.
+	Witnessed bool
 	// Problems lists what failed, the first failing entry first; empty
 	// when everything verified.
 	Problems []string
@@ -66,6 +70,12 @@ type VerifyOptions struct {
 	Progress Progress
 	// RequireSignedManifest makes a bundle without manifest.sig fail.
 	RequireSignedManifest bool
+	// Witnesses must each have cosigned the checkpoint (a bundle's
+	// checkpoint.note, the ledger's latest checkpoint).
+	Witnesses []note.Verifier
+	// Known are checkpoints remembered outside the database (a witness's
+	// state file): the ledger must still give their roots (ledger only).
+	Known []KnownCheckpoint
 }
 
 // chunkLines is how many line pairs one worker checks at a time.
@@ -189,6 +199,13 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 		}
 	}
 
+	witnessProblems, hasNote, err := checkBundleWitnesses(dir, cp, opts)
+	if err != nil {
+		return r, err
+	}
+	r.Problems = append(r.Problems, witnessProblems...)
+	r.Witnessed = len(opts.Witnesses) > 0 && len(witnessProblems) == 0
+
 	digests := map[string]string{}
 	entryProblems, err := verifyEntries(ctx, dir, cp, m, opts, &r, digests)
 	if err != nil {
@@ -205,7 +222,11 @@ func verifyBundleDir(ctx context.Context, dir string, opts VerifyOptions) (Repor
 	if r.Redacted > 0 && !m.Redacted {
 		problem("%s holds redacted entries but %s says the export is not redacted", EntriesFile, ManifestFile)
 	}
-	for _, name := range []string{CheckpointFile, PublicKeyFile, EntriesCSVFile} {
+	hashed := []string{CheckpointFile, PublicKeyFile, EntriesCSVFile}
+	if hasNote {
+		hashed = append(hashed, CheckpointNoteFile)
+	}
+	for _, name := range hashed {
 		d, err := fileSHA256(filepath.Join(dir, name))
 		if err != nil {
 			return r, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/eventstore"
@@ -19,6 +20,8 @@ type VerifyCmd struct {
 	DatabaseURL           string   `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL for --db (DATABASE_URL)."`
 	PublicKey             []string `name:"public-key" help:"Trusted public key (PEM file or base64 of 32 bytes), as GET /ledger/checkpoint publishes it; repeatable. Without it a bundle is checked against the key it carries."`
 	RequireSignedManifest bool     `name:"require-signed-manifest" help:"Fail a bundle whose manifest is not signed (exported without WEBHOOKD_SIGNING_KEY)."`
+	Witness               []string `name:"witness" help:"Witness verifier key (note form, from webhookd keygen --witness) that must have cosigned the checkpoint (the bundle's, or with --db the latest); repeatable."`
+	Checkpoint            []string `name:"checkpoint" help:"With --db: a file holding a checkpoint note seen earlier (a witness's state file, a saved GET /ledger/checkpoint); the ledger must still give its root; repeatable."`
 }
 
 // errVerifyFailed makes main exit non-zero after the report is printed.
@@ -38,9 +41,22 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	witnesses, err := audit.ParseWitnessKeys(strings.Join(c.Witness, " "))
+	if err != nil {
+		return fmt.Errorf("--witness: %w", err)
+	}
+	var known []audit.KnownCheckpoint
+	for _, path := range c.Checkpoint {
+		k, err := audit.ReadKnownCheckpoint(path)
+		if err != nil {
+			return fmt.Errorf("--checkpoint: %w", err)
+		}
+		known = append(known, k)
+	}
 	report, finish := newProgress(logger, "verify")
 	p := &progressCounter{report: report, total: -1}
-	opts := audit.VerifyOptions{TrustedKeys: trusted, Progress: p, RequireSignedManifest: c.RequireSignedManifest}
+	opts := audit.VerifyOptions{TrustedKeys: trusted, Progress: p, RequireSignedManifest: c.RequireSignedManifest,
+		Witnesses: witnesses, Known: known}
 	var r audit.Report
 	if c.DB {
 		r, err = verifyDB(ctx, c.DatabaseURL, opts, p)
@@ -98,6 +114,9 @@ func printVerifyReport(w io.Writer, r audit.Report, ledger bool) error {
 	if ledger {
 		what = fmt.Sprintf("%d sealed entries, %d checkpoints (latest tree size %d), %d entries not sealed yet",
 			r.Entries, r.Checkpoints, r.Checkpoint.TreeSize, r.Unsealed)
+	}
+	if r.Witnessed {
+		what += "; cosigned by every witness given"
 	}
 	if len(r.Problems) == 0 {
 		_, err := fmt.Fprintf(w, "OK: %s\n", what)

@@ -112,6 +112,39 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	require.NoError(t, h.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_cosignatures`).Scan(&stored))
 	require.Equal(t, 2, stored, "sizes 4 and 7")
 
+	// The export carries the cosignature; verify --witness requires it.
+	h.stop()
+	g := &Globals{LogFormat: "json", LogLevel: "error"}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	require.NoError(t, (&ExportCmd{DatabaseURL: h.db.URL, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(ctx, g))
+	pub := filepath.Join(dir, audit.PublicKeyFile)
+	r, err := audit.VerifyBundle(ctx, dir, audit.VerifyOptions{Witnesses: mustWitnessKeys(t, w.key.vkey)})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, printVerifyReport(&out, r, false))
+	require.Regexp(t, `^OK: 7 entries .*; cosigned by every witness given\n$`, out.String())
+	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pub}, Witness: []string{w.key.vkey}}).Run(ctx, g))
+	require.NoError(t, (&VerifyCmd{DB: true, DatabaseURL: h.db.URL, Witness: []string{w.key.vkey}, Checkpoint: []string{w.state}}).Run(ctx, g))
+	other := newWitnessKey(t, "auditor.example/witness")
+	err = (&VerifyCmd{Bundle: dir, PublicKey: []string{pub}, Witness: []string{w.key.vkey, other.vkey}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.Regexp(t, `^verification failed: checkpoint.note: checkpoint of tree size 7 has no valid cosignature by witness auditor.example/witness \(key hash [0-9a-f]{8}\): no cosignature$`, err.Error())
+	err = (&VerifyCmd{DB: true, DatabaseURL: h.db.URL, Witness: []string{other.vkey}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	// A cosignature line changed in the bundle fails too.
+	noteFile := filepath.Join(dir, audit.CheckpointNoteFile)
+	data, err := os.ReadFile(noteFile)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	sig := lines[len(lines)-1]
+	lines[len(lines)-1] = sig[:len(sig)-6] + "AAAAA="
+	require.NoError(t, os.WriteFile(noteFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	err = (&VerifyCmd{Bundle: dir, PublicKey: []string{pub}, Witness: []string{w.key.vkey}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.Contains(t, err.Error(), "checkpoint.note: signed note: ")
+
+	h = startOn(t, h.db, withSeal(sealKey), withWitnesses(w.key))
 	// A cosignature by a key webhookd does not know is refused, and so is
 	// a note that is not one of its checkpoints.
 	stranger := newTestWitness(t, "stranger")
@@ -170,6 +203,18 @@ func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, before, after, "the witness kept its state")
 
+	// verify --db with the witness, or with its state file, fails; without
+	// them the re-signed ledger verifies.
+	g := &Globals{LogFormat: "json", LogLevel: "error"}
+	ctx := context.Background()
+	require.NoError(t, (&VerifyCmd{DB: true, DatabaseURL: db.URL}).Run(ctx, g))
+	err = (&VerifyCmd{DB: true, DatabaseURL: db.URL, Witness: []string{w.key.vkey}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.Regexp(t, `^verification failed: latest checkpoint of tree size 6 has no valid cosignature by witness witness \(key hash [0-9a-f]{8}\): no cosignature$`, err.Error())
+	err = (&VerifyCmd{DB: true, DatabaseURL: db.URL, Checkpoint: []string{w.state}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.Regexp(t, `^verification failed: .*witness-state: a checkpoint of tree size 6 had root [0-9a-f]{64}, the ledger's entries now give [0-9a-f]{64}: entries were altered, removed or reordered$`, err.Error())
+
 	// One more entry: the re-signed tree of 7 is not consistent with the
 	// 6 the witness cosigned.
 	again.deliverN(6, 1)
@@ -180,7 +225,6 @@ func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 	require.Contains(t, err.Error(), "is not consistent with tree size 6")
 
 	// The one-shot command exits non-zero.
-	g := &Globals{LogFormat: "json", LogLevel: "error"}
 	err = (&WitnessCmd{LogURL: again.base, LogKey: again.verifierKey(), Key: w.key.skey, State: w.state, Once: true}).Run(context.Background(), g)
 	require.ErrorIs(t, err, audit.ErrWitnessRefused)
 }
@@ -205,6 +249,15 @@ func TestWitnessRefusesATailCut(t *testing.T) {
 	_, err = w.round(again)
 	require.ErrorIs(t, err, audit.ErrWitnessRefused)
 	require.Regexp(t, `^witness refused the checkpoint: rollback: the log offers tree size 3 \(root [0-9a-f]{64}\) but this witness cosigned tree size 6 \(root [0-9a-f]{64}\)$`, err.Error())
+
+	// verify --db with the witness's checkpoint catches it; without, the
+	// cut ledger verifies.
+	g := &Globals{LogFormat: "json", LogLevel: "error"}
+	ctx := context.Background()
+	require.NoError(t, (&VerifyCmd{DB: true, DatabaseURL: db.URL}).Run(ctx, g))
+	err = (&VerifyCmd{DB: true, DatabaseURL: db.URL, Checkpoint: []string{w.state}}).Run(ctx, g)
+	require.ErrorIs(t, err, errVerifyFailed)
+	require.Regexp(t, `^verification failed: .*witness-state: a checkpoint of tree size 6 \(root [0-9a-f]{64}\) was seen, but the ledger has only 3 sealed entries: entries or index rows were removed$`, err.Error())
 }
 
 // cutTail removes, as a superuser, every ledger entry from ledger index
@@ -290,4 +343,11 @@ func httpGet(url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+func mustWitnessKeys(t *testing.T, vkeys ...string) []note.Verifier {
+	t.Helper()
+	v, err := audit.ParseWitnessKeys(strings.Join(vkeys, " "))
+	require.NoError(t, err)
+	return v
 }
