@@ -103,7 +103,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 
 	// Unsigned, the archive has no manifest.sig and verifies the same.
 	unsigned, _ := l.export(audit.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
-	require.Len(t, readArchive(t, unsigned), 6)
+	require.Len(t, readArchive(t, unsigned), 7) // with checkpoint.note
 	r := verifyBundle(t, unsigned, testKey.Public().(ed25519.PublicKey))
 	require.Empty(t, r.Problems)
 	require.False(t, r.ManifestSigned)
