@@ -153,7 +153,7 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	require.ErrorContains(t, err, `"reason":"no_known_witness"`)
 	state, err := os.ReadFile(w.state)
 	require.NoError(t, err)
-	forged := bytes.Replace(state, []byte("\n7\n"), []byte("\n8\n"), 1)
+	forged := bytes.Replace(state, []byte("\n7\n"), []byte("\n99\n"), 1) // no such checkpoint
 	answer := h.postRaw(CosignaturesPath, forged)
 	require.Equal(t, 404, answer.status, "%v", answer.body)
 	forged = bytes.Replace(state, []byte("\n7\n"), []byte("\n4\n"), 1)
