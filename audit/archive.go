@@ -38,8 +38,8 @@ var ErrBadArchive = errors.New("not a valid bundle archive")
 // archiveOrder lists the bundle files in archive order; optionalBundleFiles
 // those a bundle may lack.
 var (
-	archiveOrder        = []string{ManifestFile, ManifestSignatureFile, CheckpointFile, PublicKeyFile, EntriesFile, ProofsFile, EntriesCSVFile}
-	optionalBundleFiles = []string{ManifestSignatureFile}
+	archiveOrder        = []string{ManifestFile, ManifestSignatureFile, CheckpointFile, PublicKeyFile, CheckpointNoteFile, EntriesFile, ProofsFile, EntriesCSVFile}
+	optionalBundleFiles = []string{ManifestSignatureFile, CheckpointNoteFile}
 )
 
 // IsArchivePath reports whether path names a bundle archive rather than a

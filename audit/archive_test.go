@@ -94,7 +94,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 			require.EqualValues(t, m.Files[f.hdr.Name].Bytes, len(f.data), f.hdr.Name)
 		}
 	}
-	require.Equal(t, []string{"manifest.json", "manifest.sig", "checkpoint.json", "public_key.pem", "entries.jsonl", "proofs.jsonl", "entries.csv"}, names)
+	require.Equal(t, []string{"manifest.json", "manifest.sig", "checkpoint.json", "public_key.pem", "checkpoint.note", "entries.jsonl", "proofs.jsonl", "entries.csv"}, names)
 
 	fromDir := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
 	fromArchive := verifyBundle(t, archive, testKey.Public().(ed25519.PublicKey))
@@ -104,7 +104,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 
 	// Unsigned, the archive has no manifest.sig: refused unless allowed.
 	unsigned, _ := l.exportUnsigned(audit.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
-	require.Len(t, readArchive(t, unsigned), 6)
+	require.Len(t, readArchive(t, unsigned), 7) // with checkpoint.note
 	r := verifyBundle(t, unsigned)
 	require.Equal(t, []string{unsignedProblem}, r.Problems)
 	r, err = audit.VerifyBundle(context.Background(), unsigned, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})

@@ -24,6 +24,10 @@ const (
 	// ManifestSignatureFile is present when the export was signed (see
 	// ManifestSignature).
 	ManifestSignatureFile = "manifest.sig"
+	// CheckpointNoteFile is the checkpoint as a C2SP signed note with the
+	// witnesses' cosignatures webhookd stored for it (see Cosigned);
+	// present when the checkpoint is a note.
+	CheckpointNoteFile = "checkpoint.note"
 )
 
 // manifestTag starts the message a manifest signature covers.

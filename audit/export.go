@@ -29,6 +29,9 @@ type ExportLedger interface {
 	LeafHashes(ctx context.Context) ([]merkle.Hash, error)
 	EachSealed(ctx context.Context, q Selection, fn func(SealedRow) error) error
 	SealedIndexRange(ctx context.Context, q Selection) (first, last uint64, ok bool, err error)
+	// Cosignatures returns the witnesses' cosignatures on the checkpoint
+	// of tree size size.
+	Cosignatures(ctx context.Context, size uint64) ([]Cosignature, error)
 }
 
 // Appender appends to the ledger; *eventstore.Store is one.
@@ -201,7 +204,15 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	if err != nil {
 		return Manifest{}, err
 	}
-	for name, data := range map[string][]byte{CheckpointFile: append(cpJSON, '\n'), PublicKeyFile: EncodePublicKeyPEM(cp.PublicKey)} {
+	files := map[string][]byte{CheckpointFile: append(cpJSON, '\n'), PublicKeyFile: EncodePublicKeyPEM(cp.PublicKey)}
+	if cp.Note != "" {
+		cosigs, err := ledger.Cosignatures(ctx, cp.TreeSize)
+		if err != nil {
+			return Manifest{}, err
+		}
+		files[CheckpointNoteFile] = []byte(Cosigned(cp, cosigs))
+	}
+	for name, data := range files {
 		if err := writeFile(dir, name, data, m.Files); err != nil {
 			return Manifest{}, err
 		}

@@ -3,11 +3,11 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/webhookd/webhookd/audit/merkle"
@@ -53,6 +53,14 @@ type SealerConfig struct {
 	NewLock func(ctx context.Context) (LeaderLock, error)
 	// Key signs checkpoints.
 	Key ed25519.PrivateKey
+	// Origin names the log in checkpoint notes. Defaults to
+	// DefaultOrigin(Key's public key).
+	Origin string
+	// StatePath, when set, is a local file where the sealer keeps the
+	// last checkpoint it signed or saw (a signed note, written atomically,
+	// mode 0600), so that a restarted sealer still knows it: a ledger
+	// whose seal tables fall behind it is an integrity failure.
+	StatePath string
 	// Interval is how often a checkpoint is signed, when the tree grew.
 	// Defaults to 10s.
 	Interval time.Duration
@@ -97,11 +105,17 @@ func (c *SealerConfig) defaults() {
 	if c.BehindCheckInterval <= 0 {
 		c.BehindCheckInterval = time.Minute
 	}
+	if c.Origin == "" && c.Key != nil {
+		c.Origin = DefaultOrigin(c.Key.Public().(ed25519.PublicKey))
+	}
 }
 
-// ErrIntegrity is matched by the errors a sealer returns when the stored
-// leaf hashes do not reproduce the last signed checkpoint: someone changed
-// the seal tables. The sealer then refuses to seal.
+// ErrIntegrity is matched by the errors a sealer returns when the seal
+// tables disagree with what the sealer knows: the stored leaf hashes do
+// not reproduce the last signed checkpoint, or ledger_index or
+// ledger_checkpoints hold less than a checkpoint or index the sealer
+// signed, saw or wrote (they vanished, shrank or were replaced). The
+// sealer then refuses to seal, and never starts over.
 var ErrIntegrity = errors.New("ledger integrity check failed")
 
 // Sealer gives committed ledger entries their ledger index and leaf hash
@@ -114,12 +128,33 @@ type Sealer struct {
 	tree merkle.Frontier
 	// checkpointed is the tree size of the last checkpoint.
 	checkpointed uint64
+	// known is the largest checkpoint this sealer signed or saw (signature
+	// verified), kept across leaderships and, with StatePath, restarts:
+	// the seal tables may never fall behind it.
+	known *Checkpoint
+	// indexedSize and indexedRoot are the tree this sealer last wrote or
+	// checked in ledger_index; unlike tree they survive a failed restore.
+	indexedSize uint64
+	indexedRoot merkle.Hash
+	// stateLoaded says StatePath was read.
+	stateLoaded bool
+	// failure holds the last integrity failure (nil while sound).
+	failure atomic.Pointer[error]
 }
 
 // NewSealer returns a sealer; nothing runs until Run.
 func NewSealer(cfg SealerConfig) *Sealer {
 	cfg.defaults()
 	return &Sealer{cfg: cfg}
+}
+
+// IntegrityFailure returns the integrity failure that stopped sealing, or
+// nil while the seal tables agree with what the sealer knows.
+func (s *Sealer) IntegrityFailure() error {
+	if p := s.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Run competes for leadership and, while leading, seals, until ctx is done.
@@ -135,12 +170,20 @@ func (s *Sealer) Run(ctx context.Context) error {
 			continue
 		}
 		err = s.waitAndLead(ctx, lock)
+		// On an integrity failure the sealer keeps the lock, so that no
+		// other replica (which may know less) starts over on the damaged
+		// tables, and checks again every Interval.
+		for errors.Is(err, ErrIntegrity) && ctx.Err() == nil {
+			s.failure.Store(&err)
+			log.Error("sealer_integrity_failure", slog.String("error", err.Error()))
+			sleep(ctx, s.cfg.Interval)
+			if ctx.Err() == nil {
+				err = s.waitAndLead(ctx, lock)
+			}
+		}
 		_ = lock.Close(context.WithoutCancel(ctx))
 		switch {
 		case ctx.Err() != nil:
-		case errors.Is(err, ErrIntegrity):
-			log.Error("sealer_integrity_failure", slog.String("error", err.Error()))
-			sleep(ctx, s.cfg.Interval)
 		case err != nil:
 			log.Warn("sealer_lost_leadership", slog.String("error", SafeError(err)))
 			sleep(ctx, s.cfg.PollInterval)
@@ -167,15 +210,19 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 		if held {
 			break
 		}
+		s.observe(ctx)
 		sleep(ctx, s.cfg.PollInterval)
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
-	s.cfg.Logger.Info("sealer_leading")
+	if s.IntegrityFailure() == nil {
+		s.cfg.Logger.Info("sealer_leading")
+	}
 	if err := s.restore(ctx); err != nil {
 		return err
 	}
+	s.failure.Store(nil)
 	// Scheduling uses the real clock; Now only stamps checkpoints.
 	next := time.Now().Add(s.cfg.Interval)
 	var nextBehind time.Time // now: once on taking the lead
@@ -193,6 +240,13 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 			next = time.Now().Add(s.cfg.Interval)
 		}
 		if err != nil && ctx.Err() == nil {
+			// A write refused because the seal tables changed under the
+			// sealer (rows gone: the next index is not the one it holds)
+			// is an integrity failure, not lost leadership: find out
+			// before letting go of the lock.
+			if rerr := s.restore(ctx); errors.Is(rerr, ErrIntegrity) {
+				return rerr
+			}
 			return err
 		}
 		sleep(ctx, s.cfg.PollInterval)
@@ -206,8 +260,14 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 }
 
 // restore rebuilds the tree from the stored leaf hashes and checks it
-// against the last checkpoint.
+// against the last checkpoint in the database, the largest checkpoint this
+// sealer knows (signed, seen or from StatePath) and the tree it had
+// indexed itself: the seal tables may grow, never shrink or change.
 func (s *Sealer) restore(ctx context.Context) error {
+	if err := s.loadState(); err != nil {
+		return err
+	}
+	indexedSize, indexedRoot := s.indexedSize, s.indexedRoot
 	s.tree, s.checkpointed = merkle.Frontier{}, 0
 	cp, err := s.cfg.Ledger.LatestCheckpoint(ctx)
 	signed := err == nil
@@ -219,26 +279,121 @@ func (s *Sealer) restore(ctx context.Context) error {
 			return fmt.Errorf("%w: last %v", ErrIntegrity, err)
 		}
 	}
-	root := merkle.EmptyRoot() // of the first cp.TreeSize leaves
+	known := s.known
+	if known != nil && (!signed || cp.TreeSize < known.TreeSize) {
+		latest := "none"
+		if signed {
+			latest = fmt.Sprintf("one of tree size %d", cp.TreeSize)
+		}
+		return fmt.Errorf("%w: this sealer knows a signed checkpoint of tree size %d (root %s) but ledger_checkpoints holds %s: checkpoints were removed", ErrIntegrity, known.TreeSize, known.RootHash, latest)
+	}
+	// What the stored leaves must reproduce.
+	type expectation struct {
+		size uint64
+		root merkle.Hash
+		what string
+	}
+	var expect []expectation
+	if signed {
+		expect = append(expect, expectation{cp.TreeSize, cp.RootHash, "the last checkpoint in ledger_checkpoints"})
+	}
+	if known != nil {
+		expect = append(expect, expectation{known.TreeSize, known.RootHash, "the last checkpoint this sealer signed or saw"})
+	}
+	if indexedSize > 0 {
+		expect = append(expect, expectation{indexedSize, indexedRoot, "the ledger_index this sealer wrote"})
+	}
+	got := map[uint64]merkle.Hash{}
+	for _, e := range expect {
+		got[e.size] = merkle.Hash{}
+	}
 	if err := s.cfg.Ledger.ForEachLeafHash(ctx, func(leaf merkle.Hash) error {
 		s.tree.Append(leaf)
-		if signed && s.tree.Size() == cp.TreeSize {
-			root = s.tree.Root()
+		if _, ok := got[s.tree.Size()]; ok {
+			got[s.tree.Size()] = s.tree.Root()
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
-	if !signed {
+	for _, e := range expect {
+		if s.tree.Size() < e.size {
+			return fmt.Errorf("%w: ledger_index holds %d entries but %s covers %d: index rows were removed", ErrIntegrity, s.tree.Size(), e.what, e.size)
+		}
+		if got[e.size] != e.root {
+			return fmt.Errorf("%w: the stored leaf hashes give root %s at tree size %d, %s says %s", ErrIntegrity, got[e.size], e.size, e.what, e.root)
+		}
+	}
+	s.indexedSize, s.indexedRoot = s.tree.Size(), s.tree.Root()
+	if signed {
+		s.checkpointed = cp.TreeSize
+		if err := s.remember(cp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// observe remembers the latest checkpoint while another replica leads, so
+// that this sealer knows it when it takes over.
+func (s *Sealer) observe(ctx context.Context) {
+	if s.loadState() != nil {
+		return
+	}
+	cp, err := s.cfg.Ledger.LatestCheckpoint(ctx)
+	if err != nil || cp.VerifySignature() != nil {
+		return
+	}
+	if s.known == nil || cp.TreeSize > s.known.TreeSize {
+		_ = s.remember(cp)
+	}
+}
+
+// remember makes cp the known checkpoint if it is larger, and writes it to
+// StatePath.
+func (s *Sealer) remember(cp Checkpoint) error {
+	if s.known != nil && cp.TreeSize <= s.known.TreeSize {
 		return nil
 	}
-	if s.tree.Size() < cp.TreeSize {
-		return fmt.Errorf("%w: the last checkpoint covers %d entries but ledger_index holds %d", ErrIntegrity, cp.TreeSize, s.tree.Size())
+	s.known = &cp
+	if s.cfg.StatePath == "" || cp.Note == "" {
+		return nil
 	}
-	if root != cp.RootHash {
-		return fmt.Errorf("%w: the stored leaf hashes give root %s at tree size %d, the signed checkpoint says %s", ErrIntegrity, root, cp.TreeSize, cp.RootHash)
+	if err := WriteFileAtomic(s.cfg.StatePath, []byte(cp.Note), 0o600); err != nil {
+		return fmt.Errorf("WEBHOOKD_SEAL_STATE: %w", err)
 	}
-	s.checkpointed = cp.TreeSize
+	return nil
+}
+
+// loadState reads StatePath once: the last checkpoint a sealer of this
+// deployment signed or saw there.
+func (s *Sealer) loadState() error {
+	if s.stateLoaded || s.cfg.StatePath == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.cfg.StatePath)
+	if errors.Is(err, os.ErrNotExist) {
+		s.stateLoaded = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("WEBHOOKD_SEAL_STATE: %w", err)
+	}
+	pub := s.cfg.Key.Public().(ed25519.PublicKey)
+	v, err := LogVerifier(s.cfg.Origin, pub)
+	if err != nil {
+		return err
+	}
+	c, _, err := ParseNoteCheckpoint(data, v)
+	if err != nil {
+		return fmt.Errorf("%w: WEBHOOKD_SEAL_STATE %s does not hold a checkpoint signed by this key under %q: %v", ErrIntegrity, s.cfg.StatePath, s.cfg.Origin, err)
+	}
+	s.stateLoaded = true
+	if s.known == nil || c.Size > s.known.TreeSize {
+		cp := Checkpoint{TreeSize: c.Size, Origin: s.cfg.Origin, Note: string(data), PublicKey: pub, KeyID: KeyID(pub)}
+		copy(cp.RootHash[:], c.Hash)
+		s.known = &cp
+	}
 	return nil
 }
 
@@ -270,6 +425,7 @@ func (s *Sealer) catchUp(ctx context.Context) error {
 		for _, l := range leaves {
 			s.tree.Append(l)
 		}
+		s.indexedSize, s.indexedRoot = s.tree.Size(), s.tree.Root()
 		if forged != nil {
 			// The entries before it are sealed all the same.
 			if _, err := s.checkpoint(ctx); err != nil {
@@ -333,11 +489,14 @@ func (s *Sealer) checkpoint(ctx context.Context) (Checkpoint, error) {
 	if size == 0 || size == s.checkpointed {
 		return Checkpoint{}, nil
 	}
-	cp := SignCheckpoint(s.cfg.Key, size, s.tree.Root(), s.cfg.Now())
+	cp := SignCheckpointAs(LogKey{Key: s.cfg.Key, Origin: s.cfg.Origin}, size, s.tree.Root(), s.cfg.Now())
 	if err := s.cfg.Ledger.AppendCheckpoint(ctx, cp); err != nil {
 		return Checkpoint{}, err
 	}
 	s.checkpointed = size
+	if err := s.remember(cp); err != nil {
+		return Checkpoint{}, err
+	}
 	s.cfg.Logger.Info("checkpoint_signed", slog.Uint64("tree_size", size), slog.String("root_hash", cp.RootHash.String()), slog.String("key_id", cp.KeyID))
 	return cp, nil
 }
@@ -364,41 +523,4 @@ func SealOnce(ctx context.Context, cfg SealerConfig) (Checkpoint, error) {
 		return Checkpoint{}, err
 	}
 	return cfg.Ledger.LatestCheckpoint(ctx)
-}
-
-// CheckpointReader reads the latest checkpoint; *eventstore.Store is one.
-type CheckpointReader interface {
-	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
-}
-
-// CheckpointResponse is the JSON answer of GET /ledger/checkpoint.
-type CheckpointResponse struct {
-	// Checkpoint is the latest signed checkpoint, null before the first.
-	Checkpoint *Checkpoint `json:"checkpoint"`
-	// PublicKey is the key this webhookd signs with (base64 of 32 bytes).
-	PublicKey ed25519.PublicKey `json:"public_key"`
-	// PublicKeyPEM is the same key as a PEM PUBLIC KEY block.
-	PublicKeyPEM string `json:"public_key_pem"`
-	KeyID        string `json:"key_id"`
-}
-
-// CheckpointHandler serves GET /ledger/checkpoint: the latest checkpoint and
-// the public key of this webhookd's signing key.
-func CheckpointHandler(ledger CheckpointReader, pub ed25519.PublicKey, logger *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := CheckpointResponse{PublicKey: pub, PublicKeyPEM: string(EncodePublicKeyPEM(pub)), KeyID: KeyID(pub)}
-		cp, err := ledger.LatestCheckpoint(r.Context())
-		switch {
-		case err == nil:
-			resp.Checkpoint = &cp
-		case domain.ErrorCode(err) != domain.ENOTFOUND:
-			logger.Error("checkpoint_read_failed", slog.String("error", SafeError(err)))
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"error":"unavailable","message":"cannot read the latest checkpoint"}` + "\n"))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(resp)
-	})
 }

@@ -34,6 +34,13 @@ type Checkpoint struct {
 	PublicKey ed25519.PublicKey `json:"public_key"`
 	// Signature is Ed25519 over SignedMessage().
 	Signature []byte `json:"signature"`
+	// Origin names the log in Note (see DefaultOrigin); empty for
+	// checkpoints signed before checkpoints were notes.
+	Origin string `json:"origin,omitempty"`
+	// Note is the same checkpoint as a C2SP tlog-checkpoint signed note by
+	// the same key under the name Origin, with the log's signature only
+	// (witness cosignatures are kept apart, see Cosignature).
+	Note string `json:"note,omitempty"`
 }
 
 // SignedMessage returns the bytes the checkpoint's signature covers, four
@@ -48,9 +55,17 @@ func (c Checkpoint) SignedMessage() []byte {
 		c.RootHash.String() + "\n" + FormatTime(c.SignedAt) + "\n")
 }
 
-// SignCheckpoint signs {size, root, at} with key; at is truncated to
-// microseconds.
+// SignCheckpoint signs {size, root, at} with key under DefaultOrigin (see
+// SignCheckpointAs).
 func SignCheckpoint(key ed25519.PrivateKey, size uint64, root merkle.Hash, at time.Time) Checkpoint {
+	return SignCheckpointAs(LogKey{Key: key, Origin: DefaultOrigin(key.Public().(ed25519.PublicKey))}, size, root, at)
+}
+
+// SignCheckpointAs signs {size, root, at} with k.Key, both as webhookd's
+// checkpoint message (SignedMessage) and as a signed note under k.Origin;
+// at is truncated to microseconds.
+func SignCheckpointAs(k LogKey, size uint64, root merkle.Hash, at time.Time) Checkpoint {
+	key := k.Key
 	pub := key.Public().(ed25519.PublicKey)
 	c := Checkpoint{
 		TreeSize:  size,
@@ -60,12 +75,18 @@ func SignCheckpoint(key ed25519.PrivateKey, size uint64, root merkle.Hash, at ti
 		PublicKey: pub,
 	}
 	c.Signature = ed25519.Sign(key, c.SignedMessage())
+	signed, err := signNote(key, k.Origin, size, root)
+	if err != nil {
+		panic(err) // only for an origin ParseLogKey refuses
+	}
+	c.Origin, c.Note = k.Origin, signed
 	return c
 }
 
 // VerifySignature checks the signature with the checkpoint's own public key
-// and, when trusted is not empty, that this key is one of them. It does not
-// look at the tree.
+// and, when trusted is not empty, that this key is one of them, and that
+// the signed note (when there is one) is signed by the same key and says
+// the same tree size and root. It does not look at the tree.
 func (c Checkpoint) VerifySignature(trusted ...ed25519.PublicKey) error {
 	if len(c.PublicKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("checkpoint of tree size %d: public key has %d bytes, want %d", c.TreeSize, len(c.PublicKey), ed25519.PublicKeySize)
@@ -84,6 +105,9 @@ func (c Checkpoint) VerifySignature(trusted ...ed25519.PublicKey) error {
 	}
 	if !ed25519.Verify(c.PublicKey, c.SignedMessage(), c.Signature) {
 		return fmt.Errorf("checkpoint of tree size %d: signature does not verify with key %s", c.TreeSize, c.KeyID)
+	}
+	if c.Note != "" || c.Origin != "" {
+		return c.verifyNote()
 	}
 	return nil
 }
@@ -151,11 +175,10 @@ func ParseSigningKey(value string) (ed25519.PrivateKey, error) {
 	if key, ok := keyFromBase64(value); ok {
 		return key, nil
 	}
-	data, err := os.ReadFile(value)
+	data, err := readKeyFile(value)
 	if err != nil {
 		return nil, errors.New("WEBHOOKD_SIGNING_KEY is neither the base64 of an Ed25519 key nor a readable key file")
 	}
-	data = bytes.TrimSpace(data)
 	if block, _ := pem.Decode(data); block != nil {
 		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 		if err != nil {
@@ -229,4 +252,9 @@ func ParseTrustFile(text []byte) ([]ed25519.PublicKey, error) {
 		return nil, errors.New("holds no public key")
 	}
 	return keys, nil
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	return bytes.TrimSpace(data), err
 }

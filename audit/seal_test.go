@@ -181,7 +181,7 @@ func TestSealerRefusesLeavesThatDoNotGiveTheSignedRoot(t *testing.T) {
 	require.ErrorIs(t, err, audit.ErrIntegrity)
 	leaves, lerr := l.store.LeafHashes(ctx)
 	require.NoError(t, lerr)
-	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: the stored leaf hashes give root %s at tree size 4, the signed checkpoint says %s",
+	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: the stored leaf hashes give root %s at tree size 4, the last checkpoint in ledger_checkpoints says %s",
 		merkle.RootFromLeaves(leaves), cp.RootHash))
 }
 
@@ -223,7 +223,7 @@ func TestSealerRefusesACheckpointLargerThanTheIndex(t *testing.T) {
 	}
 	_, err := audit.SealOnce(ctx, audit.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
 	require.ErrorIs(t, err, audit.ErrIntegrity)
-	require.EqualError(t, err, "ledger integrity check failed: the last checkpoint covers 6 entries but ledger_index holds 4")
+	require.EqualError(t, err, "ledger integrity check failed: ledger_index holds 4 entries but the last checkpoint in ledger_checkpoints covers 6: index rows were removed")
 }
 
 // SealLag names the oldest entry no checkpoint covers, whether the sealer

@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ErrVerification is matched by the error a verification returns when the
@@ -38,6 +40,8 @@ type Report struct {
 	Unsealed int
 	// ManifestSigned says the bundle's manifest.sig verified (bundle only).
 	ManifestSigned bool
+	// Witnessed says every required witness cosigned the checkpoint.
+	Witnessed bool
 	// Problems lists what failed, the first failing entry first; empty
 	// when everything verified.
 	Problems []string
@@ -77,6 +81,12 @@ type VerifyOptions struct {
 	Workers int
 	// Progress receives one Add per entry checked.
 	Progress Progress
+	// Witnesses must each have cosigned the checkpoint (a bundle's
+	// checkpoint.note, the ledger's latest checkpoint).
+	Witnesses []note.Verifier
+	// Known are checkpoints remembered outside the database (a witness's
+	// state file): the ledger must still give their roots (ledger only).
+	Known []KnownCheckpoint
 }
 
 // chunkLines is how many line pairs one worker checks at a time.
@@ -247,7 +257,7 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 	names := slices.Sorted(maps.Keys(m.Files))
 	var total int64
 	for _, name := range names {
-		if !slices.Contains(listed, name) {
+		if !slices.Contains(listed, name) && name != CheckpointNoteFile {
 			problem("%s lists %s, which is not part of a bundle", ManifestFile, name)
 		}
 		if size := m.Files[name].Bytes; size < 0 || size > MaxArchiveBytes-total {
@@ -257,7 +267,7 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 			total += size
 		}
 	}
-	for _, name := range []string{CheckpointFile, PublicKeyFile} {
+	for _, name := range []string{CheckpointFile, PublicKeyFile, CheckpointNoteFile} {
 		if m.Files[name].Bytes > maxSmallFileBytes {
 			problem("%s says %s has %d bytes, more than a %s can (%d)", ManifestFile, name, m.Files[name].Bytes, name, maxSmallFileBytes)
 		}
@@ -280,6 +290,12 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 	pemBytes, err := readSmall(src, PublicKeyFile, m.Files[PublicKeyFile].Bytes, false, digests, sizes)
 	if err != nil {
 		return r, err
+	}
+	var noteData []byte
+	if _, ok := m.Files[CheckpointNoteFile]; ok {
+		if noteData, err = readSmall(src, CheckpointNoteFile, m.Files[CheckpointNoteFile].Bytes, false, digests, sizes); err != nil {
+			return r, err
+		}
 	}
 	pub, err := ParsePublicKey(pemBytes)
 	switch {
@@ -311,6 +327,13 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 	if len(r.Problems) > 0 {
 		return r, nil
 	}
+
+	witnessProblems, err := checkBundleWitnesses(noteData, cp, opts)
+	if err != nil {
+		return r, err
+	}
+	r.Problems = append(r.Problems, witnessProblems...)
+	r.Witnessed = len(opts.Witnesses) > 0 && len(witnessProblems) == 0
 
 	entries, n, err := src.open(EntriesFile, m.Files[EntriesFile].Bytes, false)
 	if err != nil {

@@ -55,6 +55,11 @@ func (l *syntheticLedger) LatestCheckpoint(context.Context) (audit.Checkpoint, e
 	return l.cp, nil
 }
 func (l *syntheticLedger) LeafHashes(context.Context) ([]merkle.Hash, error) { return l.leaves, nil }
+
+// Cosignatures: no witness cosigned the synthetic checkpoint.
+func (l *syntheticLedger) Cosignatures(context.Context, uint64) ([]audit.Cosignature, error) {
+	return nil, nil
+}
 func (l *syntheticLedger) SealedIndexRange(context.Context, audit.Selection) (uint64, uint64, bool, error) {
 	return 0, uint64(l.n - 1), true, nil
 }

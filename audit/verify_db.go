@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 
 	"github.com/webhookd/webhookd/audit/merkle"
@@ -16,6 +17,9 @@ type VerifyLedgerSource interface {
 	EachLedgerRow(ctx context.Context, fn func(e domain.LedgerEntry, index uint64, leaf merkle.Hash, indexed bool) error) error
 	// Checkpoints returns every checkpoint, smallest tree first.
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// Cosignatures returns the witnesses' cosignatures on the checkpoint
+	// of tree size size.
+	Cosignatures(ctx context.Context, size uint64) ([]Cosignature, error)
 }
 
 // VerifyLedger re-checks the whole live ledger: every leaf hash recomputed
@@ -96,6 +100,30 @@ func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOption
 			}
 		}
 		prev = &cps[i]
+	}
+	keys := append([]ed25519.PublicKey{}, opts.TrustedKeys...)
+	if prev != nil {
+		keys = append(keys, prev.PublicKey)
+	}
+	for _, k := range opts.Known {
+		if p := checkKnown(k, keys, tree); p != "" {
+			r.Problems = append(r.Problems, p)
+		}
+	}
+	if len(opts.Witnesses) > 0 {
+		if prev == nil {
+			r.Problems = append(r.Problems, "the ledger has no checkpoint: no witness cosignature to check")
+		} else {
+			cosigs, err := src.Cosignatures(ctx, prev.TreeSize)
+			if err != nil {
+				return r, err
+			}
+			if err := CheckCosignatures(*prev, cosigs, opts.Witnesses); err != nil {
+				r.Problems = append(r.Problems, "latest "+err.Error())
+			} else {
+				r.Witnessed = true
+			}
+		}
 	}
 	if prev != nil && prev.TreeSize <= uint64(len(leaves)) {
 		if root := merkle.RootFromLeaves(leaves[:prev.TreeSize]); root != prev.RootHash {

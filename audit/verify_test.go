@@ -91,7 +91,7 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	require.True(t, m.Complete)
 	require.EqualValues(t, 0, *m.FirstIndex)
 	require.EqualValues(t, 19, *m.LastIndex)
-	require.Len(t, m.Files, 5)
+	require.Len(t, m.Files, 6) // with checkpoint.note
 
 	r := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
 	require.Empty(t, r.Problems)

@@ -150,15 +150,16 @@ func isConflict(err error) bool {
 // AppendCheckpoint stores a signed checkpoint. It fails wrapping
 // ErrSealConflict if one of that tree size exists.
 func (s *Store) AppendCheckpoint(ctx context.Context, c audit.Checkpoint) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO `+CheckpointsTable+` (tree_size, root_hash, signed_at, key_id, public_key, signature)
-		VALUES ($1, $2, $3, $4, $5, $6)`, int64(c.TreeSize), c.RootHash[:], c.SignedAt, c.KeyID, []byte(c.PublicKey), c.Signature)
+	_, err := s.pool.Exec(ctx, `INSERT INTO `+CheckpointsTable+` (tree_size, root_hash, signed_at, key_id, public_key, signature, origin, note)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, int64(c.TreeSize), c.RootHash[:], c.SignedAt, c.KeyID, []byte(c.PublicKey), c.Signature,
+		nullIfEmpty(c.Origin), nullIfEmpty(c.Note))
 	if isConflict(err) {
 		return fmt.Errorf("checkpoint of tree size %d: %w", c.TreeSize, ErrSealConflict)
 	}
 	return translate(err, "append checkpoint")
 }
 
-const checkpointColumns = `tree_size, root_hash, signed_at, key_id, public_key, signature`
+const checkpointColumns = `tree_size, root_hash, signed_at, key_id, public_key, signature, coalesce(origin, ''), coalesce(note, '')`
 
 func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
 	var (
@@ -169,7 +170,7 @@ func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
 		keyID      string
 		signatures []byte
 	)
-	if err := row.Scan(&size, &root, &signedAt, &keyID, &pub, &signatures); err != nil {
+	if err := row.Scan(&size, &root, &signedAt, &keyID, &pub, &signatures, &c.Origin, &c.Note); err != nil {
 		return c, err
 	}
 	c.TreeSize = uint64(size)

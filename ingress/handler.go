@@ -40,6 +40,12 @@ type Check struct {
 	Run  func(ctx context.Context) (any, error)
 }
 
+// ErrDegraded is matched by a readiness check's error when the failure
+// must be seen but the instance should keep taking deliveries (losing
+// Clerk's events would be worse): /readyz then answers 200 with status
+// "degraded" and the check's detail, unless another check fails.
+var ErrDegraded = errors.New("degraded")
+
 // Config configures a Handler.
 type Config struct {
 	Verifier *Verifier
@@ -555,6 +561,11 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	for _, c := range h.cfg.Readiness {
 		detail, err := c.Run(ctx)
 		switch {
+		case errors.Is(err, ErrDegraded):
+			if status == http.StatusOK {
+				out.Status = "degraded"
+			}
+			out.Checks[c.Name] = detail
 		case err != nil:
 			out.Status, status = "not_ready", http.StatusServiceUnavailable
 			out.Checks[c.Name] = safeText(err)

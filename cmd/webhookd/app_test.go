@@ -53,6 +53,9 @@ type harness struct {
 	logs  *syncBuffer
 	now   time.Time
 	stop  func()
+	// roots holds the root hashes of the checkpoints waitCheckpoint saw,
+	// by tree size.
+	roots map[int]string
 }
 
 type option func(*AppConfig)

@@ -32,7 +32,8 @@ type CLI struct {
 	Replay      ReplayCmd      `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
 	Projections ProjectionsCmd `cmd:"" help:"List and retry the ledger entries projections skipped."`
 	Bench       BenchCmd       `cmd:"" help:"Benchmark webhookd end to end against the database's own insert limit."`
-	Keygen      KeygenCmd      `cmd:"" help:"Print a new Ed25519 key pair for signing ledger checkpoints (WEBHOOKD_SIGNING_KEY)."`
+	Keygen      KeygenCmd      `cmd:"" help:"Print a new Ed25519 key pair for signing ledger checkpoints (WEBHOOKD_SIGNING_KEY), or with --witness NAME a witness key."`
+	Witness     WitnessCmd     `cmd:"" help:"Witness a webhookd ledger: fetch its checkpoints, check each extends the last one cosigned, cosign it and hand the cosignature back."`
 	Export      ExportCmd      `cmd:"" help:"Write an audit bundle (entries, proofs, signed checkpoint) that webhookd verify checks offline."`
 	Verify      VerifyCmd      `cmd:"" help:"Verify an audit bundle offline, or the whole live ledger with --db. Exit status 1 on any failure."`
 	Version     VersionCmd     `cmd:"" help:"Print the version."`

@@ -212,6 +212,7 @@ func TestReadyzFailsOnProjectionLag(t *testing.T) {
 		"database": "ok", "migrations": "ok",
 		"projections":        "projection users is 1 events and 120s behind the ledger (limit 1m0s)",
 		"ledger_append_lock": "ok",
+		"sealer":             "disabled",
 	}}, a.body)
 	m := scrape(t, h)
 	require.Equal(t, 1.0, m.value(`webhookd_projection_lag_events{projection="users"}`))

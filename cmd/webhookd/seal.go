@@ -11,20 +11,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 )
 
-// CheckpointPath serves the latest signed checkpoint and the public key.
-const CheckpointPath = "/ledger/checkpoint"
+// Paths of the ledger's tamper-evidence endpoints (see audit).
+const (
+	CheckpointPath       = audit.CheckpointPath
+	CheckpointJSONPath   = audit.CheckpointJSONPath
+	ConsistencyProofPath = audit.ConsistencyProofPath
+	InclusionProofPath   = audit.InclusionProofPath
+	CosignaturesPath     = audit.CosignaturesPath
+)
 
 // SealConfig configures the sealer inside webhookd serve.
 type SealConfig struct {
-	// SigningKey is WEBHOOKD_SIGNING_KEY (see audit.ParseSigningKey). When
+	// SigningKey is WEBHOOKD_SIGNING_KEY (see audit.ParseLogKey). When
 	// empty, serve runs without a sealer and logs one warning.
 	SigningKey string
+	// Origin is WEBHOOKD_LOG_ORIGIN, the log's name in checkpoint notes.
+	// Defaults to the note key's name, else audit.DefaultOrigin.
+	Origin string
+	// StatePath is WEBHOOKD_SEAL_STATE: a local file keeping the last
+	// checkpoint signed or seen, so that a restart still knows it. Defaults
+	// to none (the sealer then knows it in memory only).
+	StatePath string
+	// WitnessKeys is WEBHOOKD_WITNESS_KEYS: the witnesses whose
+	// cosignatures POST /ledger/cosignatures accepts. Defaults to none.
+	WitnessKeys string
 	// Interval is how often a checkpoint is signed, when the tree grew.
 	// Defaults to 10s.
 	Interval time.Duration
@@ -33,20 +50,25 @@ type SealConfig struct {
 	PollInterval time.Duration
 }
 
-// newSealer builds the sealer actor and publishes GET /ledger/checkpoint on
-// handler; it returns nil when no signing key is configured.
-func (a *App) newSealer(handler *ingress.Handler) (*audit.Sealer, error) {
+// newSealer builds the sealer actor and publishes the checkpoint, proof
+// and cosignature endpoints on handler; it returns nil when no signing key
+// is configured.
+func (a *App) newSealer(handler *ingress.Handler, metrics *ingress.Metrics) (*audit.Sealer, error) {
 	cfg := a.cfg.Seal
 	if cfg.SigningKey == "" {
 		a.cfg.Logger.Warn("sealer_disabled", slog.String("reason", "WEBHOOKD_SIGNING_KEY is not set: the ledger is not sealed and no checkpoints are signed; run `webhookd keygen` to make a key"))
 		return nil, nil
 	}
-	key, err := audit.ParseSigningKey(cfg.SigningKey)
+	key, err := audit.ParseLogKey(cfg.SigningKey, cfg.Origin)
 	if err != nil {
 		return nil, err
 	}
-	handler.Handle("GET "+CheckpointPath, audit.CheckpointHandler(a.store, key.Public().(ed25519.PublicKey), a.cfg.Logger))
-	return audit.NewSealer(audit.SealerConfig{
+	witnesses, err := audit.ParseWitnessKeys(cfg.WitnessKeys)
+	if err != nil {
+		return nil, errors.New("WEBHOOKD_WITNESS_KEYS: " + err.Error())
+	}
+	audit.LedgerHandlers{Ledger: a.store, Key: key, Witnesses: witnesses, Logger: a.cfg.Logger}.Register(handler.Handle)
+	sealer := audit.NewSealer(audit.SealerConfig{
 		Ledger: a.store,
 		NewLock: func(ctx context.Context) (audit.LeaderLock, error) {
 			l, err := a.store.NewSealerLock(ctx)
@@ -55,13 +77,46 @@ func (a *App) newSealer(handler *ingress.Handler) (*audit.Sealer, error) {
 			}
 			return l, nil
 		},
-		Key:          key,
+		Key:          key.Key,
+		Origin:       key.Origin,
+		StatePath:    cfg.StatePath,
 		VerifyOrigin: a.origin.Verify,
 		Interval:     cfg.Interval,
 		PollInterval: cfg.PollInterval,
 		Logger:       a.cfg.Logger,
 		Now:          a.cfg.Now,
-	}), nil
+	})
+	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: ingress.MetricsNamespace,
+		Name:      "sealer_integrity_failure",
+		Help:      "1 while the sealer refuses to seal because the seal tables disagree with the checkpoints it knows (sealer_integrity_failure in the log), else 0.",
+	}, func() float64 {
+		if sealer.IntegrityFailure() != nil {
+			return 1
+		}
+		return 0
+	}))
+	return sealer, nil
+}
+
+// SealerFailure is the sealer readiness check's detail while the sealer
+// refuses to seal.
+type SealerFailure struct {
+	State   string `json:"state"` // "integrity_failure"
+	Message string `json:"message"`
+}
+
+// checkSealer shows "ok" (or "disabled" without a signing key) and, after
+// an integrity failure, degrades /readyz with what the sealer found:
+// deliveries are still taken into the ledger, but nothing is sealed.
+func (a *App) checkSealer(context.Context) (any, error) {
+	if a.sealer == nil {
+		return "disabled", nil
+	}
+	if err := a.sealer.IntegrityFailure(); err != nil {
+		return SealerFailure{State: "integrity_failure", Message: err.Error()}, ingress.ErrDegraded
+	}
+	return nil, nil
 }
 
 // newOriginVerifier builds the origin check of ledger rows (the sealer's

@@ -46,11 +46,15 @@ func (h *harness) waitCheckpoint(size int) map[string]any {
 	h.t.Helper()
 	var cp map[string]any
 	require.Eventually(h.t, func() bool {
-		a := h.get(CheckpointPath)
+		a := h.get(CheckpointJSONPath)
 		require.Equal(h.t, 200, a.status)
 		cp, _ = a.body["checkpoint"].(map[string]any)
 		return cp != nil && cp["tree_size"] == float64(size)
 	}, 30*time.Second, 10*time.Millisecond)
+	if h.roots == nil {
+		h.roots = map[int]string{}
+	}
+	h.roots[size], _ = cp["root_hash"].(string)
 	return cp
 }
 
@@ -78,7 +82,7 @@ func TestOneSealerLeadsAcrossReplicasAndAnotherTakesOver(t *testing.T) {
 	require.Contains(t, follower.logs.String(), `"msg":"sealer_leading"`)
 	requireGaplessIndex(t, db, 25)
 
-	answer := follower.get(CheckpointPath)
+	answer := follower.get(CheckpointJSONPath)
 	require.Equal(t, base64.StdEncoding.EncodeToString(sealKey.Public().(ed25519.PublicKey)), answer.body["public_key"])
 	require.Equal(t, audit.KeyID(sealKey.Public().(ed25519.PublicKey)), cp["key_id"])
 }
@@ -96,6 +100,7 @@ func TestServeWithoutSigningKeyWarnsOnce(t *testing.T) {
 	h := start(t)
 	require.Equal(t, 1, strings.Count(h.logs.String(), `"msg":"sealer_disabled"`))
 	require.Equal(t, 404, h.get(CheckpointPath).status)
+	require.Equal(t, 404, h.get(CheckpointJSONPath).status)
 	require.False(t, scrape(t, h).has("webhookd_ledger_unsealed_seconds"), "no seal metrics where nothing seals")
 }
 

@@ -48,6 +48,9 @@ type ServeCmd struct {
 	MaxLag          time.Duration `name:"max-projection-lag" env:"WEBHOOKD_MAX_PROJECTION_LAG" default:"1m" help:"/readyz fails when a projection's oldest unapplied entry is older than this."`
 	MaxLockHold     time.Duration `name:"max-append-lock-hold" env:"WEBHOOKD_MAX_APPEND_LOCK_HOLD" default:"10s" help:"/readyz fails when one transaction has held the ledger's append lock longer than this: appends and every ledger reader are waiting for it."`
 	SigningKey      string        `name:"signing-key" env:"WEBHOOKD_SIGNING_KEY" help:"Ed25519 key that signs ledger checkpoints: base64 of the 32-byte seed (webhookd keygen) or the path of a file holding it or a PEM PKCS #8 key; unset, the ledger is not sealed (with --dev: a development key kept in .webhookd/signing-key)."`
+	LogOrigin       string        `name:"log-origin" env:"WEBHOOKD_LOG_ORIGIN" help:"The log's name in checkpoint notes (C2SP tlog-checkpoint origin, also the note key name); default: the note key's name, else webhookd/<key id>."`
+	SealState       string        `name:"seal-state" env:"WEBHOOKD_SEAL_STATE" help:"Local file where the sealer keeps the last checkpoint it signed or saw, so that after a restart seal tables that fell behind it are still an integrity failure."`
+	WitnessKeys     string        `name:"witness-keys" env:"WEBHOOKD_WITNESS_KEYS" help:"Witness verifier keys (note form, from webhookd keygen --witness) whose cosignatures POST /ledger/cosignatures accepts, separated by spaces or commas."`
 	SealInterval    time.Duration `name:"seal-interval" env:"WEBHOOKD_SEAL_INTERVAL" help:"How often the sealer signs a checkpoint when the ledger grew. Defaults to 10s (1s with --dev)."`
 	FailedAuthRate  float64       `name:"failed-auth-rate" env:"WEBHOOKD_FAILED_AUTH_RATE" default:"1" help:"Requests per second, per source address, that may fail verification before further failures are answered 429. Verified deliveries are never limited."`
 	FailedAuthBurst int           `name:"failed-auth-burst" env:"WEBHOOKD_FAILED_AUTH_BURST" default:"20" help:"Failed verifications a source address may make at once before the rate applies."`
@@ -90,7 +93,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		PollInterval:    c.PollInterval,
 		MaxLag:          c.MaxLag,
 		MaxLockHold:     c.MaxLockHold,
-		Seal:            SealConfig{SigningKey: c.SigningKey, Interval: c.SealInterval},
+		Seal: SealConfig{SigningKey: c.SigningKey, Origin: c.LogOrigin, StatePath: c.SealState,
+			WitnessKeys: c.WitnessKeys, Interval: c.SealInterval},
 		FailedAuthRate:  c.FailedAuthRate,
 		FailedAuthBurst: c.FailedAuthBurst,
 		MaxInFlight:     c.MaxInFlight,
@@ -326,6 +330,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "migrations", Run: noDetail(a.checkSchema)},
 			{Name: "projections", Run: a.checkLag},
 			{Name: "ledger_append_lock", Run: a.checkAppendLock},
+			{Name: "sealer", Run: a.checkSealer},
 		},
 		Metrics:         metrics,
 		TrustedProxies:  proxies,
@@ -338,7 +343,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		RejectLogInterval:     rejectLogInterval(cfg.RejectLogEvery),
 	})
 	a.handler = handler
-	if a.sealer, err = a.newSealer(handler); err != nil {
+	if a.sealer, err = a.newSealer(handler, metrics); err != nil {
 		pool.Close()
 		return nil, err
 	}

@@ -279,5 +279,6 @@ func TestStatusAndHealthEndpoints(t *testing.T) {
 			map[string]any{"projection": "practices", "events": 0.0, "seconds": 0.0},
 			map[string]any{"projection": "memberships", "events": 0.0, "seconds": 0.0}},
 		"ledger_append_lock": "ok",
+		"sealer":             "disabled",
 	}}, h.get("/readyz").body)
 }

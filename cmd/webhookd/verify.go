@@ -25,6 +25,8 @@ type VerifyCmd struct {
 	TrustBundleKey        bool     `name:"trust-bundle-key" help:"Trust the key the bundle carries: proves the bundle intact, not who made it; the output names the key's fingerprint."`
 	AllowUnsignedManifest bool     `name:"allow-unsigned-manifest" help:"Accept a bundle without manifest.sig (exported without WEBHOOKD_SIGNING_KEY): its actor, range, completeness and counts are then not authenticated."`
 	RequireSignedManifest bool     `name:"require-signed-manifest" hidden:"" help:"Kept for old scripts: a signed manifest is required by default."`
+	Witness               []string `name:"witness" help:"Witness verifier key (note form, from webhookd keygen --witness) that must have cosigned the checkpoint (the bundle's, or with --db the latest); repeatable."`
+	Checkpoint            []string `name:"checkpoint" help:"With --db: a file holding a checkpoint note seen earlier (a witness's state file, a saved GET /ledger/checkpoint); the ledger must still give its root; repeatable."`
 }
 
 // errVerifyFailed makes main exit non-zero after the report is printed.
@@ -65,10 +67,23 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	witnesses, err := audit.ParseWitnessKeys(strings.Join(c.Witness, " "))
+	if err != nil {
+		return fmt.Errorf("--witness: %w", err)
+	}
+	var known []audit.KnownCheckpoint
+	for _, path := range c.Checkpoint {
+		k, err := audit.ReadKnownCheckpoint(path)
+		if err != nil {
+			return fmt.Errorf("--checkpoint: %w", err)
+		}
+		known = append(known, k)
+	}
 	report, finish := newProgress(logger, "verify")
 	p := &progressCounter{report: report, total: -1}
 	r, err := verifyWithKeys(ctx, c.target(), keys, audit.VerifyOptions{
 		Progress: p, TrustBundleKey: c.TrustBundleKey, AllowUnsignedManifest: c.AllowUnsignedManifest,
+		Witnesses: witnesses, Known: known,
 	}, func(opts audit.VerifyOptions) (audit.Report, error) { return c.verifyDB(ctx, g, logger, opts, p) })
 	finish()
 	if err != nil {
@@ -218,6 +233,9 @@ func printVerifyReport(w io.Writer, r audit.Report, ledger bool, trust string) e
 	if ledger {
 		what = fmt.Sprintf("%d sealed entries, %d checkpoints (latest tree size %d, %s), %d entries not sealed yet",
 			r.Entries, r.Checkpoints, r.Checkpoint.TreeSize, key, r.Unsealed)
+	}
+	if r.Witnessed {
+		what += "; cosigned by every witness given"
 	}
 	if len(r.Problems) == 0 {
 		_, err := fmt.Fprintf(w, "OK: %s\n", what)
