@@ -33,6 +33,29 @@ func superuserRewrite(t *testing.T, db *testdb.DB, svixID string) {
 	require.NoError(t, tx.Commit(ctx))
 }
 
+// superuserRemove is superuserRewrite deleting the row instead of
+// altering it: what is left still proves its origin (an altered Clerk row
+// no longer matches its Svix signature, and a restarted sealer refuses
+// it), so only a witness can tell the re-signed history from the true one.
+func superuserRemove(t *testing.T, db *testdb.DB, svixID string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	for _, q := range []string{
+		`SET LOCAL session_replication_role = replica`,
+		`DELETE FROM ledger_events WHERE svix_id = '` + svixID + `'`,
+		`DELETE FROM ledger_cosignatures`,
+		`DELETE FROM ledger_checkpoints`,
+		`DELETE FROM ledger_index`,
+	} {
+		_, err := tx.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	require.NoError(t, tx.Commit(ctx))
+}
+
 // sealTables returns how many rows ledger_index and ledger_checkpoints hold.
 func sealTables(t *testing.T, db *testdb.DB) (index, checkpoints int) {
 	t.Helper()
@@ -171,4 +194,29 @@ func TestSealStateFileSurvivesARestart(t *testing.T) {
 	require.Contains(t, again.logLine(`"msg":"sealer_integrity_failure"`)["error"], "this sealer knows a signed checkpoint of tree size 5")
 	index, checkpoints := sealTables(t, db)
 	require.Equal(t, []int{0, 0}, []int{index, checkpoints})
+}
+
+// The same rewrite against a webhookd restarted without WEBHOOKD_SEAL_STATE
+// (so its sealer remembers nothing): the altered row no longer matches the
+// Svix signature it was delivered with, so the new sealer seals the rows
+// before it and refuses it, instead of signing the altered history.
+func TestRestartedSealerRefusesARewrittenRowByItsOrigin(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	h := startOn(t, db, withSeal(sealKey))
+	h.deliverN(0, 6)
+	h.waitCheckpoint(6)
+	h.stop()
+
+	superuserRewrite(t, db, "msg_seal_003")
+	again := startOn(t, db, withSeal(sealKey))
+	again.waitIntegrityFailures(2)
+	line := again.logLine(`"msg":"sealer_integrity_failure"`)
+	require.Contains(t, line["error"], "svix_id msg_seal_003")
+	index, checkpoints := sealTables(t, db)
+	require.Equal(t, 3, index, "only the rows before the altered one are sealed")
+	var latest int
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT coalesce(max(tree_size), 0) FROM ledger_checkpoints`).Scan(&latest))
+	require.Equal(t, 3, latest, "%d checkpoints", checkpoints)
+	require.Equal(t, 1.0, scrape(t, again).value("webhookd_sealer_integrity_failure"))
 }

@@ -175,8 +175,10 @@ func (h *harness) postRaw(path string, body []byte) answer {
 }
 
 // The superuser rewrite, then a restart without WEBHOOKD_SEAL_STATE: the
-// new sealer knows nothing and signs the altered history with the real
-// key; the witness refuses it as a fork and keeps its state.
+// new sealer knows nothing and signs the rewritten history with the real
+// key; the witness refuses it as a fork and keeps its state. (The rewrite
+// removes a row and a new delivery takes its place: an altered row would
+// fail its origin check and the sealer would refuse it by itself.)
 func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)
@@ -190,8 +192,9 @@ func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 	require.NoError(t, err)
 	h.stop()
 
-	superuserRewrite(t, db, "msg_seal_003")
+	superuserRemove(t, db, "msg_seal_003")
 	again := startOn(t, db, withSeal(sealKey), withWitnesses(w.key))
+	again.deliverN(6, 1)
 	again.waitCheckpoint(6)
 	_, err = w.round(again)
 	require.ErrorIs(t, err, audit.ErrWitnessRefused)
@@ -217,7 +220,7 @@ func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 
 	// One more entry: the re-signed tree of 7 is not consistent with the
 	// 6 the witness cosigned.
-	again.deliverN(6, 1)
+	again.deliverN(7, 1)
 	again.waitCheckpoint(7)
 	_, err = w.round(again)
 	require.ErrorIs(t, err, audit.ErrWitnessRefused)
