@@ -54,7 +54,7 @@ func TestUnroutedRequestsGetJSONErrors(t *testing.T) {
 		}
 	}
 	// The routed methods still work, HEAD included.
-	require.Equal(t, http.StatusOK, h.get("/ledger/checkpoint").status)
+	require.Equal(t, http.StatusOK, h.get("/ledger/checkpoint.json").status)
 	resp, err := http.Head(h.base + "/healthz")
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
