@@ -222,7 +222,6 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 	if err := s.restore(ctx); err != nil {
 		return err
 	}
-	s.failure.Store(nil)
 	// Scheduling uses the real clock; Now only stamps checkpoints.
 	next := time.Now().Add(s.cfg.Interval)
 	var nextBehind time.Time // now: once on taking the lead
@@ -238,6 +237,13 @@ func (s *Sealer) waitAndLead(ctx context.Context, lock LeaderLock) error {
 		if err == nil && !time.Now().Before(next) {
 			_, err = s.checkpoint(ctx)
 			next = time.Now().Add(s.cfg.Interval)
+		}
+		if err == nil {
+			// Cleared only once a whole round passed: after an integrity
+			// failure the re-check's restore may pass while the entry at
+			// fault is still there, and /readyz and the metric must not
+			// flicker to healthy meanwhile.
+			s.failure.Store(nil)
 		}
 		if err != nil && ctx.Err() == nil {
 			// A write refused because the seal tables changed under the
