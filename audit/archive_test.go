@@ -189,7 +189,7 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []string{"manifest.json", "manifest.sig", "checkpoint.json", "public_key.pem", "entries.jsonl", "proofs.jsonl", "entries.csv"}, names(good))
+	require.Equal(t, []string{"manifest.json", "manifest.sig", "checkpoint.json", "public_key.pem", "checkpoint.note", "entries.jsonl", "proofs.jsonl", "entries.csv"}, names(good))
 	// with returns good with files[i] replaced by the given ones.
 	with := func(i int, files ...archiveFile) []archiveFile {
 		return slices.Concat(good[:i:i], files, good[i+1:])
@@ -206,15 +206,15 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 		{"symlink", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.ManifestFile, Linkname: "/etc/passwd"}}}, `entry "manifest.json" is a link`},
 		{"hard link", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeLink, Name: audit.ManifestFile, Linkname: "x"}}}, `entry "manifest.json" is a link`},
 		{"directory", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "bundle/", Mode: 0o755}}}, `entry "bundle/" is not a regular file`},
-		{"fifo", with(4, archiveFile{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: audit.EntriesFile}}), `entry "entries.jsonl" is not a regular file`},
-		{"symlink in place of entries.csv", with(6, archiveFile{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.EntriesCSVFile, Linkname: "/dev/zero"}}), `entry "entries.csv" is a link`},
+		{"fifo", with(5, archiveFile{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: audit.EntriesFile}}), `entry "entries.jsonl" is not a regular file`},
+		{"symlink in place of entries.csv", with(7, archiveFile{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.EntriesCSVFile, Linkname: "/dev/zero"}}), `entry "entries.csv" is a link`},
 		{"unknown file", with(3, good[3], reg("extra.txt", "x")), `entry "extra.txt" is not a bundle file`},
 		{"subdirectory", with(0, reg("bundle/manifest.json", "{}")), `entry "bundle/manifest.json" is not a bundle file`},
 		{"duplicate", with(2, good[2], good[2]), `entry "checkpoint.json" appears twice`},
-		{"duplicate after the end", append(slices.Clone(good), good[5]), `entry "proofs.jsonl" appears twice`},
-		{"missing file", with(3), `entry "entries.jsonl" is where public_key.pem should be`},
-		{"missing last file", good[:6], `it has no entries.csv`},
-		{"manifest not first (name order)", sorted, `entry "checkpoint.json" is where manifest.json should be: a bundle archive holds manifest.json, manifest.sig, checkpoint.json, public_key.pem, entries.jsonl, proofs.jsonl, entries.csv in this order`},
+		{"duplicate after the end", append(slices.Clone(good), good[6]), `entry "proofs.jsonl" appears twice`},
+		{"missing file", with(3), `entry "checkpoint.note" is where public_key.pem should be`},
+		{"missing last file", good[:7], `it has no entries.csv`},
+		{"manifest not first (name order)", sorted, `entry "checkpoint.json" is where manifest.json should be: a bundle archive holds manifest.json, manifest.sig, checkpoint.json, public_key.pem, checkpoint.note, entries.jsonl, proofs.jsonl, entries.csv in this order`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
