@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -273,13 +274,13 @@ func RedactEntry(e *Entry) {
 	var v any
 	var out []byte
 	if err := dec.Decode(&v); err == nil {
-		out, err = json.Marshal(redactAny(v, 0))
+		out, err = json.Marshal(redact.Value(v))
 		if err != nil {
 			out = nil
 		}
 	}
 	if out == nil {
-		out, _ = json.Marshal(Redacted)
+		out, _ = json.Marshal(redact.Redacted)
 	}
 	e.Payload = nil
 	e.Redacted = true

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -113,7 +114,7 @@ func writeErrorAnswer(w http.ResponseWriter, status int, code, reason, message s
 // unavailable answers 503 for a database failure, logged without detail
 // that could hold personal data.
 func (h LedgerHandlers) unavailable(w http.ResponseWriter, what string, err error) {
-	h.Logger.Error("ledger_read_failed", slog.String("what", what), slog.String("error", SafeError(err)))
+	h.Logger.Error("ledger_read_failed", slog.String("what", what), slog.String("error", redact.SafeError(err)))
 	w.Header().Set("Retry-After", "5")
 	writeErrorAnswer(w, http.StatusServiceUnavailable, "unavailable", "database_unavailable", "cannot read "+what)
 }

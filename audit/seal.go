@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -165,7 +166,7 @@ func (s *Sealer) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		lock, err := s.cfg.NewLock(ctx)
 		if err != nil {
-			log.Warn("sealer_lock_unavailable", slog.String("error", SafeError(err)))
+			log.Warn("sealer_lock_unavailable", slog.String("error", redact.SafeError(err)))
 			sleep(ctx, s.cfg.PollInterval)
 			continue
 		}
@@ -185,7 +186,7 @@ func (s *Sealer) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:
-			log.Warn("sealer_lost_leadership", slog.String("error", SafeError(err)))
+			log.Warn("sealer_lost_leadership", slog.String("error", redact.SafeError(err)))
 			sleep(ctx, s.cfg.PollInterval)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 )
 
 // Globals are the settings every subcommand shares.
@@ -39,15 +39,15 @@ func (g *Globals) stderr() io.Writer {
 // handler of package audit, and durations are written as durations ("15s")
 // rather than as slog's JSON nanoseconds (15000000000).
 func (g *Globals) Logger() (*slog.Logger, error) {
-	format, err := audit.ParseFormat(g.LogFormat)
+	format, err := redact.ParseFormat(g.LogFormat)
 	if err != nil {
 		return nil, err
 	}
-	level, err := audit.ParseLevel(g.LogLevel)
+	level, err := redact.ParseLevel(g.LogLevel)
 	if err != nil {
 		return nil, err
 	}
-	logger, err := audit.NewLogger(g.stderr(), format, level)
+	logger, err := redact.NewLogger(g.stderr(), format, level)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 )
 
 // WitnessCmd runs a witness of a webhookd ledger: an auditor runs it on
@@ -43,7 +44,7 @@ func (c *WitnessCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 		if err != nil && !errors.Is(err, audit.ErrWitnessRefused) {
-			logger.Warn("witness_round_failed", slog.String("error", audit.SafeError(err)))
+			logger.Warn("witness_round_failed", slog.String("error", redact.SafeError(err)))
 		}
 		select {
 		case <-ctx.Done():

@@ -1,4 +1,4 @@
-package audit_test
+package redact_test
 
 import (
 	"errors"
@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 )
 
 // The redacting handler wraps any slog handler. Here the time is dropped
-// so the output is stable; webhookd itself uses audit.NewLogger.
+// so the output is stable; webhookd itself uses redact.NewLogger.
 func ExampleNewRedactingHandler() {
 	inner := slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -20,7 +20,7 @@ func ExampleNewRedactingHandler() {
 			return a
 		},
 	})
-	logger := slog.New(audit.NewRedactingHandler(inner))
+	logger := slog.New(redact.NewRedactingHandler(inner))
 
 	logger.Info("welcome mail sent to ann.lee@example.com",
 		"svix_id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
@@ -40,7 +40,7 @@ func ExampleNewRedactingHandler() {
 func ExampleSafeError() {
 	body := errors.New(`unexpected field: {"first_name":"Ann","email_addresses":[]}`)
 	err := fmt.Errorf("user user_29w83sxmDNGwOuEthce5gg56FcC (ann@example.com): %w", body)
-	fmt.Println(audit.SafeError(err))
+	fmt.Println(redact.SafeError(err))
 	// Output:
 	// user user_29w83sxmDNGwOuEthce5gg56FcC ([REDACTED]): unexpected field: [REDACTED]
 }

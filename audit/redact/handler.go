@@ -1,4 +1,4 @@
-package audit
+package redact
 
 import (
 	"bytes"
@@ -136,6 +136,12 @@ func valueOf(x any) slog.Value {
 	}
 	return slog.AnyValue(x)
 }
+
+// Value returns x redacted by the rules every log line follows: x is first
+// rendered to JSON-like data (map[string]any, []any, string, json.Number,
+// bool, nil), then personal and credential keys and personal-shaped strings
+// are replaced by [Redacted]. The export uses it for redacted payloads.
+func Value(x any) any { return redactAny(x, 0) }
 
 // redactAny renders x as JSON-like data (map[string]any, []any, string,
 // json.Number, bool, nil) and redacts it. Rendering first means the same

@@ -1,4 +1,4 @@
-// Package audit is webhookd's logging layer, and its contract is simple:
+// Package redact is webhookd's logging layer, and its contract is simple:
 // every log line webhookd writes passes through the redacting handler
 // returned by [NewRedactingHandler] (the process logger from [NewLogger]
 // is always wrapped in it), so no line carries personal data or
@@ -42,5 +42,10 @@
 // network errors), so end-user numbers and addresses belong under a key
 // that says what they are. JSON quoted in any logged string, such as an
 // error that echoes its input, is removed whole; [SafeError] applies the
-// same masking to error text that leaves the process by another route.
-package audit
+// same masking to error text that leaves the process by another route,
+// and [Value] applies the log rules to a decoded JSON document (the
+// redacted payloads of an export bundle).
+//
+// Every package logs through this one; it imports nothing of webhookd's,
+// so any package may import it.
+package redact
