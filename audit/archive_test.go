@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // archiveFile is one entry of a test archive.
@@ -157,7 +158,7 @@ func TestVerifyDetectsAnAlteredEntryInAnArchive(t *testing.T) {
 	for i, f := range files {
 		if f.hdr.Name == audit.EntriesFile {
 			lines := strings.SplitAfter(string(f.data), "\n")
-			var e audit.Entry
+			var e seal.Entry
 			require.NoError(t, json.Unmarshal([]byte(lines[3]), &e))
 			e.Payload = bytes.Replace(e.Payload, []byte(`"object":"event"`), []byte(`"object":"evenT"`), 1)
 			b, err := json.Marshal(e)

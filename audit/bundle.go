@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -49,13 +50,13 @@ func manifestMessage(manifest []byte) []byte {
 
 // SignManifest signs the bytes of a manifest.json with key.
 func SignManifest(key ed25519.PrivateKey, manifest []byte) ManifestSignature {
-	return ManifestSignature{KeyID: KeyID(key.Public().(ed25519.PublicKey)), Signature: ed25519.Sign(key, manifestMessage(manifest))}
+	return ManifestSignature{KeyID: seal.KeyID(key.Public().(ed25519.PublicKey)), Signature: ed25519.Sign(key, manifestMessage(manifest))}
 }
 
 // Verify checks s over the bytes of a manifest.json with pub.
 func (s ManifestSignature) Verify(pub ed25519.PublicKey, manifest []byte) error {
-	if s.KeyID != KeyID(pub) {
-		return fmt.Errorf("%s is signed by key %s, not by the checkpoint's key %s", ManifestSignatureFile, s.KeyID, KeyID(pub))
+	if s.KeyID != seal.KeyID(pub) {
+		return fmt.Errorf("%s is signed by key %s, not by the checkpoint's key %s", ManifestSignatureFile, s.KeyID, seal.KeyID(pub))
 	}
 	if !ed25519.Verify(pub, manifestMessage(manifest), s.Signature) {
 		return fmt.Errorf("%s: the signature does not verify over %s with key %s: the manifest was changed after the export", ManifestSignatureFile, ManifestFile, s.KeyID)
@@ -86,16 +87,6 @@ type SealedRow struct {
 	Index    uint64
 	LeafHash merkle.Hash
 	Entry    domain.LedgerEntry
-}
-
-// Proof is one line of proofs.jsonl: the RFC 6962 audit path of the entry
-// on the same line of entries.jsonl, in the tree of the bundle's
-// checkpoint, leaf upwards.
-type Proof struct {
-	LedgerIndex uint64        `json:"ledger_index"`
-	LeafHash    merkle.Hash   `json:"leaf_hash"`
-	TreeSize    uint64        `json:"tree_size"`
-	Path        []merkle.Hash `json:"path"`
 }
 
 // FileDigest is a bundle file's size and SHA-256 (hex).

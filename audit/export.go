@@ -21,18 +21,19 @@ import (
 
 	"github.com/webhookd/webhookd/audit/merkle"
 	"github.com/webhookd/webhookd/audit/redact"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
 // ExportLedger is what an export reads; *eventstore.Store is one.
 type ExportLedger interface {
-	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+	LatestCheckpoint(ctx context.Context) (seal.Checkpoint, error)
 	LeafHashes(ctx context.Context) ([]merkle.Hash, error)
 	EachSealed(ctx context.Context, q Selection, fn func(SealedRow) error) error
 	SealedIndexRange(ctx context.Context, q Selection) (first, last uint64, ok bool, err error)
 	// Cosignatures returns the witnesses' cosignatures on the checkpoint
 	// of tree size size.
-	Cosignatures(ctx context.Context, size uint64) ([]Cosignature, error)
+	Cosignatures(ctx context.Context, size uint64) ([]seal.Cosignature, error)
 }
 
 // Appender appends to the ledger; *eventstore.Store is one.
@@ -118,7 +119,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	}
 	if opts.Key != nil {
 		if pub := opts.Key.Public().(ed25519.PublicKey); !bytes.Equal(pub, cp.PublicKey) {
-			return Manifest{}, fmt.Errorf("the signing key (key id %s) is not the key that signed the latest checkpoint (key id %s): sign the export with the key webhookd serve seals with", KeyID(pub), cp.KeyID)
+			return Manifest{}, fmt.Errorf("the signing key (key id %s) is not the key that signed the latest checkpoint (key id %s): sign the export with the key webhookd serve seals with", seal.KeyID(pub), cp.KeyID)
 		}
 	}
 	leaves, err := ledger.LeafHashes(ctx)
@@ -126,11 +127,11 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 		return Manifest{}, err
 	}
 	if uint64(len(leaves)) < cp.TreeSize {
-		return Manifest{}, fmt.Errorf("%w: the latest checkpoint covers %d entries but ledger_index holds %d", ErrIntegrity, cp.TreeSize, len(leaves))
+		return Manifest{}, fmt.Errorf("%w: the latest checkpoint covers %d entries but ledger_index holds %d", seal.ErrIntegrity, cp.TreeSize, len(leaves))
 	}
 	tree := merkle.NewTree(leaves[:cp.TreeSize])
 	if tree.Root() != cp.RootHash {
-		return Manifest{}, fmt.Errorf("%w: the stored leaf hashes do not give the latest checkpoint's root; run webhookd verify --db", ErrIntegrity)
+		return Manifest{}, fmt.Errorf("%w: the stored leaf hashes do not give the latest checkpoint's root; run webhookd verify --db", seal.ErrIntegrity)
 	}
 
 	m := Manifest{
@@ -171,7 +172,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	}
 	defer w.abort()
 	err = ledger.EachSealed(ctx, sel, func(r SealedRow) error {
-		e := EntryFromLedger(r.Entry)
+		e := seal.EntryFromLedger(r.Entry)
 		e.LedgerIndex = r.Index
 		e.LeafHash = r.LeafHash
 		if opts.Redact {
@@ -182,7 +183,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 		if err != nil {
 			return err
 		}
-		if err := w.write(&e, Proof{LedgerIndex: r.Index, LeafHash: r.LeafHash, TreeSize: cp.TreeSize, Path: path}); err != nil {
+		if err := w.write(&e, seal.Proof{LedgerIndex: r.Index, LeafHash: r.LeafHash, TreeSize: cp.TreeSize, Path: path}); err != nil {
 			return err
 		}
 		if m.Entries == 0 {
@@ -205,13 +206,13 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	if err != nil {
 		return Manifest{}, err
 	}
-	files := map[string][]byte{CheckpointFile: append(cpJSON, '\n'), PublicKeyFile: EncodePublicKeyPEM(cp.PublicKey)}
+	files := map[string][]byte{CheckpointFile: append(cpJSON, '\n'), PublicKeyFile: seal.EncodePublicKeyPEM(cp.PublicKey)}
 	if cp.Note != "" {
 		cosigs, err := ledger.Cosignatures(ctx, cp.TreeSize)
 		if err != nil {
 			return Manifest{}, err
 		}
-		files[CheckpointNoteFile] = []byte(Cosigned(cp, cosigs))
+		files[CheckpointNoteFile] = []byte(seal.Cosigned(cp, cosigs))
 	}
 	for name, data := range files {
 		if err := writeFile(dir, name, data, m.Files); err != nil {
@@ -245,7 +246,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 		if err != nil {
 			return Manifest{}, err
 		}
-		SignInternalEntry(opts.Key, &event)
+		seal.SignInternalEntry(opts.Key, &event)
 		if _, err := opts.Record.Append(ctx, event); err != nil {
 			return Manifest{}, fmt.Errorf("record the export in the ledger: %w", err)
 		}
@@ -268,7 +269,7 @@ func rfc3339OrEmpty(t time.Time) string {
 // payload is dropped, so the leaf hash can no longer be recomputed from the
 // entry: the bundle keeps the sealed leaf hash and marks the entry redacted,
 // and a verifier checks that hash's inclusion only.
-func RedactEntry(e *Entry) {
+func RedactEntry(e *seal.Entry) {
 	dec := json.NewDecoder(bytes.NewReader(e.Payload))
 	dec.UseNumber()
 	var v any
@@ -414,7 +415,7 @@ func newBundleWriter(dir string) (*bundleWriter, error) {
 	return w, w.csv.Write(csvHeader)
 }
 
-func (w *bundleWriter) write(e *Entry, p Proof) error {
+func (w *bundleWriter) write(e *seal.Entry, p seal.Proof) error {
 	if err := w.entriesEnc.Encode(e); err != nil {
 		return err
 	}

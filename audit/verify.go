@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/webhookd/webhookd/audit/seal"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -33,7 +34,7 @@ type Report struct {
 	Entries, Redacted int
 	// Checkpoint is the checkpoint the entries were checked against (the
 	// latest one for a ledger).
-	Checkpoint Checkpoint
+	Checkpoint seal.Checkpoint
 	// Checkpoints is the number of checkpoints checked (ledger only).
 	Checkpoints int
 	// Unsealed counts ledger rows not sealed yet (ledger only).
@@ -282,7 +283,7 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 	if err != nil {
 		return r, err
 	}
-	var cp Checkpoint
+	var cp seal.Checkpoint
 	if err := json.Unmarshal(cpJSON, &cp); err != nil {
 		return r, fmt.Errorf("%s: %w", CheckpointFile, err)
 	}
@@ -297,12 +298,12 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 			return r, err
 		}
 	}
-	pub, err := ParsePublicKey(pemBytes)
+	pub, err := seal.ParsePublicKey(pemBytes)
 	switch {
 	case err != nil:
 		problem("%s: %v", PublicKeyFile, err)
 	case !bytes.Equal(pub, cp.PublicKey):
-		problem("%s holds key %s but %s is signed by key %s", PublicKeyFile, KeyID(pub), CheckpointFile, KeyID(cp.PublicKey))
+		problem("%s holds key %s but %s is signed by key %s", PublicKeyFile, seal.KeyID(pub), CheckpointFile, seal.KeyID(cp.PublicKey))
 	}
 	if err := cp.VerifySignature(opts.TrustedKeys...); err != nil {
 		problem("%s: %v", CheckpointFile, err)
@@ -424,7 +425,7 @@ func (h *hashingReader) line() ([]byte, error) {
 
 // verifyEntries checks entries.jsonl and proofs.jsonl line by line and
 // records both files' SHA-256 in digests.
-func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp Checkpoint, m Manifest, opts VerifyOptions, r *Report, digests map[string]string) ([]string, error) {
+func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp seal.Checkpoint, m Manifest, opts VerifyOptions, r *Report, digests map[string]string) ([]string, error) {
 	entries := newHashing(EntriesFile, entriesFile)
 	proofs := newHashing(ProofsFile, proofsFile)
 
@@ -593,13 +594,13 @@ func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp Ch
 }
 
 // checkLine verifies one entry and its proof.
-func checkLine(entryLine, proofLine []byte, cp Checkpoint, cache *pathCache) lineResult {
-	var e Entry
+func checkLine(entryLine, proofLine []byte, cp seal.Checkpoint, cache *pathCache) lineResult {
+	var e seal.Entry
 	if err := decodeEntry(entryLine, &e); err != nil {
 		return lineResult{problem: fmt.Sprintf("%s line is not a valid entry: %v", EntriesFile, err)}
 	}
 	res := lineResult{index: e.LedgerIndex, svixID: e.SvixID, redacted: e.Redacted}
-	var p Proof
+	var p seal.Proof
 	if err := decodeProof(proofLine, &p); err != nil {
 		res.problem = fmt.Sprintf("%s line is not a valid proof: %v", ProofsFile, err)
 		return res
@@ -625,7 +626,7 @@ func checkLine(entryLine, proofLine []byte, cp Checkpoint, cache *pathCache) lin
 			res.problem = "carries a redacted payload but is not marked redacted"
 			return res
 		}
-		if got := ComputeLeafHash(&e); got != e.LeafHash {
+		if got := seal.ComputeLeafHash(&e); got != e.LeafHash {
 			res.problem = fmt.Sprintf("leaf hash does not match the entry's canonical encoding (computed %s, stated %s): the entry was altered", got, e.LeafHash)
 			return res
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -20,7 +21,7 @@ import (
 type syntheticLedger struct {
 	n      int
 	leaves []merkle.Hash
-	cp     audit.Checkpoint
+	cp     seal.Checkpoint
 }
 
 func newSyntheticLedger(n int) *syntheticLedger { return newSyntheticLedgerSignedBy(n, testKey) }
@@ -30,10 +31,10 @@ func newSyntheticLedger(n int) *syntheticLedger { return newSyntheticLedgerSigne
 func newSyntheticLedgerSignedBy(n int, key ed25519.PrivateKey) *syntheticLedger {
 	l := &syntheticLedger{n: n, leaves: make([]merkle.Hash, n)}
 	for i := range n {
-		e := audit.EntryFromLedger(syntheticEntry(i))
-		l.leaves[i] = audit.ComputeLeafHash(&e)
+		e := seal.EntryFromLedger(syntheticEntry(i))
+		l.leaves[i] = seal.ComputeLeafHash(&e)
 	}
-	l.cp = audit.SignCheckpoint(key, uint64(n), merkle.NewTree(l.leaves).Root(), time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	l.cp = seal.SignCheckpoint(key, uint64(n), merkle.NewTree(l.leaves).Root(), time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 	return l
 }
 
@@ -51,13 +52,13 @@ func syntheticEntry(i int) domain.LedgerEntry {
 	}
 }
 
-func (l *syntheticLedger) LatestCheckpoint(context.Context) (audit.Checkpoint, error) {
+func (l *syntheticLedger) LatestCheckpoint(context.Context) (seal.Checkpoint, error) {
 	return l.cp, nil
 }
 func (l *syntheticLedger) LeafHashes(context.Context) ([]merkle.Hash, error) { return l.leaves, nil }
 
 // Cosignatures: no witness cosigned the synthetic checkpoint.
-func (l *syntheticLedger) Cosignatures(context.Context, uint64) ([]audit.Cosignature, error) {
+func (l *syntheticLedger) Cosignatures(context.Context, uint64) ([]seal.Cosignature, error) {
 	return nil, nil
 }
 func (l *syntheticLedger) SealedIndexRange(context.Context, audit.Selection) (uint64, uint64, bool, error) {

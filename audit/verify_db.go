@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -16,10 +17,10 @@ type VerifyLedgerSource interface {
 	// first in index order.
 	EachLedgerRow(ctx context.Context, fn func(e domain.LedgerEntry, index uint64, leaf merkle.Hash, indexed bool) error) error
 	// Checkpoints returns every checkpoint, smallest tree first.
-	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	Checkpoints(ctx context.Context) ([]seal.Checkpoint, error)
 	// Cosignatures returns the witnesses' cosignatures on the checkpoint
 	// of tree size size.
-	Cosignatures(ctx context.Context, size uint64) ([]Cosignature, error)
+	Cosignatures(ctx context.Context, size uint64) ([]seal.Cosignature, error)
 }
 
 // VerifyLedger re-checks the whole live ledger: every leaf hash recomputed
@@ -46,8 +47,8 @@ func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOption
 			r.Unsealed++
 			return nil
 		}
-		e := EntryFromLedger(le)
-		got := ComputeLeafHash(&e)
+		e := seal.EntryFromLedger(le)
+		got := seal.ComputeLeafHash(&e)
 		if firstEntryProblem == "" {
 			switch {
 			case index != uint64(len(leaves)):
@@ -74,7 +75,7 @@ func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOption
 	if err != nil {
 		return r, err
 	}
-	var prev *Checkpoint
+	var prev *seal.Checkpoint
 	for i := range cps {
 		cp := cps[i]
 		r.Checkpoints++
@@ -118,7 +119,7 @@ func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOption
 			if err != nil {
 				return r, err
 			}
-			if err := CheckCosignatures(*prev, cosigs, opts.Witnesses); err != nil {
+			if err := seal.CheckCosignatures(*prev, cosigs, opts.Witnesses); err != nil {
 				r.Problems = append(r.Problems, "latest "+err.Error())
 			} else {
 				r.Witnessed = true

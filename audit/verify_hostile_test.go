@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // unsignedProblem is what a bundle without manifest.sig fails with.
@@ -66,7 +67,7 @@ func trusting(keys ...ed25519.PublicKey) audit.VerifyOptions {
 func TestVerifyRefusesABundleSignedByAnotherKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	otherID := audit.KeyID(otherPub)
+	otherID := seal.KeyID(otherPub)
 	for _, archive := range []bool{false, true} {
 		forged := syntheticBundle(t, 10, otherKey, archive)
 
@@ -132,7 +133,7 @@ func TestVerifyRefusesAnUnsignedBundleCutShort(t *testing.T) {
 
 	// With the stale signature still there: it does not verify.
 	r := verifyBundle(t, dir)
-	require.Equal(t, []string{"manifest.sig: the signature does not verify over manifest.json with key " + audit.KeyID(testPub) + ": the manifest was changed after the export"}, r.Problems)
+	require.Equal(t, []string{"manifest.sig: the signature does not verify over manifest.json with key " + seal.KeyID(testPub) + ": the manifest was changed after the export"}, r.Problems)
 	require.Zero(t, r.Entries)
 
 	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
@@ -390,8 +391,8 @@ func TestVerifyStopsWhenCancelled(t *testing.T) {
 func TestParseTrustFile(t *testing.T) {
 	t.Parallel()
 	b64 := func(k ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(k) }
-	text := "# webhookd production keys\n\n" + b64(testPub) + "   # sealing key 2026\n" + string(audit.EncodePublicKeyPEM(otherPub)) + "\n  # end\n"
-	keys, err := audit.ParseTrustFile([]byte(text))
+	text := "# webhookd production keys\n\n" + b64(testPub) + "   # sealing key 2026\n" + string(seal.EncodePublicKeyPEM(otherPub)) + "\n  # end\n"
+	keys, err := seal.ParseTrustFile([]byte(text))
 	require.NoError(t, err)
 	require.Equal(t, []ed25519.PublicKey{testPub, otherPub}, keys)
 
@@ -402,8 +403,8 @@ func TestParseTrustFile(t *testing.T) {
 		{"\n" + b64(testPub)[:20] + "\n", "line 2: public key: want a PEM PUBLIC KEY block or the base64 of 32 bytes"},
 		{"-----BEGIN PUBLIC KEY-----\nAAAA\n", "line 1: public key: want a PEM PUBLIC KEY block or the base64 of 32 bytes"},
 	} {
-		_, err := audit.ParseTrustFile([]byte(c.text))
+		_, err := seal.ParseTrustFile([]byte(c.text))
 		require.EqualError(t, err, c.want, "%q", c.text)
 	}
-	require.True(t, strings.HasPrefix(string(audit.EncodePublicKeyPEM(testPub)), "-----BEGIN PUBLIC KEY-----"))
+	require.True(t, strings.HasPrefix(string(seal.EncodePublicKeyPEM(testPub)), "-----BEGIN PUBLIC KEY-----"))
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // The bundle lines webhookd writes are flat JSON objects of strings and
@@ -21,17 +22,17 @@ import (
 
 var errSlowPath = errors.New("not the fast shape")
 
-func decodeEntry(line []byte, e *Entry) error {
+func decodeEntry(line []byte, e *seal.Entry) error {
 	if err := fastEntry(line, e); err != nil {
-		*e = Entry{}
+		*e = seal.Entry{}
 		return json.Unmarshal(line, e)
 	}
 	return nil
 }
 
-func decodeProof(line []byte, p *Proof) error {
+func decodeProof(line []byte, p *seal.Proof) error {
 	if err := fastProof(line, p); err != nil {
-		*p = Proof{}
+		*p = seal.Proof{}
 		return json.Unmarshal(line, p)
 	}
 	return nil
@@ -139,7 +140,7 @@ func (s *flatScanner) text(dst *string) bool {
 	return ok
 }
 
-func fastEntry(line []byte, e *Entry) error {
+func fastEntry(line []byte, e *seal.Entry) error {
 	s := flatScanner{b: line}
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {
@@ -193,7 +194,7 @@ func fastEntry(line []byte, e *Entry) error {
 	return nil
 }
 
-func fastProof(line []byte, p *Proof) error {
+func fastProof(line []byte, p *seal.Proof) error {
 	s := flatScanner{b: line}
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -108,8 +109,8 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, domain.SourceWebhookd, got.Source)
 	// signed with the key, so that the sealer takes it as webhookd's.
-	require.NoError(t, verifier(t, newSecret).Verify(got))
-	_, err = l.sealVerified(verifier(t, newSecret))
+	require.NoError(t, verifier(t, exportSecret).Verify(got))
+	_, err = l.sealVerified(verifier(t, exportSecret))
 	require.NoError(t, err, "the sealer, which checks origins, seals it")
 	require.EqualValues(t, 21, l.indexed())
 }
@@ -187,7 +188,7 @@ func TestVerifyDetectsAnAlteredEntry(t *testing.T) {
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
 		lines := readLines(t, path)
-		var e audit.Entry
+		var e seal.Entry
 		require.NoError(t, json.Unmarshal([]byte(lines[3]), &e))
 		svixID = e.SvixID
 		// One byte of the raw payload.
@@ -211,10 +212,10 @@ func TestVerifyDetectsAnAlteredFactWithAForgedLeafHash(t *testing.T) {
 			// Same length, so the file keeps the size the manifest says.
 			require.Equal(t, "user.deleted", e["event_type"])
 			e["event_type"] = "user.updated"
-			var ae audit.Entry
+			var ae seal.Entry
 			b, _ := json.Marshal(e)
 			require.NoError(t, json.Unmarshal(b, &ae))
-			e["leaf_hash"] = audit.ComputeLeafHash(&ae).String()
+			e["leaf_hash"] = seal.ComputeLeafHash(&ae).String()
 		})
 	})
 	require.Regexp(t, `^entry 3 \(ledger index 2, svix_id msg_0003\): its proof in proofs.jsonl is for leaf hash [0-9a-f]{64}, the entry states [0-9a-f]{64}$`, r.Problems[0])
@@ -248,7 +249,7 @@ func TestVerifyDetectsAForgedCheckpoint(t *testing.T) {
 	t.Parallel()
 	r := tamper(t, func(t *testing.T, dir string) {
 		path := filepath.Join(dir, audit.CheckpointFile)
-		var cp audit.Checkpoint
+		var cp seal.Checkpoint
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
 		require.NoError(t, json.Unmarshal(data, &cp))
@@ -258,29 +259,29 @@ func TestVerifyDetectsAForgedCheckpoint(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, data, 0o644))
 	})
-	require.Equal(t, "checkpoint.json: checkpoint of tree size 5: signature does not verify with key "+audit.KeyID(testKey.Public().(ed25519.PublicKey)), r.Problems[0])
+	require.Equal(t, "checkpoint.json: checkpoint of tree size 5: signature does not verify with key "+seal.KeyID(testKey.Public().(ed25519.PublicKey)), r.Problems[0])
 	require.Equal(t, "manifest.json says tree size 6, checkpoint.json 5", r.Problems[1])
 }
 
 func TestVerifyDetectsACheckpointFromAnotherKey(t *testing.T) {
 	t.Parallel()
-	otherID := audit.KeyID(otherKey.Public().(ed25519.PublicKey))
+	otherID := seal.KeyID(otherKey.Public().(ed25519.PublicKey))
 	resign := func(t *testing.T, dir string, alsoKeyFile bool) {
 		path := filepath.Join(dir, audit.CheckpointFile)
-		var cp audit.Checkpoint
+		var cp seal.Checkpoint
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
 		require.NoError(t, json.Unmarshal(data, &cp))
-		cp = audit.SignCheckpoint(otherKey, cp.TreeSize, cp.RootHash, cp.SignedAt)
+		cp = seal.SignCheckpoint(otherKey, cp.TreeSize, cp.RootHash, cp.SignedAt)
 		data, err = json.Marshal(cp)
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, data, 0o644))
 		if alsoKeyFile {
-			require.NoError(t, os.WriteFile(filepath.Join(dir, audit.PublicKeyFile), audit.EncodePublicKeyPEM(otherKey.Public().(ed25519.PublicKey)), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, audit.PublicKeyFile), seal.EncodePublicKeyPEM(otherKey.Public().(ed25519.PublicKey)), 0o644))
 		}
 	}
 	r := tamper(t, func(t *testing.T, dir string) { resign(t, dir, false) })
-	require.Equal(t, "public_key.pem holds key "+audit.KeyID(testKey.Public().(ed25519.PublicKey))+" but checkpoint.json is signed by key "+otherID, r.Problems[0])
+	require.Equal(t, "public_key.pem holds key "+seal.KeyID(testKey.Public().(ed25519.PublicKey))+" but checkpoint.json is signed by key "+otherID, r.Problems[0])
 	require.Equal(t, "checkpoint.json: checkpoint of tree size 6 is signed by key "+otherID+", which is not a trusted key", r.Problems[1])
 
 	r = tamper(t, func(t *testing.T, dir string) { resign(t, dir, true) })
@@ -336,7 +337,7 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	manifest := filepath.Join(dir, audit.ManifestFile)
 	original, err := os.ReadFile(manifest)
 	require.NoError(t, err)
-	keyID := audit.KeyID(testKey.Public().(ed25519.PublicKey))
+	keyID := seal.KeyID(testKey.Public().(ed25519.PublicKey))
 
 	// Claiming another actor (nothing else in the bundle says who).
 	edited := bytes.Replace(original, []byte(`"actor": "auditor@example.com"`), []byte(`"actor": "someone-else"`), 1)
@@ -352,7 +353,7 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, audit.ManifestSignatureFile), sig, 0o644))
 	r = verifyBundle(t, dir)
-	require.Equal(t, []string{"manifest.sig is signed by key " + audit.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", not by the checkpoint's key " + keyID}, r.Problems)
+	require.Equal(t, []string{"manifest.sig is signed by key " + seal.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", not by the checkpoint's key " + keyID}, r.Problems)
 
 	// Without manifest.sig the bundle fails, unless an unsigned manifest
 	// is allowed.
@@ -366,7 +367,7 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 
 	// Export refuses a key that did not sign the checkpoint.
 	_, err = audit.Export(ctx, l.store, audit.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
-	require.EqualError(t, err, "the signing key (key id "+audit.KeyID(otherKey.Public().(ed25519.PublicKey))+") is not the key that signed the latest checkpoint (key id "+keyID+"): sign the export with the key webhookd serve seals with")
+	require.EqualError(t, err, "the signing key (key id "+seal.KeyID(otherKey.Public().(ed25519.PublicKey))+") is not the key that signed the latest checkpoint (key id "+keyID+"): sign the export with the key webhookd serve seals with")
 }
 
 // Someone with write access to the database seals further entries with a
@@ -386,8 +387,8 @@ func TestVerifyLedgerRefusesCheckpointsSignedByAnotherKey(t *testing.T) {
 
 	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
-	require.Equal(t, []string{"checkpoint of tree size 6 is signed by key " + audit.KeyID(otherPub) + ", which is not a trusted key"}, r.Problems)
-	require.Equal(t, audit.KeyID(otherPub), r.Checkpoint.KeyID)
+	require.Equal(t, []string{"checkpoint of tree size 6 is signed by key " + seal.KeyID(otherPub) + ", which is not a trusted key"}, r.Problems)
+	require.Equal(t, seal.KeyID(otherPub), r.Checkpoint.KeyID)
 
 	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub, otherPub}})
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // KnownCheckpoint is a checkpoint someone outside the database remembers,
@@ -37,11 +38,11 @@ func ReadKnownCheckpoint(path string) (KnownCheckpoint, error) {
 func openKnown(k KnownCheckpoint, keys []ed25519.PublicKey) (uint64, merkle.Hash, error) {
 	origin, _, _ := strings.Cut(string(k.Note), "\n")
 	for _, pub := range keys {
-		v, err := LogVerifier(origin, pub)
+		v, err := seal.LogVerifier(origin, pub)
 		if err != nil {
 			return 0, merkle.Hash{}, fmt.Errorf("%s: origin %q: %v", k.Name, origin, err)
 		}
-		c, _, err := ParseNoteCheckpoint(k.Note, v)
+		c, _, err := seal.ParseNoteCheckpoint(k.Note, v)
 		if err != nil {
 			var unknown *note.UnverifiedNoteError
 			if errors.As(err, &unknown) || strings.Contains(err.Error(), "no log signature") || strings.Contains(err.Error(), "unknown key") {
@@ -78,7 +79,7 @@ func checkKnown(k KnownCheckpoint, keys []ed25519.PublicKey, tree *merkle.Tree) 
 // the bundle has none): that it is the bundle's checkpoint signed by its
 // key, and that every witness in opts.Witnesses cosigned it. It returns
 // the problems.
-func checkBundleWitnesses(data []byte, cp Checkpoint, opts VerifyOptions) ([]string, error) {
+func checkBundleWitnesses(data []byte, cp seal.Checkpoint, opts VerifyOptions) ([]string, error) {
 	if data == nil {
 		if len(opts.Witnesses) > 0 {
 			return []string{fmt.Sprintf("the bundle has no %s: no witness cosignature to check", CheckpointNoteFile)}, nil
@@ -91,11 +92,11 @@ func checkBundleWitnesses(data []byte, cp Checkpoint, opts VerifyOptions) ([]str
 	if !bytes.HasPrefix(data, []byte(cp.NoteText())) {
 		return []string{fmt.Sprintf("%s is not the checkpoint of %s", CheckpointNoteFile, CheckpointFile)}, nil
 	}
-	cosigs, err := OpenCosigned(cp, data, opts.Witnesses)
+	cosigs, err := seal.OpenCosigned(cp, data, opts.Witnesses)
 	if err != nil {
 		return []string{fmt.Sprintf("%s: %v", CheckpointNoteFile, err)}, nil
 	}
-	if err := CheckCosignatures(cp, cosigs, opts.Witnesses); err != nil {
+	if err := seal.CheckCosignatures(cp, cosigs, opts.Witnesses); err != nil {
 		return []string{fmt.Sprintf("%s: %v", CheckpointNoteFile, err)}, nil
 	}
 	return nil, nil

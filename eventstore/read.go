@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -149,7 +150,7 @@ func isConflict(err error) bool {
 
 // AppendCheckpoint stores a signed checkpoint. It fails wrapping
 // ErrSealConflict if one of that tree size exists.
-func (s *Store) AppendCheckpoint(ctx context.Context, c audit.Checkpoint) error {
+func (s *Store) AppendCheckpoint(ctx context.Context, c seal.Checkpoint) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO `+CheckpointsTable+` (tree_size, root_hash, signed_at, key_id, public_key, signature, origin, note)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, int64(c.TreeSize), c.RootHash[:], c.SignedAt, c.KeyID, []byte(c.PublicKey), c.Signature,
 		nullIfEmpty(c.Origin), nullIfEmpty(c.Note))
@@ -161,9 +162,9 @@ func (s *Store) AppendCheckpoint(ctx context.Context, c audit.Checkpoint) error 
 
 const checkpointColumns = `tree_size, root_hash, signed_at, key_id, public_key, signature, coalesce(origin, ''), coalesce(note, '')`
 
-func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
+func scanCheckpoint(row pgx.Row) (seal.Checkpoint, error) {
 	var (
-		c          audit.Checkpoint
+		c          seal.Checkpoint
 		size       int64
 		root, pub  []byte
 		signedAt   time.Time
@@ -183,13 +184,13 @@ func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
 }
 
 // Checkpoints returns every checkpoint, smallest tree first.
-func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+func (s *Store) Checkpoints(ctx context.Context) ([]seal.Checkpoint, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` ORDER BY tree_size`)
 	if err != nil {
 		return nil, translate(err, "read checkpoints")
 	}
 	defer rows.Close()
-	var out []audit.Checkpoint
+	var out []seal.Checkpoint
 	for rows.Next() {
 		c, err := scanCheckpoint(rows)
 		if err != nil {
@@ -202,7 +203,7 @@ func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 
 // LatestCheckpoint returns the checkpoint of the largest tree, or a
 // domain.ENOTFOUND error when there is none.
-func (s *Store) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error) {
+func (s *Store) LatestCheckpoint(ctx context.Context) (seal.Checkpoint, error) {
 	c, err := scanCheckpoint(s.pool.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` ORDER BY tree_size DESC LIMIT 1`))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, domain.Errorf(domain.ENOTFOUND, "no_checkpoint", "the ledger has no checkpoint yet")
@@ -445,7 +446,7 @@ func (s *Store) UnindexedBehind(ctx context.Context, limit int) (int64, []int64,
 		return 0, nil, nil
 	}
 	if n < 0 {
-		return 0, nil, fmt.Errorf("%w: ledger_index holds %d more entries than the ledger has up to the last indexed one", audit.ErrIntegrity, -n)
+		return 0, nil, fmt.Errorf("%w: ledger_index holds %d more entries than the ledger has up to the last indexed one", seal.ErrIntegrity, -n)
 	}
 	rows, err := s.pool.Query(ctx, last+`
 	SELECT e."offset" FROM `+EventsTable+` e

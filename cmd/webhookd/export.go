@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -58,7 +59,7 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 	if keySetting == "" {
 		return errors.New(audit.ErrNoSigningKeyToAppend)
 	}
-	key, err := audit.ParseSigningKey(keySetting)
+	key, err := seal.ParseSigningKey(keySetting)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 )
@@ -117,5 +118,5 @@ func TestUsersAssignSignsOnASealedLedger(t *testing.T) {
 	}, 20*time.Second, 10*time.Millisecond, "a signed access change is projected")
 	var sig string
 	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT signature FROM ledger_events WHERE source = 'webhookd' AND svix_id <> $1 LIMIT 1`, forged.SvixID).Scan(&sig))
-	require.True(t, strings.HasPrefix(sig, "ed25519:"+audit.KeyID(sealKey.Public().(ed25519.PublicKey))+":"), sig)
+	require.True(t, strings.HasPrefix(sig, "ed25519:"+seal.KeyID(sealKey.Public().(ed25519.PublicKey))+":"), sig)
 }

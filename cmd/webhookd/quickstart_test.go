@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // skipIfRoot skips tests that start the embedded PostgreSQL, which refuses
@@ -122,7 +123,7 @@ func TestDevModeQuickStart(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), name)
 	}
-	keyID := audit.KeyID(devPublicKey(t, filepath.Join(work, devDir)))
+	keyID := seal.KeyID(devPublicKey(t, filepath.Join(work, devDir)))
 
 	// Before any event there is nothing sealed to export: say what to do.
 	_, stderr, code := runMain(t, work, nil, "export", "--out", "empty")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -84,7 +85,7 @@ func TestOneSealerLeadsAcrossReplicasAndAnotherTakesOver(t *testing.T) {
 
 	answer := follower.get(CheckpointJSONPath)
 	require.Equal(t, base64.StdEncoding.EncodeToString(sealKey.Public().(ed25519.PublicKey)), answer.body["public_key"])
-	require.Equal(t, audit.KeyID(sealKey.Public().(ed25519.PublicKey)), cp["key_id"])
+	require.Equal(t, seal.KeyID(sealKey.Public().(ed25519.PublicKey)), cp["key_id"])
 }
 
 func requireGaplessIndex(t *testing.T, db *testdb.DB, n int) {
@@ -193,7 +194,7 @@ func TestUnsignedManifestIsRefusedUnlessAllowed(t *testing.T) {
 }
 
 // sealKeyID is sealKey's fingerprint (key id).
-var sealKeyID = audit.KeyID(sealKey.Public().(ed25519.PublicKey))
+var sealKeyID = seal.KeyID(sealKey.Public().(ed25519.PublicKey))
 
 func TestExportThenVerifyCommands(t *testing.T) {
 	t.Parallel()
@@ -301,7 +302,7 @@ func rewriteArchive(t *testing.T, path string, change func(name string, data []b
 func alterEntry6(t *testing.T, data []byte) []byte {
 	t.Helper()
 	lines := strings.SplitAfter(string(data), "\n")
-	var e audit.Entry
+	var e seal.Entry
 	require.NoError(t, json.Unmarshal([]byte(lines[5]), &e))
 	e.Payload = bytes.Replace(e.Payload, []byte(`"object":"event"`), []byte(`"object":"evenT"`), 1)
 	b, err := json.Marshal(e)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/eventstore"
 )
 
@@ -67,7 +68,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	witnesses, err := audit.ParseWitnessKeys(strings.Join(c.Witness, " "))
+	witnesses, err := seal.ParseWitnessKeys(strings.Join(c.Witness, " "))
 	if err != nil {
 		return fmt.Errorf("--witness: %w", err)
 	}
@@ -116,7 +117,7 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 		if data, err := os.ReadFile(s); err == nil {
 			text = data
 		}
-		k, err := audit.ParsePublicKey(text)
+		k, err := seal.ParsePublicKey(text)
 		if err != nil {
 			return nil, fmt.Errorf("--public-key %s: %w", s, err)
 		}
@@ -127,7 +128,7 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--trust-file: %w", err)
 		}
-		ks, err := audit.ParseTrustFile(data)
+		ks, err := seal.ParseTrustFile(data)
 		if err != nil {
 			return nil, fmt.Errorf("--trust-file %s: %w", c.TrustFile, err)
 		}
@@ -143,7 +144,7 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 	case len(keys) > 0 || c.TrustBundleKey:
 		return keys, nil
 	case c.SigningKey != "":
-		key, err := audit.ParseSigningKey(c.SigningKey)
+		key, err := seal.ParseSigningKey(c.SigningKey)
 		if err != nil {
 			return nil, err
 		}
@@ -171,7 +172,7 @@ func verifyWithKeys(ctx context.Context, path string, keys []trustedKey, opts au
 // trustOf says why the checkpoint's key in r was trusted.
 func trustOf(r audit.Report, keys []trustedKey, bundleKey bool) string {
 	for _, k := range keys {
-		if audit.KeyID(k.Key) == r.Checkpoint.KeyID {
+		if seal.KeyID(k.Key) == r.Checkpoint.KeyID {
 			return k.Source
 		}
 	}
@@ -195,7 +196,7 @@ func (c *VerifyCmd) devTrustedKey(stderr io.Writer) ([]trustedKey, error) {
 		return nil, err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	fmt.Fprintf(stderr, "webhookd: development mode: trusting the development checkpoint key in %s (key id %s); --public-key names another\n", path, audit.KeyID(pub))
+	fmt.Fprintf(stderr, "webhookd: development mode: trusting the development checkpoint key in %s (key id %s); --public-key names another\n", path, seal.KeyID(pub))
 	return []trustedKey{{Key: pub, Source: "the development key in " + path}}, nil
 }
 

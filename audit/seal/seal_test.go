@@ -1,4 +1,4 @@
-package audit_test
+package seal_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/internal/clerkfake"
@@ -20,6 +20,9 @@ import (
 
 // testKey is a fixed signing key (seed 0x01…) so failures reproduce.
 var testKey = ed25519.NewKeyFromSeed([]byte("0123456789abcdef0123456789abcdef"))
+
+// otherKey is a second fixed key, not webhookd's own.
+var otherKey = ed25519.NewKeyFromSeed([]byte("another key, not webhookd's own!"))
 
 type ledger struct {
 	t     *testing.T
@@ -61,14 +64,14 @@ func (l *ledger) add(n int, user string) {
 }
 
 // seal seals every entry appended so far into a checkpoint.
-func (l *ledger) seal() audit.Checkpoint {
+func (l *ledger) seal() seal.Checkpoint {
 	l.t.Helper()
 	return l.sealWith(testKey)
 }
 
-func (l *ledger) sealWith(key ed25519.PrivateKey) audit.Checkpoint {
+func (l *ledger) sealWith(key ed25519.PrivateKey) seal.Checkpoint {
 	l.t.Helper()
-	cp, err := audit.SealOnce(context.Background(), audit.SealerConfig{Ledger: l.store, Key: key, Logger: quiet, Now: func() time.Time { return l.now }})
+	cp, err := seal.SealOnce(context.Background(), seal.SealerConfig{Ledger: l.store, Key: key, Logger: quiet, Now: func() time.Time { return l.now }})
 	require.NoError(l.t, err)
 	require.EqualValues(l.t, l.n, cp.TreeSize, "the checkpoint covers every committed entry")
 	return cp
@@ -87,42 +90,42 @@ func (l *ledger) indexOneWithoutCheckpoint(unsealed int) {
 	require.Len(l.t, pending, unsealed)
 	leaves, err := l.store.LeafHashes(ctx)
 	require.NoError(l.t, err)
-	e := audit.EntryFromLedger(pending[0])
-	require.NoError(l.t, l.store.AppendLeaves(ctx, uint64(len(leaves)), []int64{pending[0].Offset}, []merkle.Hash{audit.ComputeLeafHash(&e)}))
+	e := seal.EntryFromLedger(pending[0])
+	require.NoError(l.t, l.store.AppendLeaves(ctx, uint64(len(leaves)), []int64{pending[0].Offset}, []merkle.Hash{seal.ComputeLeafHash(&e)}))
 }
 
 func TestCanonicalEntryEncoding(t *testing.T) {
 	t.Parallel()
-	e := audit.Entry{SvixID: "msg_1", Source: "clerk", SvixTimestamp: "2026-11-27T10:00:00.000000Z", Signature: "v1,x",
+	e := seal.Entry{SvixID: "msg_1", Source: "clerk", SvixTimestamp: "2026-11-27T10:00:00.000000Z", Signature: "v1,x",
 		EventType: "user.created", SubjectID: "user_1", InstanceID: "ins_1", EventTime: "2022-05-31T15:56:31.835000Z",
 		TimestampUnit: "ms", ReceivedAt: "2026-11-27T10:00:00.123456Z", SourceIP: "203.0.113.9", Payload: []byte(`{"a":1}`)}
-	got := audit.CanonicalEntry(&e)
+	got := seal.CanonicalEntry(&e)
 	want := "\x00\x00\x00\x18webhookd-ledger-entry-v1" + "\x00\x00\x00\x05msg_1" + "\x00\x00\x00\x05clerk" +
 		"\x00\x00\x00\x1b2026-11-27T10:00:00.000000Z" + "\x00\x00\x00\x04v1,x" + "\x00\x00\x00\x0cuser.created" +
 		"\x00\x00\x00\x06user_1" + "\x00\x00\x00\x05ins_1" + "\x00\x00\x00\x1b2022-05-31T15:56:31.835000Z" +
 		"\x00\x00\x00\x02ms" + "\x00\x00\x00\x1b2026-11-27T10:00:00.123456Z" + "\x00\x00\x00\x0b203.0.113.9" +
 		"\x00\x00\x00\x07{\"a\":1}"
 	require.Equal(t, want, string(got))
-	require.Equal(t, merkle.LeafHash([]byte(want)), audit.ComputeLeafHash(&e))
+	require.Equal(t, merkle.LeafHash([]byte(want)), seal.ComputeLeafHash(&e))
 	// Moving a byte between neighbouring fields changes the encoding.
 	moved := e
 	moved.SvixID, moved.Source = "msg_1c", "lerk"
-	require.NotEqual(t, got, audit.CanonicalEntry(&moved))
+	require.NotEqual(t, got, seal.CanonicalEntry(&moved))
 }
 
 func TestSigningKeyFormats(t *testing.T) {
 	t.Parallel()
 	seed := base64.StdEncoding.EncodeToString(testKey.Seed())
-	k, err := audit.ParseSigningKey(seed)
+	k, err := seal.ParseSigningKey(seed)
 	require.NoError(t, err)
 	require.Equal(t, testKey, k)
-	k, err = audit.ParseSigningKey(base64.StdEncoding.EncodeToString(testKey))
+	k, err = seal.ParseSigningKey(base64.StdEncoding.EncodeToString(testKey))
 	require.NoError(t, err)
 	require.Equal(t, testKey, k)
 
-	_, err = audit.ParseSigningKey("not-a-key")
+	_, err = seal.ParseSigningKey("not-a-key")
 	require.EqualError(t, err, "WEBHOOKD_SIGNING_KEY is neither the base64 of an Ed25519 key nor a readable key file")
-	pub, err := audit.ParsePublicKey(audit.EncodePublicKeyPEM(testKey.Public().(ed25519.PublicKey)))
+	pub, err := seal.ParsePublicKey(seal.EncodePublicKeyPEM(testKey.Public().(ed25519.PublicKey)))
 	require.NoError(t, err)
 	require.Equal(t, testKey.Public(), pub)
 }
@@ -147,7 +150,7 @@ func TestSealerIndexesGaplessAndSignsCheckpoints(t *testing.T) {
 	require.EqualValues(t, 8, cp2.TreeSize)
 	all, err := l.store.Checkpoints(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, []audit.Checkpoint{cp, cp2}, all)
+	require.Equal(t, []seal.Checkpoint{cp, cp2}, all)
 
 	// The seal tables are append-only.
 	_, err = l.db.Pool.Exec(context.Background(), `UPDATE ledger_index SET leaf_hash = leaf_hash`)
@@ -177,8 +180,8 @@ func TestSealerRefusesLeavesThatDoNotGiveTheSignedRoot(t *testing.T) {
 	_, err = l.db.Pool.Exec(ctx, `ALTER TABLE ledger_index ENABLE TRIGGER USER`)
 	require.NoError(t, err)
 
-	_, err = audit.SealOnce(ctx, audit.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
-	require.ErrorIs(t, err, audit.ErrIntegrity)
+	_, err = seal.SealOnce(ctx, seal.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
+	require.ErrorIs(t, err, seal.ErrIntegrity)
 	leaves, lerr := l.store.LeafHashes(ctx)
 	require.NoError(t, lerr)
 	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: the stored leaf hashes give root %s at tree size 4, the last checkpoint in ledger_checkpoints says %s",
@@ -221,8 +224,8 @@ func TestSealerRefusesACheckpointLargerThanTheIndex(t *testing.T) {
 		_, err := l.db.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	_, err := audit.SealOnce(ctx, audit.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
-	require.ErrorIs(t, err, audit.ErrIntegrity)
+	_, err := seal.SealOnce(ctx, seal.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
+	require.ErrorIs(t, err, seal.ErrIntegrity)
 	require.EqualError(t, err, "ledger integrity check failed: ledger_index holds 4 entries but the last checkpoint in ledger_checkpoints covers 6: index rows were removed")
 }
 
@@ -266,8 +269,8 @@ func TestSealLagIsTheFirstEntryNoCheckpointCovers(t *testing.T) {
 // stopDuring cancels the sealer's context from inside one of its database
 // calls, once every entry is indexed: a stop that arrives mid-statement.
 type stopDuring struct {
-	audit.SealLedger
-	audit.LeaderLock
+	seal.SealLedger
+	seal.LeaderLock
 	ready  func() bool
 	cancel context.CancelFunc
 	in     string // "check" or "scan"
@@ -312,9 +315,9 @@ func TestSealerStoppedMidStatementLeavesACheckpoint(t *testing.T) {
 				require.NoError(t, l.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_index`).Scan(&n))
 				return n == 4
 			}}
-			sealer := audit.NewSealer(audit.SealerConfig{
+			sealer := seal.NewSealer(seal.SealerConfig{
 				Ledger: stop, Key: testKey, Logger: quiet, Interval: time.Hour, PollInterval: time.Millisecond,
-				NewLock: func(ctx context.Context) (audit.LeaderLock, error) {
+				NewLock: func(ctx context.Context) (seal.LeaderLock, error) {
 					lock, err := l.store.NewSealerLock(ctx)
 					stop.LeaderLock = lock
 					return stop, err

@@ -1,4 +1,4 @@
-package audit_test
+package seal_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 )
@@ -48,7 +48,7 @@ func accessEntry(t *testing.T, key ed25519.PrivateKey, user, role string, at tim
 	e, err := domain.NewInternalEntry(domain.EventUserAccessChanged, user,
 		domain.AccessChange{ClerkID: user, Role: &role, Actor: "alice", Reason: "on call"}, at)
 	require.NoError(t, err)
-	audit.SignInternalEntry(key, &e)
+	seal.SignInternalEntry(key, &e)
 	return e
 }
 
@@ -77,9 +77,9 @@ func nullTime(t time.Time) *time.Time {
 
 // sealVerified runs one sealing pass that checks every entry's origin with
 // v, and returns the checkpoint and error.
-func (l *ledger) sealVerified(v *audit.OriginVerifier) (audit.Checkpoint, error) {
+func (l *ledger) sealVerified(v *seal.OriginVerifier) (seal.Checkpoint, error) {
 	l.t.Helper()
-	return audit.SealOnce(context.Background(), audit.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet,
+	return seal.SealOnce(context.Background(), seal.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet,
 		Now: func() time.Time { return l.now }, VerifyOrigin: v.Verify})
 }
 
@@ -90,9 +90,9 @@ func (l *ledger) indexed() int64 {
 	return n
 }
 
-func verifier(t *testing.T, secrets ...string) *audit.OriginVerifier {
+func verifier(t *testing.T, secrets ...string) *seal.OriginVerifier {
 	t.Helper()
-	v, err := audit.NewOriginVerifier(secrets, testKey.Public().(ed25519.PublicKey))
+	v, err := seal.NewOriginVerifier(secrets, testKey.Public().(ed25519.PublicKey))
 	require.NoError(t, err)
 	return v
 }
@@ -114,8 +114,8 @@ func TestSealerRefusesAForgedClerkRowInsertedWithWebhookdsRole(t *testing.T) {
 	require.NoError(t, err)
 
 	_, err = l.sealVerified(verifier(t, newSecret))
-	require.ErrorIs(t, err, audit.ErrIntegrity)
-	require.ErrorIs(t, err, audit.ErrOrigin)
+	require.ErrorIs(t, err, seal.ErrIntegrity)
+	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: ledger entry at offset %d (svix_id msg_origin_99, source clerk, user.updated) does not prove its origin: the svix signature matches none of the 1 configured Clerk signing secrets (CLERK_WEBHOOK_SIGNING_SECRET, WEBHOOKD_RETIRED_SIGNING_SECRETS); it is not sealed, and sealing stops before it", off))
 	require.EqualValues(t, 3, l.indexed(), "the entries before the forged row are sealed, the forged row and those after it are not")
 	cp, err := l.store.LatestCheckpoint(ctx)
@@ -124,7 +124,7 @@ func TestSealerRefusesAForgedClerkRowInsertedWithWebhookdsRole(t *testing.T) {
 
 	// Again and again: the sealer never moves past it.
 	_, err = l.sealVerified(verifier(t, newSecret))
-	require.ErrorIs(t, err, audit.ErrOrigin)
+	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.EqualValues(t, 3, l.indexed())
 }
 
@@ -160,7 +160,7 @@ func TestSealerCatchesARowBackdatedWithTriggersDisabled(t *testing.T) {
 	require.NoError(t, err)
 
 	_, err = l.sealVerified(verifier(t, newSecret))
-	require.ErrorIs(t, err, audit.ErrIntegrity)
+	require.ErrorIs(t, err, seal.ErrIntegrity)
 	require.EqualError(t, err, "ledger integrity check failed: 1 ledger row(s) sort behind the last sealed entry but have no ledger index, at offset(s) [-5]: they were inserted out of order (with the ledger's triggers disabled) and can never be sealed or projected")
 	require.EqualValues(t, 4, l.indexed(), "the row appended in order after it is sealed")
 
@@ -191,14 +191,14 @@ func TestSealerCatchesATamperedWebhookdEntry(t *testing.T) {
 	// The same signed entry, with its payload changed to grant ADMIN.
 	tampered := accessEntry(t, testKey, "user_1", "USER", at)
 	tampered.SvixID = "whd_" + strings.Repeat("ab", 16)
-	audit.SignInternalEntry(testKey, &tampered)
+	seal.SignInternalEntry(testKey, &tampered)
 	tampered.Payload = []byte(strings.Replace(string(tampered.Payload), `"role":"USER"`, `"role":"ADMIN"`, 1))
 	require.Contains(t, string(tampered.Payload), `"role":"ADMIN"`)
 	off := l.insertRaw(tampered)
 	_, err = l.sealVerified(verifier(t, newSecret))
-	require.ErrorIs(t, err, audit.ErrOrigin)
+	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.ErrorContains(t, err, fmt.Sprintf("ledger entry at offset %d (svix_id whd_abab", off))
-	require.ErrorContains(t, err, "its webhookd signature (key "+audit.KeyID(testKey.Public().(ed25519.PublicKey))+") does not match its content: the entry was altered or forged")
+	require.ErrorContains(t, err, "its webhookd signature (key "+seal.KeyID(testKey.Public().(ed25519.PublicKey))+") does not match its content: the entry was altered or forged")
 	require.EqualValues(t, 1, l.indexed())
 }
 
@@ -208,7 +208,7 @@ func TestOriginOfWebhookdEntries(t *testing.T) {
 	v := verifier(t, newSecret)
 	signed := accessEntry(t, testKey, "user_1", "ADMIN", at)
 	require.NoError(t, v.Verify(signed))
-	require.True(t, strings.HasPrefix(signed.Signature, "ed25519:"+audit.KeyID(testKey.Public().(ed25519.PublicKey))+":"), signed.Signature)
+	require.True(t, strings.HasPrefix(signed.Signature, "ed25519:"+seal.KeyID(testKey.Public().(ed25519.PublicKey))+":"), signed.Signature)
 	require.Equal(t, at.Truncate(time.Microsecond), signed.ReceivedAt, "signed as PostgreSQL keeps it")
 
 	for name, c := range map[string]struct {
@@ -218,7 +218,7 @@ func TestOriginOfWebhookdEntries(t *testing.T) {
 		"unsigned":                {func(e *domain.LedgerEntry) { e.Signature = "" }, "it is not signed by webhookd (no ed25519:<key id>:<signature>)"},
 		"a svix signature":        {func(e *domain.LedgerEntry) { e.Signature = "v1,c2lnbmF0dXJl" }, "it is not signed by webhookd (no ed25519:<key id>:<signature>)"},
 		"malformed":               {func(e *domain.LedgerEntry) { e.Signature = "ed25519:abc" }, "its webhookd signature is malformed"},
-		"another key":             {func(e *domain.LedgerEntry) { audit.SignInternalEntry(otherKey, e) }, "it is signed by key " + audit.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", which is not webhookd's signing key (WEBHOOKD_SIGNING_KEY)"},
+		"another key":             {func(e *domain.LedgerEntry) { seal.SignInternalEntry(otherKey, e) }, "it is signed by key " + seal.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", which is not webhookd's signing key (WEBHOOKD_SIGNING_KEY)"},
 		"a hostile key id":        {func(e *domain.LedgerEntry) { e.Signature = "ed25519:<b>x@y.z</b>:" + strings.Repeat("A", 86) + "==" }, "it is signed by key (malformed key id), which is not webhookd's signing key (WEBHOOKD_SIGNING_KEY)"},
 		"another subject":         {func(e *domain.LedgerEntry) { e.SubjectID = "user_2" }, "does not match its content"},
 		"another received_at":     {func(e *domain.LedgerEntry) { e.ReceivedAt = e.ReceivedAt.Add(time.Microsecond) }, "does not match its content"},
@@ -231,11 +231,11 @@ func TestOriginOfWebhookdEntries(t *testing.T) {
 		e := accessEntry(t, testKey, "user_1", "ADMIN", at)
 		c.change(&e)
 		err := v.Verify(e)
-		require.ErrorIs(t, err, audit.ErrOrigin, name)
+		require.ErrorIs(t, err, seal.ErrOrigin, name)
 		require.ErrorContains(t, err, c.reason, name)
 	}
 
-	noKey, err := audit.NewOriginVerifier([]string{newSecret})
+	noKey, err := seal.NewOriginVerifier([]string{newSecret})
 	require.NoError(t, err)
 	require.ErrorContains(t, noKey.Verify(signed), "which is not webhookd's signing key", "without the key nothing webhookd signed verifies")
 }
@@ -276,7 +276,7 @@ func TestOriginOfClerkRows(t *testing.T) {
 		"another event time beside the signed payload": {func(e *domain.LedgerEntry) { e.EventTime = e.EventTime.Add(time.Hour) }, "its event_time is not what the signed payload says"},
 		"another instance beside the signed payload":   {func(e *domain.LedgerEntry) { e.InstanceID = "ins_other" }, "its instance_id is not what the signed payload says"},
 		"another unit beside the signed payload":       {func(e *domain.LedgerEntry) { e.TimestampUnit = "s" }, "its timestamp_unit is not what the signed payload says"},
-		"a webhookd signature on a clerk row":          {func(e *domain.LedgerEntry) { audit.SignInternalEntry(testKey, e) }, "matches none"},
+		"a webhookd signature on a clerk row":          {func(e *domain.LedgerEntry) { seal.SignInternalEntry(testKey, e) }, "matches none"},
 		"an unknown source":                            {func(e *domain.LedgerEntry) { e.Source = "clerk-api" }, "unknown source"},
 		"signed by Svix, not a Clerk envelope": {func(e *domain.LedgerEntry) {
 			e.Payload = []byte(`{"hello":"world"}`)
@@ -290,7 +290,7 @@ func TestOriginOfClerkRows(t *testing.T) {
 			require.NoError(t, err, name)
 			continue
 		}
-		require.ErrorIs(t, err, audit.ErrOrigin, name)
+		require.ErrorIs(t, err, seal.ErrOrigin, name)
 		require.ErrorContains(t, err, c.reason, name)
 	}
 }
@@ -307,7 +307,7 @@ func TestSecretRotation(t *testing.T) {
 
 	// Only the new secret: the row the old one signed is refused.
 	_, err = l.sealVerified(verifier(t, newSecret))
-	require.ErrorIs(t, err, audit.ErrOrigin)
+	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.EqualValues(t, 0, l.indexed())
 
 	// Both (the old one active, or kept as a retired secret): both verify.
@@ -321,5 +321,5 @@ func TestSecretRotation(t *testing.T) {
 	_, err = l.sealVerified(verifier(t, newSecret))
 	require.NoError(t, err)
 	require.EqualValues(t, 3, l.indexed())
-	require.False(t, errors.Is(err, audit.ErrIntegrity))
+	require.False(t, errors.Is(err, seal.ErrIntegrity))
 }

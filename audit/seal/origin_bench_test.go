@@ -1,4 +1,4 @@
-package audit_test
+package seal_test
 
 import (
 	"testing"
