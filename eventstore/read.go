@@ -10,7 +10,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/merkle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
@@ -256,7 +256,7 @@ func (s *Store) SealLag(ctx context.Context) (SealLag, error) {
 }
 
 // EachSealed calls fn for each sealed entry q selects, in index order.
-func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit.SealedRow) error) error {
+func (s *Store) EachSealed(ctx context.Context, q bundle.Selection, fn func(bundle.SealedRow) error) error {
 	where, args := selectionWhere(q)
 	rows, err := s.pool.Query(ctx, `SELECT `+selectColumnsE+`, i.ledger_index, i.leaf_hash
 		FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
@@ -274,7 +274,7 @@ func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit
 		if err != nil {
 			return err
 		}
-		if err := fn(audit.SealedRow{Index: uint64(idx), LeafHash: merkle.Hash(leaf), Entry: e}); err != nil {
+		if err := fn(bundle.SealedRow{Index: uint64(idx), LeafHash: merkle.Hash(leaf), Entry: e}); err != nil {
 			return err
 		}
 	}
@@ -283,7 +283,7 @@ func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit
 
 // SealedIndexRange returns the lowest and highest index q selects
 // (ok false when none).
-func (s *Store) SealedIndexRange(ctx context.Context, q audit.Selection) (first, last uint64, ok bool, err error) {
+func (s *Store) SealedIndexRange(ctx context.Context, q bundle.Selection) (first, last uint64, ok bool, err error) {
 	where, args := selectionWhere(q)
 	var lo, hi *int64
 	err = s.pool.QueryRow(ctx, `SELECT min(i.ledger_index), max(i.ledger_index)
@@ -294,7 +294,7 @@ func (s *Store) SealedIndexRange(ctx context.Context, q audit.Selection) (first,
 	return uint64(*lo), uint64(*hi), true, nil
 }
 
-func selectionWhere(q audit.Selection) (string, []any) {
+func selectionWhere(q bundle.Selection) (string, []any) {
 	cond := "true"
 	var args []any
 	add := func(c string, v any) {

@@ -36,7 +36,7 @@ func (g *Globals) stderr() io.Writer {
 }
 
 // Logger builds the process logger; every line goes through the redacting
-// handler of package audit, and durations are written as durations ("15s")
+// handler of package redact, and durations are written as durations ("15s")
 // rather than as slog's JSON nanoseconds (15000000000).
 func (g *Globals) Logger() (*slog.Logger, error) {
 	format, err := redact.ParseFormat(g.LogFormat)

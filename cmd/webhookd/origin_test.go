@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
@@ -89,7 +89,7 @@ func TestUsersAssignSignsOnASealedLedger(t *testing.T) {
 
 	role := "ADMIN"
 	err := (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &role, Actor: "ops"}).Run(ctx, &Globals{})
-	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
+	require.EqualError(t, err, bundle.ErrNoSigningKeyToAppend)
 	err = (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &role, Actor: "ops", SigningKey: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}).Run(ctx, &Globals{})
 	require.ErrorContains(t, err, "is not the key that signed the latest checkpoint")
 

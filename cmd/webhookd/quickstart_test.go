@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 )
 
@@ -143,7 +143,7 @@ func TestDevModeQuickStart(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stderr, "webhookd: development mode (DATABASE_URL is not set and .webhookd/ is here): using the development database under .webhookd/postgres (joined the one webhookd serve --dev runs)\n")
 	require.Contains(t, stdout, `"complete": true,`)
-	require.FileExists(t, filepath.Join(work, "b", audit.ManifestSignatureFile), "signed with the development key")
+	require.FileExists(t, filepath.Join(work, "b", bundle.ManifestSignatureFile), "signed with the development key")
 	entries, err := os.ReadFile(filepath.Join(work, "b", "entries.jsonl"))
 	require.NoError(t, err)
 	require.Contains(t, string(entries), msgID, "the event sent a moment ago is in the bundle")

@@ -12,14 +12,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 )
 
-// Paths of the ledger's tamper-evidence endpoints (see audit).
+// Paths of the ledger's tamper-evidence endpoints (see audit/seal).
 const (
 	CheckpointPath       = seal.CheckpointPath
 	CheckpointJSONPath   = seal.CheckpointJSONPath
@@ -163,7 +163,7 @@ func projectionOrigin(v *seal.OriginVerifier, signingKey string) func(domain.Led
 // with (seal.SignInternalEntry): WEBHOOKD_SIGNING_KEY, which must be the
 // key of the ledger's latest checkpoint, or the sealer would refuse the
 // entry. Without the setting, a sealed ledger (one with a checkpoint) is
-// refused with audit.ErrNoSigningKeyToAppend, and an unsealed one gets the
+// refused with bundle.ErrNoSigningKeyToAppend, and an unsealed one gets the
 // entry unsigned (nil key): no sealer checks it, and nothing could.
 func appendSigningKey(ctx context.Context, store *eventstore.Store, setting string) (ed25519.PrivateKey, error) {
 	cp, err := store.LatestCheckpoint(ctx)
@@ -173,7 +173,7 @@ func appendSigningKey(ctx context.Context, store *eventstore.Store, setting stri
 	}
 	if setting == "" {
 		if sealed {
-			return nil, errors.New(audit.ErrNoSigningKeyToAppend)
+			return nil, errors.New(bundle.ErrNoSigningKeyToAppend)
 		}
 		return nil, nil
 	}

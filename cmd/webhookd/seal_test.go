@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
@@ -170,8 +170,8 @@ func TestUnsignedManifestIsRefusedUnlessAllowed(t *testing.T) {
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	err := (&ExportCmd{Database: Database{URL: h.db.URL}, Out: filepath.Join(t.TempDir(), "unsigned"), Actor: "auditor"}).Run(ctx, g)
-	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
-	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
+	require.EqualError(t, err, bundle.ErrNoSigningKeyToAppend)
+	require.NoError(t, os.Remove(filepath.Join(dir, bundle.ManifestSignatureFile)))
 
 	out := g.Stdout.(*syncBuffer)
 	err = (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText}).Run(ctx, g)
@@ -200,7 +200,7 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	t.Parallel()
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
-	pem := filepath.Join(dir, audit.PublicKeyFile)
+	pem := filepath.Join(dir, bundle.PublicKeyFile)
 	out := g.Stdout.(*syncBuffer)
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
 	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", out.String())
@@ -320,7 +320,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	fi, err := os.Stat(archive)
 	require.NoError(t, err)
 	require.True(t, fi.Mode().IsRegular())
-	pem := filepath.Join(dir, audit.PublicKeyFile)
+	pem := filepath.Join(dir, bundle.PublicKeyFile)
 	require.NoError(t, (&VerifyCmd{Bundle: archive, PublicKey: []string{pem}}).Run(ctx, g))
 
 	// The same OK line as for the directory.
@@ -335,12 +335,12 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", lines[1])
 
 	// One byte changed inside an entry: the same failure, naming the entry.
-	entries := filepath.Join(dir, audit.EntriesFile)
+	entries := filepath.Join(dir, bundle.EntriesFile)
 	data, err := os.ReadFile(entries)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(entries, alterEntry6(t, data), 0o644))
 	rewriteArchive(t, archive, func(name string, data []byte) []byte {
-		if name == audit.EntriesFile {
+		if name == bundle.EntriesFile {
 			return alterEntry6(t, data)
 		}
 		return data
@@ -363,7 +363,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	require.NoError(t, gzw.Close())
 	require.NoError(t, os.WriteFile(evil, buf.Bytes(), 0o644))
 	err = (&VerifyCmd{Bundle: evil, PublicKey: []string{pem}}).Run(ctx, g)
-	require.ErrorIs(t, err, audit.ErrBadArchive)
+	require.ErrorIs(t, err, bundle.ErrBadArchive)
 	require.NotErrorIs(t, err, errVerifyFailed)
 	require.EqualError(t, err, evil+`: not a valid bundle archive: entry "../x" climbs out of the bundle (..)`)
 }

@@ -18,7 +18,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
@@ -119,8 +119,8 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "bundle")
 	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(ctx, g))
-	pub := filepath.Join(dir, audit.PublicKeyFile)
-	r, err := audit.VerifyBundle(ctx, dir, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{sealKey.Public().(ed25519.PublicKey)}, Witnesses: mustWitnessKeys(t, w.key.vkey)})
+	pub := filepath.Join(dir, bundle.PublicKeyFile)
+	r, err := bundle.VerifyBundle(ctx, dir, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{sealKey.Public().(ed25519.PublicKey)}, Witnesses: mustWitnessKeys(t, w.key.vkey)})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, printVerifyReport(&out, r, false, "--public-key"))
@@ -134,7 +134,7 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText, Witness: []string{other.vkey}}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	// A cosignature line changed in the bundle fails too.
-	noteFile := filepath.Join(dir, audit.CheckpointNoteFile)
+	noteFile := filepath.Join(dir, bundle.CheckpointNoteFile)
 	data, err := os.ReadFile(noteFile)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")

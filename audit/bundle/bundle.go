@@ -1,4 +1,4 @@
-package audit
+package bundle
 
 import (
 	"crypto/ed25519"
@@ -11,8 +11,9 @@ import (
 	"github.com/webhookd/webhookd/domain"
 )
 
-// BundleFormat names version 1 of the export bundle layout.
-const BundleFormat = "webhookd-export-v1"
+// Format names version 1 of the export bundle layout (manifest.json's
+// "format").
+const Format = "webhookd-export-v1"
 
 // Files of a bundle directory.
 const (
@@ -26,7 +27,7 @@ const (
 	// ManifestSignature).
 	ManifestSignatureFile = "manifest.sig"
 	// CheckpointNoteFile is the checkpoint as a C2SP signed note with the
-	// witnesses' cosignatures webhookd stored for it (see Cosigned);
+	// witnesses' cosignatures webhookd stored for it (see seal.Cosigned);
 	// present when the checkpoint is a note.
 	CheckpointNoteFile = "checkpoint.note"
 )

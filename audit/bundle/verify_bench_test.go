@@ -1,4 +1,4 @@
-package audit_test
+package bundle_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/merkle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
@@ -61,12 +61,12 @@ func (l *syntheticLedger) LeafHashes(context.Context) ([]merkle.Hash, error) { r
 func (l *syntheticLedger) Cosignatures(context.Context, uint64) ([]seal.Cosignature, error) {
 	return nil, nil
 }
-func (l *syntheticLedger) SealedIndexRange(context.Context, audit.Selection) (uint64, uint64, bool, error) {
+func (l *syntheticLedger) SealedIndexRange(context.Context, bundle.Selection) (uint64, uint64, bool, error) {
 	return 0, uint64(l.n - 1), true, nil
 }
-func (l *syntheticLedger) EachSealed(_ context.Context, q audit.Selection, fn func(audit.SealedRow) error) error {
+func (l *syntheticLedger) EachSealed(_ context.Context, q bundle.Selection, fn func(bundle.SealedRow) error) error {
 	for i := q.FirstIndex; i <= q.LastIndex; i++ {
-		if err := fn(audit.SealedRow{Index: i, LeafHash: l.leaves[i], Entry: syntheticEntry(int(i))}); err != nil {
+		if err := fn(bundle.SealedRow{Index: i, LeafHash: l.leaves[i], Entry: syntheticEntry(int(i))}); err != nil {
 			return err
 		}
 	}
@@ -77,7 +77,7 @@ func (l *syntheticLedger) EachSealed(_ context.Context, q audit.Selection, fn fu
 // WEBHOOKD_BENCH_ENTRIES for another size), written offline once into a
 // temporary directory. Run it with
 //
-//	go test ./audit/ -run '^$' -bench VerifyBundle -benchtime 1x -cpu 2
+//	go test ./audit/bundle/ -run '^$' -bench VerifyBundle -benchtime 1x -cpu 2
 func BenchmarkVerifyBundle(b *testing.B) {
 	n := 1_000_000
 	if s := os.Getenv("WEBHOOKD_BENCH_ENTRIES"); s != "" {
@@ -88,7 +88,7 @@ func BenchmarkVerifyBundle(b *testing.B) {
 	}
 	dir := filepath.Join(b.TempDir(), "bundle")
 	start := time.Now()
-	m, err := audit.Export(context.Background(), newSyntheticLedger(n), audit.ExportOptions{Dir: dir, Actor: "bench", Key: testKey})
+	m, err := bundle.Export(context.Background(), newSyntheticLedger(n), bundle.ExportOptions{Dir: dir, Actor: "bench", Key: testKey})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func BenchmarkVerifyBundle(b *testing.B) {
 	b.Logf("wrote %d entries, %d MB, in %s", m.Entries, size>>20, time.Since(start).Round(time.Millisecond))
 	cpu := cpuTime()
 	for b.Loop() {
-		r, err := audit.VerifyBundle(context.Background(), dir, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+		r, err := bundle.VerifyBundle(context.Background(), dir, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func BenchmarkVerifyBundle(b *testing.B) {
 // (200,000 entries unless WEBHOOKD_BENCH_ENTRIES says otherwise), read as
 // a stream:
 //
-//	go test ./audit/ -run '^$' -bench VerifyArchive -benchtime 1x -cpu 2
+//	go test ./audit/bundle/ -run '^$' -bench VerifyArchive -benchtime 1x -cpu 2
 func BenchmarkVerifyArchive(b *testing.B) {
 	n := 200_000
 	if s := os.Getenv("WEBHOOKD_BENCH_ENTRIES"); s != "" {
@@ -126,7 +126,7 @@ func BenchmarkVerifyArchive(b *testing.B) {
 		}
 	}
 	path := filepath.Join(b.TempDir(), "bundle.tar.gz")
-	if _, err := audit.Export(context.Background(), newSyntheticLedger(n), audit.ExportOptions{Archive: path, Actor: "bench", Key: testKey}); err != nil {
+	if _, err := bundle.Export(context.Background(), newSyntheticLedger(n), bundle.ExportOptions{Archive: path, Actor: "bench", Key: testKey}); err != nil {
 		b.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -136,7 +136,7 @@ func BenchmarkVerifyArchive(b *testing.B) {
 	b.Logf("wrote %d entries, %d MB compressed", n, fi.Size()>>20)
 	cpu := cpuTime()
 	for b.Loop() {
-		r, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+		r, err := bundle.VerifyBundle(context.Background(), path, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package audit
+package bundle
 
 import (
 	"bufio"
@@ -76,7 +76,7 @@ type ExportOptions struct {
 	// Progress receives one Add per exported entry.
 	Progress Progress
 	// Record, when set, appends the export's ledger event (ExportEvent),
-	// signed with Key (SignInternalEntry), once the bundle is written. It
+	// signed with Key (seal.SignInternalEntry), once the bundle is written. It
 	// requires Key: the sealer refuses an unsigned entry of webhookd's.
 	Record Appender
 	// Total, when set, is told the number of entries to come before the
@@ -135,7 +135,7 @@ func Export(ctx context.Context, ledger ExportLedger, opts ExportOptions) (Manif
 	}
 
 	m := Manifest{
-		Format: BundleFormat, ExportID: opts.ID, CreatedAt: opts.Now().UTC().Truncate(time.Microsecond),
+		Format: Format, ExportID: opts.ID, CreatedAt: opts.Now().UTC().Truncate(time.Microsecond),
 		Actor: opts.Actor, From: rfc3339OrEmpty(opts.From), To: rfc3339OrEmpty(opts.To),
 		User: opts.User, Types: opts.Types, Redacted: opts.Redact,
 		Complete: opts.User == "" && len(opts.Types) == 0, TreeSize: cp.TreeSize,

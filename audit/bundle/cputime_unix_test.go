@@ -1,6 +1,6 @@
 //go:build unix
 
-package audit_test
+package bundle_test
 
 import (
 	"syscall"

@@ -1,6 +1,6 @@
 //go:build unix
 
-package audit_test
+package bundle_test
 
 import (
 	"archive/tar"
@@ -19,7 +19,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 )
 
@@ -31,7 +31,7 @@ const unsignedProblem = "the bundle has no manifest.sig: its manifest is not sig
 // when archive is set) and returns its path.
 func syntheticBundle(t *testing.T, n int, key ed25519.PrivateKey, archive bool) string {
 	t.Helper()
-	opts := audit.ExportOptions{Actor: "auditor@example.com", Key: key, ID: "export-1"}
+	opts := bundle.ExportOptions{Actor: "auditor@example.com", Key: key, ID: "export-1"}
 	path := filepath.Join(t.TempDir(), "bundle")
 	if archive {
 		path += ".tar.gz"
@@ -39,7 +39,7 @@ func syntheticBundle(t *testing.T, n int, key ed25519.PrivateKey, archive bool) 
 	} else {
 		opts.Dir = path
 	}
-	_, err := audit.Export(context.Background(), newSyntheticLedgerSignedBy(n, key), opts)
+	_, err := bundle.Export(context.Background(), newSyntheticLedgerSignedBy(n, key), opts)
 	require.NoError(t, err)
 	return path
 }
@@ -51,14 +51,14 @@ func syntheticArchive(t *testing.T, n int, signed bool) string {
 	if signed {
 		return syntheticBundle(t, n, testKey, true)
 	}
-	opts := audit.ExportOptions{Actor: "auditor@example.com", Archive: filepath.Join(t.TempDir(), "bundle.tgz")}
-	_, err := audit.Export(context.Background(), newSyntheticLedger(n), opts)
+	opts := bundle.ExportOptions{Actor: "auditor@example.com", Archive: filepath.Join(t.TempDir(), "bundle.tgz")}
+	_, err := bundle.Export(context.Background(), newSyntheticLedger(n), opts)
 	require.NoError(t, err)
 	return opts.Archive
 }
 
-func trusting(keys ...ed25519.PublicKey) audit.VerifyOptions {
-	return audit.VerifyOptions{TrustedKeys: keys, Workers: 2}
+func trusting(keys ...ed25519.PublicKey) bundle.VerifyOptions {
+	return bundle.VerifyOptions{TrustedKeys: keys, Workers: 2}
 }
 
 // An attacker makes a whole bundle of invented entries, self-consistent
@@ -71,17 +71,17 @@ func TestVerifyRefusesABundleSignedByAnotherKey(t *testing.T) {
 	for _, archive := range []bool{false, true} {
 		forged := syntheticBundle(t, 10, otherKey, archive)
 
-		_, err := audit.VerifyBundle(ctx, forged, audit.VerifyOptions{})
-		require.ErrorIs(t, err, audit.ErrNoTrustedKey)
+		_, err := bundle.VerifyBundle(ctx, forged, bundle.VerifyOptions{})
+		require.ErrorIs(t, err, bundle.ErrNoTrustedKey)
 
-		r, err := audit.VerifyBundle(ctx, forged, trusting(testPub))
+		r, err := bundle.VerifyBundle(ctx, forged, trusting(testPub))
 		require.NoError(t, err)
 		require.Equal(t, []string{"checkpoint.json: checkpoint of tree size 10 is signed by key " + otherID + ", which is not a trusted key"}, r.Problems)
 		require.Zero(t, r.Entries, "nothing is read past an untrusted checkpoint")
 		require.Equal(t, otherID, r.Checkpoint.KeyID)
 
 		// Trusting the bundle's own key, as asked: intact, signed by otherID.
-		r, err = audit.VerifyBundle(ctx, forged, audit.VerifyOptions{TrustBundleKey: true})
+		r, err = bundle.VerifyBundle(ctx, forged, bundle.VerifyOptions{TrustBundleKey: true})
 		require.NoError(t, err)
 		require.Empty(t, r.Problems)
 		require.Equal(t, 10, r.Entries)
@@ -91,19 +91,19 @@ func TestVerifyRefusesABundleSignedByAnotherKey(t *testing.T) {
 
 // rewriteManifest applies edit to manifest.json, recomputing the size and
 // hash of every file it lists, as an attacker without the key would.
-func rewriteManifest(t *testing.T, dir string, edit func(m *audit.Manifest)) {
+func rewriteManifest(t *testing.T, dir string, edit func(m *bundle.Manifest)) {
 	t.Helper()
-	path := filepath.Join(dir, audit.ManifestFile)
+	path := filepath.Join(dir, bundle.ManifestFile)
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	var m audit.Manifest
+	var m bundle.Manifest
 	require.NoError(t, json.Unmarshal(data, &m))
 	edit(&m)
 	for name := range m.Files {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		require.NoError(t, err)
 		sum := sha256.Sum256(data)
-		m.Files[name] = audit.FileDigest{SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data))}
+		m.Files[name] = bundle.FileDigest{SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data))}
 	}
 	data, err = json.MarshalIndent(m, "", "  ")
 	require.NoError(t, err)
@@ -117,15 +117,15 @@ func TestVerifyRefusesAnUnsignedBundleCutShort(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := syntheticBundle(t, 10, testKey, false)
-	for _, name := range []string{audit.EntriesFile, audit.ProofsFile, audit.EntriesCSVFile} {
+	for _, name := range []string{bundle.EntriesFile, bundle.ProofsFile, bundle.EntriesCSVFile} {
 		lines := readLines(t, filepath.Join(dir, name))
 		keep := 7
-		if name == audit.EntriesCSVFile {
+		if name == bundle.EntriesCSVFile {
 			keep++ // the header row
 		}
 		writeLines(t, filepath.Join(dir, name), lines[:keep])
 	}
-	rewriteManifest(t, dir, func(m *audit.Manifest) {
+	rewriteManifest(t, dir, func(m *bundle.Manifest) {
 		m.Entries = 7
 		last := uint64(6)
 		m.LastIndex = &last
@@ -136,15 +136,15 @@ func TestVerifyRefusesAnUnsignedBundleCutShort(t *testing.T) {
 	require.Equal(t, []string{"manifest.sig: the signature does not verify over manifest.json with key " + seal.KeyID(testPub) + ": the manifest was changed after the export"}, r.Problems)
 	require.Zero(t, r.Entries)
 
-	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
+	require.NoError(t, os.Remove(filepath.Join(dir, bundle.ManifestSignatureFile)))
 	r = verifyBundle(t, dir)
 	require.Equal(t, []string{unsignedProblem}, r.Problems)
 	require.Zero(t, r.Entries, "nothing is read past an unsigned manifest")
-	require.ErrorIs(t, r.Err(), audit.ErrVerification)
+	require.ErrorIs(t, r.Err(), bundle.ErrVerification)
 
 	opts := trusting(testPub)
 	opts.AllowUnsignedManifest = true
-	r, err := audit.VerifyBundle(ctx, dir, opts)
+	r, err := bundle.VerifyBundle(ctx, dir, opts)
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.False(t, r.ManifestSigned)
@@ -161,13 +161,13 @@ func TestVerifyChecksFileSizesAgainstTheManifest(t *testing.T) {
 		want       []string
 		entries    int
 	}{
-		{"entries.jsonl grown by a line", audit.EntriesFile, func(d []byte) []byte { return append(d, d[:bytes.IndexByte(d, '\n')+1]...) },
+		{"entries.jsonl grown by a line", bundle.EntriesFile, func(d []byte) []byte { return append(d, d[:bytes.IndexByte(d, '\n')+1]...) },
 			[]string{`^entries.jsonl has \d+ bytes, manifest.json says \d+: the file was changed after the export$`}, 0},
-		{"checkpoint.json grown", audit.CheckpointFile, func(d []byte) []byte { return append(d, ' ') },
+		{"checkpoint.json grown", bundle.CheckpointFile, func(d []byte) []byte { return append(d, ' ') },
 			[]string{`^checkpoint.json has \d+ bytes, manifest.json says \d+: the file was changed after the export$`}, 0},
-		{"entries.csv grown", audit.EntriesCSVFile, func(d []byte) []byte { return append(d, "x\n"...) },
+		{"entries.csv grown", bundle.EntriesCSVFile, func(d []byte) []byte { return append(d, "x\n"...) },
 			[]string{`^entries.csv has \d+ bytes, manifest.json says \d+: the file was changed after the export$`}, 5},
-		{"entries.csv cut short", audit.EntriesCSVFile, func(d []byte) []byte { return d[:len(d)-10] },
+		{"entries.csv cut short", bundle.EntriesCSVFile, func(d []byte) []byte { return d[:len(d)-10] },
 			[]string{`^entries.csv has \d+ bytes, manifest.json says \d+: the file was changed after the export$`, `^entries.csv: SHA-256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`}, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -197,15 +197,15 @@ func TestVerifyRefusesSpecialFilesInABundleDirectory(t *testing.T) {
 		make       func(t *testing.T, path string)
 		want       string
 	}{
-		{"symlink to /dev/zero", audit.EntriesCSVFile, func(t *testing.T, p string) { require.NoError(t, os.Symlink("/dev/zero", p)) }, "entries.csv is a symbolic link, not a regular file"},
-		{"symlink to a regular file", audit.ProofsFile, func(t *testing.T, p string) {
+		{"symlink to /dev/zero", bundle.EntriesCSVFile, func(t *testing.T, p string) { require.NoError(t, os.Symlink("/dev/zero", p)) }, "entries.csv is a symbolic link, not a regular file"},
+		{"symlink to a regular file", bundle.ProofsFile, func(t *testing.T, p string) {
 			require.NoError(t, os.WriteFile(p+".real", nil, 0o644))
 			require.NoError(t, os.Symlink(filepath.Base(p)+".real", p))
 		}, "proofs.jsonl is a symbolic link, not a regular file"},
-		{"manifest as a symlink", audit.ManifestFile, func(t *testing.T, p string) { require.NoError(t, os.Symlink("/dev/zero", p)) }, "manifest.json is a symbolic link, not a regular file"},
-		{"fifo", audit.EntriesFile, func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) }, "entries.jsonl is a named pipe (FIFO), not a regular file"},
-		{"directory", audit.EntriesCSVFile, func(t *testing.T, p string) { require.NoError(t, os.Mkdir(p, 0o755)) }, "entries.csv is a directory, not a regular file"},
-		{"character device", audit.EntriesCSVFile, func(t *testing.T, p string) {
+		{"manifest as a symlink", bundle.ManifestFile, func(t *testing.T, p string) { require.NoError(t, os.Symlink("/dev/zero", p)) }, "manifest.json is a symbolic link, not a regular file"},
+		{"fifo", bundle.EntriesFile, func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) }, "entries.jsonl is a named pipe (FIFO), not a regular file"},
+		{"directory", bundle.EntriesCSVFile, func(t *testing.T, p string) { require.NoError(t, os.Mkdir(p, 0o755)) }, "entries.csv is a directory, not a regular file"},
+		{"character device", bundle.EntriesCSVFile, func(t *testing.T, p string) {
 			if os.Geteuid() != 0 {
 				t.Skip("making a device node needs root")
 			}
@@ -218,8 +218,8 @@ func TestVerifyRefusesSpecialFilesInABundleDirectory(t *testing.T) {
 			path := filepath.Join(dir, c.file)
 			require.NoError(t, os.Remove(path))
 			c.make(t, path)
-			_, err := audit.VerifyBundle(context.Background(), dir, trusting(testPub))
-			require.ErrorIs(t, err, audit.ErrBadBundle)
+			_, err := bundle.VerifyBundle(context.Background(), dir, trusting(testPub))
+			require.ErrorIs(t, err, bundle.ErrBadBundle)
 			require.EqualError(t, err, dir+": not a valid bundle: "+c.want)
 		})
 	}
@@ -227,7 +227,7 @@ func TestVerifyRefusesSpecialFilesInABundleDirectory(t *testing.T) {
 	// The bundle path itself must be a directory or a regular file.
 	fifo := filepath.Join(t.TempDir(), "bundle.tgz")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
-	_, err := audit.VerifyBundle(context.Background(), fifo, trusting(testPub))
+	_, err := bundle.VerifyBundle(context.Background(), fifo, trusting(testPub))
 	require.EqualError(t, err, fifo+" is neither a bundle directory nor a bundle archive (.tar.gz): it is a named pipe (FIFO)")
 }
 
@@ -285,17 +285,17 @@ func TestVerifyRefusesGzipBombsWithoutWritingAnything(t *testing.T) {
 		name  string
 		files []archiveFile
 		bomb  string
-		opts  audit.VerifyOptions
+		opts  bundle.VerifyOptions
 		err   string // or
 		probs []string
 	}{
-		{name: "entries.jsonl", files: good, bomb: audit.EntriesFile, opts: trusting(testPub),
+		{name: "entries.jsonl", files: good, bomb: bundle.EntriesFile, opts: trusting(testPub),
 			probs: []string{`^entries.jsonl has 1073741824 bytes, manifest.json says \d+: the file was changed after the export$`}},
-		{name: "entries.csv, after entries and proofs", files: good, bomb: audit.EntriesCSVFile, opts: trusting(testPub),
+		{name: "entries.csv, after entries and proofs", files: good, bomb: bundle.EntriesCSVFile, opts: trusting(testPub),
 			probs: []string{`^entries.csv has 1073741824 bytes, manifest.json says \d+: the file was changed after the export$`}},
-		{name: "manifest.json", files: good, bomb: audit.ManifestFile, opts: trusting(testPub),
+		{name: "manifest.json", files: good, bomb: bundle.ManifestFile, opts: trusting(testPub),
 			err: `: not a valid bundle archive: manifest.json has 1073741824 bytes, more than a manifest.json can (1048576)`},
-		{name: "manifest.sig", files: good, bomb: audit.ManifestSignatureFile, opts: trusting(testPub),
+		{name: "manifest.sig", files: good, bomb: bundle.ManifestSignatureFile, opts: trusting(testPub),
 			err: `: not a valid bundle archive: manifest.sig has 1073741824 bytes, more than a manifest.sig can (65536)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -304,9 +304,9 @@ func TestVerifyRefusesGzipBombsWithoutWritingAnything(t *testing.T) {
 			fi, err := os.Stat(path)
 			require.NoError(t, err)
 			require.Less(t, fi.Size(), int64(8<<20), "a bomb is small")
-			r, err := audit.VerifyBundle(ctx, path, c.opts)
+			r, err := bundle.VerifyBundle(ctx, path, c.opts)
 			if c.err != "" {
-				require.ErrorIs(t, err, audit.ErrBadArchive)
+				require.ErrorIs(t, err, bundle.ErrBadArchive)
 				require.ErrorContains(t, err, c.err)
 				return
 			}
@@ -323,28 +323,28 @@ func TestVerifyRefusesGzipBombsWithoutWritingAnything(t *testing.T) {
 	// 16 MiB instead of being read whole.
 	t.Run("declared by an unsigned manifest", func(t *testing.T) {
 		files := append([]archiveFile(nil), unsigned...)
-		var m audit.Manifest
-		require.Equal(t, audit.ManifestFile, files[0].hdr.Name)
+		var m bundle.Manifest
+		require.Equal(t, bundle.ManifestFile, files[0].hdr.Name)
 		require.NoError(t, json.Unmarshal(files[0].data, &m))
-		m.Files[audit.EntriesFile] = audit.FileDigest{SHA256: m.Files[audit.EntriesFile].SHA256, Bytes: gib}
+		m.Files[bundle.EntriesFile] = bundle.FileDigest{SHA256: m.Files[bundle.EntriesFile].SHA256, Bytes: gib}
 		data, err := json.Marshal(m)
 		require.NoError(t, err)
 		files[0].data = data
 		path := filepath.Join(scratch, "unsigned-bomb.tar.gz")
-		writeBomb(t, path, files, audit.EntriesFile, gib)
+		writeBomb(t, path, files, bundle.EntriesFile, gib)
 		opts := trusting(testPub)
 		opts.AllowUnsignedManifest = true
-		_, err = audit.VerifyBundle(ctx, path, opts)
-		require.ErrorIs(t, err, audit.ErrBadBundle)
+		_, err = bundle.VerifyBundle(ctx, path, opts)
+		require.ErrorIs(t, err, bundle.ErrBadBundle)
 		require.EqualError(t, err, "not a valid bundle: line 1 of entries.jsonl is longer than 16 MiB, more than any entry")
 	})
 
 	// Too much declared in all.
 	t.Run("manifest declaring more than a bundle may hold", func(t *testing.T) {
 		files := append([]archiveFile(nil), unsigned...)
-		var m audit.Manifest
+		var m bundle.Manifest
 		require.NoError(t, json.Unmarshal(files[0].data, &m))
-		m.Files[audit.EntriesCSVFile] = audit.FileDigest{Bytes: audit.MaxArchiveBytes}
+		m.Files[bundle.EntriesCSVFile] = bundle.FileDigest{Bytes: bundle.MaxArchiveBytes}
 		data, err := json.Marshal(m)
 		require.NoError(t, err)
 		files[0].data = data
@@ -353,7 +353,7 @@ func TestVerifyRefusesGzipBombsWithoutWritingAnything(t *testing.T) {
 		writeArchive(t, path, files)
 		opts := trusting(testPub)
 		opts.AllowUnsignedManifest = true
-		r, err := audit.VerifyBundle(ctx, path, opts)
+		r, err := bundle.VerifyBundle(ctx, path, opts)
 		require.NoError(t, err)
 		require.Equal(t, []string{"manifest.json declares more than 68719476736 bytes (64 GiB) of files, the most a bundle may hold"}, r.Problems)
 	})
@@ -381,7 +381,7 @@ func TestVerifyStopsWhenCancelled(t *testing.T) {
 		p := &cancelling{cancel: cancel}
 		opts := trusting(testPub)
 		opts.Progress = p
-		r, err := audit.VerifyBundle(ctx, path, opts)
+		r, err := bundle.VerifyBundle(ctx, path, opts)
 		require.ErrorIs(t, err, context.Canceled, "archive %v", archive)
 		require.Less(t, r.Entries, n)
 		require.Positive(t, p.added)

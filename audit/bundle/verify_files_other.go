@@ -1,6 +1,6 @@
 //go:build !unix
 
-package audit
+package bundle
 
 // openFlags: where there is no O_NOFOLLOW, openRegular's checks before and
 // after the open refuse links and special files.

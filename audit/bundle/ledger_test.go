@@ -1,4 +1,4 @@
-package audit_test
+package bundle_test
 
 import (
 	"context"

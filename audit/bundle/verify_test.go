@@ -1,4 +1,4 @@
-package audit_test
+package bundle_test
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
@@ -27,7 +27,7 @@ var (
 // export writes a bundle (to a new directory unless opts says where),
 // signed with testKey unless opts names another key, and returns its
 // directory or archive path.
-func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
+func (l *ledger) export(opts bundle.ExportOptions) (string, bundle.Manifest) {
 	l.t.Helper()
 	if opts.Key == nil {
 		opts.Key = testKey
@@ -36,7 +36,7 @@ func (l *ledger) export(opts audit.ExportOptions) (string, audit.Manifest) {
 }
 
 // exportUnsigned is export without signing the manifest unless opts.Key.
-func (l *ledger) exportUnsigned(opts audit.ExportOptions) (string, audit.Manifest) {
+func (l *ledger) exportUnsigned(opts bundle.ExportOptions) (string, bundle.Manifest) {
 	l.t.Helper()
 	if opts.Dir == "" && opts.Archive == "" {
 		opts.Dir = filepath.Join(l.t.TempDir(), "bundle")
@@ -47,7 +47,7 @@ func (l *ledger) exportUnsigned(opts audit.ExportOptions) (string, audit.Manifes
 		opts.Record = l.store
 	}
 	opts.Now = func() time.Time { return l.now }
-	m, err := audit.Export(context.Background(), l.store, opts)
+	m, err := bundle.Export(context.Background(), l.store, opts)
 	require.NoError(l.t, err)
 	if opts.Archive != "" {
 		return opts.Archive, m
@@ -56,12 +56,12 @@ func (l *ledger) exportUnsigned(opts audit.ExportOptions) (string, audit.Manifes
 }
 
 // verifyBundle verifies with the trusted keys given, or testKey's.
-func verifyBundle(t *testing.T, dir string, trusted ...ed25519.PublicKey) audit.Report {
+func verifyBundle(t *testing.T, dir string, trusted ...ed25519.PublicKey) bundle.Report {
 	t.Helper()
 	if len(trusted) == 0 {
 		trusted = []ed25519.PublicKey{testPub}
 	}
-	r, err := audit.VerifyBundle(context.Background(), dir, audit.VerifyOptions{TrustedKeys: trusted, Workers: 2})
+	r, err := bundle.VerifyBundle(context.Background(), dir, bundle.VerifyOptions{TrustedKeys: trusted, Workers: 2})
 	require.NoError(t, err)
 	return r
 }
@@ -87,7 +87,7 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	l := setupLedger(t)
 	l.add(20, "")
 	cp := l.seal()
-	dir, m := l.export(audit.ExportOptions{Key: testKey})
+	dir, m := l.export(bundle.ExportOptions{Key: testKey})
 	require.Equal(t, 20, m.Entries)
 	require.True(t, m.Complete)
 	require.EqualValues(t, 0, *m.FirstIndex)
@@ -100,7 +100,7 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	require.Equal(t, 20, r.Entries)
 	require.Equal(t, cp, r.Checkpoint)
 
-	csv := readLines(t, filepath.Join(dir, audit.EntriesCSVFile))
+	csv := readLines(t, filepath.Join(dir, bundle.EntriesCSVFile))
 	require.Len(t, csv, 21)
 	require.True(t, strings.HasPrefix(csv[0], "ledger_index,offset,leaf_hash,svix_id,"))
 
@@ -121,8 +121,8 @@ func TestExportIsRecordedOnlyWithTheSigningKey(t *testing.T) {
 	l.add(2, "")
 	l.seal()
 	dir := filepath.Join(t.TempDir(), "b")
-	_, err := audit.Export(context.Background(), l.store, audit.ExportOptions{Dir: dir, Record: l.store})
-	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
+	_, err := bundle.Export(context.Background(), l.store, bundle.ExportOptions{Dir: dir, Record: l.store})
+	require.EqualError(t, err, bundle.ErrNoSigningKeyToAppend)
 	_, err = os.Stat(dir)
 	require.ErrorIs(t, err, os.ErrNotExist, "refused before writing anything")
 }
@@ -134,7 +134,7 @@ func TestExportFiltersAndRedaction(t *testing.T) {
 	l.add(4, "user_2abcdefghijklmnopqrstuvwxyz")
 	l.add(3, "")
 	l.seal()
-	dir, m := l.export(audit.ExportOptions{User: "user_2abcdefghijklmnopqrstuvwxyz", Redact: true})
+	dir, m := l.export(bundle.ExportOptions{User: "user_2abcdefghijklmnopqrstuvwxyz", Redact: true})
 	require.False(t, m.Complete)
 	require.Equal(t, 4, m.Entries)
 	require.Equal(t, 4, m.RedactedEntries)
@@ -142,27 +142,27 @@ func TestExportFiltersAndRedaction(t *testing.T) {
 	require.Empty(t, r.Problems)
 	require.Equal(t, 4, r.Redacted)
 
-	data, err := os.ReadFile(filepath.Join(dir, audit.EntriesFile))
+	data, err := os.ReadFile(filepath.Join(dir, bundle.EntriesFile))
 	require.NoError(t, err)
 	require.NotContains(t, string(data), "@example.")
 	require.NotContains(t, string(data), `"payload":`)
 	require.Equal(t, 4, strings.Count(string(data), `"redacted":true`))
 	require.Contains(t, string(data), "user_2abcdefghijklmnopqrstuvwxyz")
 
-	_, m = l.export(audit.ExportOptions{Types: []string{"user.deleted"}})
+	_, m = l.export(bundle.ExportOptions{Types: []string{"user.deleted"}})
 	require.Equal(t, 2, m.Entries)
-	_, m = l.export(audit.ExportOptions{From: time.Date(2026, 11, 27, 10, 0, 2, 0, time.UTC), To: time.Date(2026, 11, 27, 10, 0, 5, 0, time.UTC)})
+	_, m = l.export(bundle.ExportOptions{From: time.Date(2026, 11, 27, 10, 0, 2, 0, time.UTC), To: time.Date(2026, 11, 27, 10, 0, 5, 0, time.UTC)})
 	require.Equal(t, 3, m.Entries)
 	require.EqualValues(t, 2, *m.FirstIndex)
 }
 
 // tamper exports 6 entries, changes the bundle and returns the report.
-func tamper(t *testing.T, change func(t *testing.T, dir string)) audit.Report {
+func tamper(t *testing.T, change func(t *testing.T, dir string)) bundle.Report {
 	t.Helper()
 	l := setupLedger(t)
 	l.add(6, "")
 	l.seal()
-	dir, _ := l.export(audit.ExportOptions{})
+	dir, _ := l.export(bundle.ExportOptions{})
 	require.Empty(t, verifyBundle(t, dir).Problems)
 	change(t, dir)
 	return verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
@@ -170,21 +170,21 @@ func tamper(t *testing.T, change func(t *testing.T, dir string)) audit.Report {
 
 func editEntry(t *testing.T, dir string, line int, edit func(e map[string]any)) {
 	t.Helper()
-	lines := readLines(t, filepath.Join(dir, audit.EntriesFile))
+	lines := readLines(t, filepath.Join(dir, bundle.EntriesFile))
 	var e map[string]any
 	require.NoError(t, json.Unmarshal([]byte(lines[line]), &e))
 	edit(e)
 	b, err := json.Marshal(e)
 	require.NoError(t, err)
 	lines[line] = string(b) + "\n"
-	writeLines(t, filepath.Join(dir, audit.EntriesFile), lines)
+	writeLines(t, filepath.Join(dir, bundle.EntriesFile), lines)
 }
 
 func TestVerifyDetectsAnAlteredEntry(t *testing.T) {
 	t.Parallel()
 	var svixID string
 	r := tamper(t, func(t *testing.T, dir string) {
-		path := filepath.Join(dir, audit.EntriesFile)
+		path := filepath.Join(dir, bundle.EntriesFile)
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
 		lines := readLines(t, path)
@@ -202,7 +202,7 @@ func TestVerifyDetectsAnAlteredEntry(t *testing.T) {
 	require.Len(t, r.Problems, 2)
 	require.Regexp(t, fmt.Sprintf(`^entry 4 \(ledger index 3, svix_id %s\): leaf hash does not match the entry's canonical encoding \(computed [0-9a-f]{64}, stated [0-9a-f]{64}\): the entry was altered$`, svixID), r.Problems[0])
 	require.Regexp(t, `^entries.jsonl: SHA-256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`, r.Problems[1])
-	require.ErrorIs(t, r.Err(), audit.ErrVerification)
+	require.ErrorIs(t, r.Err(), bundle.ErrVerification)
 }
 
 func TestVerifyDetectsAnAlteredFactWithAForgedLeafHash(t *testing.T) {
@@ -224,7 +224,7 @@ func TestVerifyDetectsAnAlteredFactWithAForgedLeafHash(t *testing.T) {
 func TestVerifyDetectsARemovedEntry(t *testing.T) {
 	t.Parallel()
 	r := tamper(t, func(t *testing.T, dir string) {
-		for _, f := range []string{audit.EntriesFile, audit.ProofsFile} {
+		for _, f := range []string{bundle.EntriesFile, bundle.ProofsFile} {
 			lines := readLines(t, filepath.Join(dir, f))
 			writeLines(t, filepath.Join(dir, f), append(lines[:2:2], lines[3:]...))
 		}
@@ -236,7 +236,7 @@ func TestVerifyDetectsARemovedEntry(t *testing.T) {
 func TestVerifyDetectsReorderedEntries(t *testing.T) {
 	t.Parallel()
 	r := tamper(t, func(t *testing.T, dir string) {
-		for _, f := range []string{audit.EntriesFile, audit.ProofsFile} {
+		for _, f := range []string{bundle.EntriesFile, bundle.ProofsFile} {
 			lines := readLines(t, filepath.Join(dir, f))
 			lines[1], lines[4] = lines[4], lines[1]
 			writeLines(t, filepath.Join(dir, f), lines)
@@ -248,7 +248,7 @@ func TestVerifyDetectsReorderedEntries(t *testing.T) {
 func TestVerifyDetectsAForgedCheckpoint(t *testing.T) {
 	t.Parallel()
 	r := tamper(t, func(t *testing.T, dir string) {
-		path := filepath.Join(dir, audit.CheckpointFile)
+		path := filepath.Join(dir, bundle.CheckpointFile)
 		var cp seal.Checkpoint
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -267,7 +267,7 @@ func TestVerifyDetectsACheckpointFromAnotherKey(t *testing.T) {
 	t.Parallel()
 	otherID := seal.KeyID(otherKey.Public().(ed25519.PublicKey))
 	resign := func(t *testing.T, dir string, alsoKeyFile bool) {
-		path := filepath.Join(dir, audit.CheckpointFile)
+		path := filepath.Join(dir, bundle.CheckpointFile)
 		var cp seal.Checkpoint
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -277,7 +277,7 @@ func TestVerifyDetectsACheckpointFromAnotherKey(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, data, 0o644))
 		if alsoKeyFile {
-			require.NoError(t, os.WriteFile(filepath.Join(dir, audit.PublicKeyFile), seal.EncodePublicKeyPEM(otherKey.Public().(ed25519.PublicKey)), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, bundle.PublicKeyFile), seal.EncodePublicKeyPEM(otherKey.Public().(ed25519.PublicKey)), 0o644))
 		}
 	}
 	r := tamper(t, func(t *testing.T, dir string) { resign(t, dir, false) })
@@ -296,7 +296,7 @@ func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 	l.add(3, "")
 	l.seal()
 	ctx := context.Background()
-	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	r, err := bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.Equal(t, 7, r.Entries)
@@ -314,11 +314,11 @@ func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 		_, err := l.db.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	r, err = bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Regexp(t, fmt.Sprintf(`^ledger index 2 \(offset %d, svix_id msg_0003\): the ledger_events row does not match its sealed leaf hash \(recomputed [0-9a-f]{64}, ledger_index has [0-9a-f]{64}\): the row was altered$`, offset), r.Problems[0])
 	require.Regexp(t, `^checkpoint of tree size \d+: root [0-9a-f]{64} does not match the root [0-9a-f]{64} recomputed from ledger_events$`, r.Problems[1])
-	require.ErrorIs(t, r.Err(), audit.ErrVerification)
+	require.ErrorIs(t, r.Err(), bundle.ErrVerification)
 }
 
 // A signed manifest: what it says of the export cannot be changed without
@@ -329,12 +329,12 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	l.add(5, "")
 	l.seal()
 	ctx := context.Background()
-	dir, _ := l.export(audit.ExportOptions{Key: testKey})
+	dir, _ := l.export(bundle.ExportOptions{Key: testKey})
 	r := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
 	require.Empty(t, r.Problems)
 	require.True(t, r.ManifestSigned)
 
-	manifest := filepath.Join(dir, audit.ManifestFile)
+	manifest := filepath.Join(dir, bundle.ManifestFile)
 	original, err := os.ReadFile(manifest)
 	require.NoError(t, err)
 	keyID := seal.KeyID(testKey.Public().(ed25519.PublicKey))
@@ -349,24 +349,24 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	require.NoError(t, os.WriteFile(manifest, original, 0o644))
 
 	// Signed by another key than the checkpoint's.
-	sig, err := json.Marshal(audit.SignManifest(otherKey, original))
+	sig, err := json.Marshal(bundle.SignManifest(otherKey, original))
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, audit.ManifestSignatureFile), sig, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, bundle.ManifestSignatureFile), sig, 0o644))
 	r = verifyBundle(t, dir)
 	require.Equal(t, []string{"manifest.sig is signed by key " + seal.KeyID(otherKey.Public().(ed25519.PublicKey)) + ", not by the checkpoint's key " + keyID}, r.Problems)
 
 	// Without manifest.sig the bundle fails, unless an unsigned manifest
 	// is allowed.
-	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
+	require.NoError(t, os.Remove(filepath.Join(dir, bundle.ManifestSignatureFile)))
 	r = verifyBundle(t, dir)
 	require.Equal(t, []string{unsignedProblem}, r.Problems)
-	r, err = audit.VerifyBundle(ctx, dir, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})
+	r, err = bundle.VerifyBundle(ctx, dir, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.False(t, r.ManifestSigned)
 
 	// Export refuses a key that did not sign the checkpoint.
-	_, err = audit.Export(ctx, l.store, audit.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
+	_, err = bundle.Export(ctx, l.store, bundle.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
 	require.EqualError(t, err, "the signing key (key id "+seal.KeyID(otherKey.Public().(ed25519.PublicKey))+") is not the key that signed the latest checkpoint (key id "+keyID+"): sign the export with the key webhookd serve seals with")
 }
 
@@ -382,15 +382,15 @@ func TestVerifyLedgerRefusesCheckpointsSignedByAnotherKey(t *testing.T) {
 	l.sealWith(otherKey)
 	ctx := context.Background()
 
-	_, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{})
-	require.ErrorIs(t, err, audit.ErrNoTrustedKey)
+	_, err := bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{})
+	require.ErrorIs(t, err, bundle.ErrNoTrustedKey)
 
-	r, err := audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	r, err := bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Equal(t, []string{"checkpoint of tree size 6 is signed by key " + seal.KeyID(otherPub) + ", which is not a trusted key"}, r.Problems)
 	require.Equal(t, seal.KeyID(otherPub), r.Checkpoint.KeyID)
 
-	r, err = audit.VerifyLedger(ctx, l.store, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub, otherPub}})
+	r, err = bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub, otherPub}})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 }

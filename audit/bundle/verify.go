@@ -1,4 +1,4 @@
-package audit
+package bundle
 
 import (
 	"bufio"
@@ -239,8 +239,8 @@ func verifyBundle(ctx context.Context, src bundleSource, opts VerifyOptions) (r 
 	if err := json.Unmarshal(mJSON, &m); err != nil {
 		return r, fmt.Errorf("%s: %w", ManifestFile, err)
 	}
-	if m.Format != BundleFormat {
-		problem("%s: format %q, this webhookd reads %q", ManifestFile, m.Format, BundleFormat)
+	if m.Format != Format {
+		problem("%s: format %q, this webhookd reads %q", ManifestFile, m.Format, Format)
 		return r, nil
 	}
 	sigJSON, err := readSmall(src, ManifestSignatureFile, -maxSignatureBytes, true, digests, sizes)

@@ -1,4 +1,4 @@
-package audit_test
+package bundle_test
 
 import (
 	"archive/tar"
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/seal"
 )
 
@@ -74,9 +74,9 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 	l := setupLedger(t)
 	l.add(10, "")
 	l.seal()
-	dir, _ := l.export(audit.ExportOptions{Key: testKey})
+	dir, _ := l.export(bundle.ExportOptions{Key: testKey})
 	out := filepath.Join(t.TempDir(), "out")
-	archive, m := l.export(audit.ExportOptions{Archive: filepath.Join(out, "bundle.tar.gz"), Key: testKey})
+	archive, m := l.export(bundle.ExportOptions{Archive: filepath.Join(out, "bundle.tar.gz"), Key: testKey})
 	require.Equal(t, 10, m.Entries)
 
 	// Only the archive is left beside it: the scratch directory is gone.
@@ -91,7 +91,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 		require.Equal(t, byte(tar.TypeReg), f.hdr.Typeflag)
 		require.EqualValues(t, 0o644, f.hdr.Mode)
 		require.Equal(t, m.CreatedAt.Truncate(time.Second), f.hdr.ModTime.UTC())
-		if f.hdr.Name != audit.ManifestFile && f.hdr.Name != audit.ManifestSignatureFile {
+		if f.hdr.Name != bundle.ManifestFile && f.hdr.Name != bundle.ManifestSignatureFile {
 			require.EqualValues(t, m.Files[f.hdr.Name].Bytes, len(f.data), f.hdr.Name)
 		}
 	}
@@ -104,35 +104,35 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 	require.Equal(t, fromDir, fromArchive)
 
 	// Unsigned, the archive has no manifest.sig: refused unless allowed.
-	unsigned, _ := l.exportUnsigned(audit.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
+	unsigned, _ := l.exportUnsigned(bundle.ExportOptions{Archive: filepath.Join(out, "unsigned.tgz")})
 	require.Len(t, readArchive(t, unsigned), 7) // with checkpoint.note
 	r := verifyBundle(t, unsigned)
 	require.Equal(t, []string{unsignedProblem}, r.Problems)
-	r, err = audit.VerifyBundle(context.Background(), unsigned, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})
+	r, err = bundle.VerifyBundle(context.Background(), unsigned, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}, AllowUnsignedManifest: true})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.False(t, r.ManifestSigned)
 
 	// An existing archive is never overwritten.
-	_, err = audit.Export(context.Background(), l.store, audit.ExportOptions{Archive: archive})
+	_, err = bundle.Export(context.Background(), l.store, bundle.ExportOptions{Archive: archive})
 	require.ErrorContains(t, err, "already exists")
 }
 
 func TestWriteArchiveIsDeterministic(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for i, name := range []string{audit.ProofsFile, audit.ManifestFile, audit.EntriesFile, audit.CheckpointFile, audit.PublicKeyFile, audit.EntriesCSVFile} {
+	for i, name := range []string{bundle.ProofsFile, bundle.ManifestFile, bundle.EntriesFile, bundle.CheckpointFile, bundle.PublicKeyFile, bundle.EntriesCSVFile} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), bytes.Repeat([]byte{byte('a' + i)}, 1000*i), 0o600))
 	}
 	at := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)
 	var archives [][]byte
 	for _, name := range []string{"a.tgz", "b.tar.gz"} {
 		path := filepath.Join(t.TempDir(), name)
-		require.NoError(t, audit.WriteArchive(dir, path, at))
+		require.NoError(t, bundle.WriteArchive(dir, path, at))
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
 		archives = append(archives, data)
-		require.Error(t, audit.WriteArchive(dir, path, at), "overwrote %s", name)
+		require.Error(t, bundle.WriteArchive(dir, path, at), "overwrote %s", name)
 	}
 	require.Equal(t, archives[0], archives[1])
 }
@@ -140,7 +140,7 @@ func TestWriteArchiveIsDeterministic(t *testing.T) {
 func TestIsArchivePath(t *testing.T) {
 	t.Parallel()
 	for path, want := range map[string]bool{"b.tar.gz": true, "x/B.TGZ": true, "bundle": false, "b.gz": false, "b.tar": false, "b.tgz/": false} {
-		require.Equal(t, want, audit.IsArchivePath(path), path)
+		require.Equal(t, want, bundle.IsArchivePath(path), path)
 	}
 }
 
@@ -149,14 +149,14 @@ func TestVerifyDetectsAnAlteredEntryInAnArchive(t *testing.T) {
 	l := setupLedger(t)
 	l.add(6, "")
 	l.seal()
-	archive, _ := l.export(audit.ExportOptions{Archive: filepath.Join(t.TempDir(), "bundle.tgz")})
+	archive, _ := l.export(bundle.ExportOptions{Archive: filepath.Join(t.TempDir(), "bundle.tgz")})
 	require.Empty(t, verifyBundle(t, archive).Problems)
 
 	// The same change in the archive and in an extracted copy.
 	files := readArchive(t, archive)
 	dir := t.TempDir()
 	for i, f := range files {
-		if f.hdr.Name == audit.EntriesFile {
+		if f.hdr.Name == bundle.EntriesFile {
 			lines := strings.SplitAfter(string(f.data), "\n")
 			var e seal.Entry
 			require.NoError(t, json.Unmarshal([]byte(lines[3]), &e))
@@ -204,11 +204,11 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 		{"climbing", []archiveFile{reg("../x", "owned")}, `entry "../x" climbs out of the bundle (..)`},
 		{"climbing deeper", []archiveFile{reg("a/../../x", "owned")}, `entry "a/../../x" climbs out of the bundle (..)`},
 		{"absolute", []archiveFile{reg("/tmp/x", "owned")}, `entry "/tmp/x" is an absolute path`},
-		{"symlink", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.ManifestFile, Linkname: "/etc/passwd"}}}, `entry "manifest.json" is a link`},
-		{"hard link", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeLink, Name: audit.ManifestFile, Linkname: "x"}}}, `entry "manifest.json" is a link`},
+		{"symlink", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: bundle.ManifestFile, Linkname: "/etc/passwd"}}}, `entry "manifest.json" is a link`},
+		{"hard link", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeLink, Name: bundle.ManifestFile, Linkname: "x"}}}, `entry "manifest.json" is a link`},
 		{"directory", []archiveFile{{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "bundle/", Mode: 0o755}}}, `entry "bundle/" is not a regular file`},
-		{"fifo", with(5, archiveFile{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: audit.EntriesFile}}), `entry "entries.jsonl" is not a regular file`},
-		{"symlink in place of entries.csv", with(7, archiveFile{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: audit.EntriesCSVFile, Linkname: "/dev/zero"}}), `entry "entries.csv" is a link`},
+		{"fifo", with(5, archiveFile{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: bundle.EntriesFile}}), `entry "entries.jsonl" is not a regular file`},
+		{"symlink in place of entries.csv", with(7, archiveFile{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: bundle.EntriesCSVFile, Linkname: "/dev/zero"}}), `entry "entries.csv" is a link`},
 		{"unknown file", with(3, good[3], reg("extra.txt", "x")), `entry "extra.txt" is not a bundle file`},
 		{"subdirectory", with(0, reg("bundle/manifest.json", "{}")), `entry "bundle/manifest.json" is not a bundle file`},
 		{"duplicate", with(2, good[2], good[2]), `entry "checkpoint.json" appears twice`},
@@ -221,8 +221,8 @@ func TestVerifyRejectsMaliciousArchives(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "bundle.tar.gz")
 			writeArchive(t, path, c.files)
-			_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
-			require.ErrorIs(t, err, audit.ErrBadArchive)
+			_, err := bundle.VerifyBundle(context.Background(), path, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+			require.ErrorIs(t, err, bundle.ErrBadArchive)
 			require.ErrorContains(t, err, c.want)
 			require.True(t, strings.HasPrefix(err.Error(), path+": not a valid bundle archive: "), err.Error())
 		})
@@ -233,6 +233,6 @@ func TestVerifyRejectsAFileThatIsNotAnArchive(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
 	require.NoError(t, os.WriteFile(path, []byte("not gzip"), 0o644))
-	_, err := audit.VerifyBundle(context.Background(), path, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	_, err := bundle.VerifyBundle(context.Background(), path, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.EqualError(t, err, path+" is neither a bundle directory nor a bundle archive (.tar.gz)")
 }
