@@ -73,7 +73,7 @@ func IsTerminal(w io.Writer) bool {
 // that no configuration mistake can put personal data in the logs.
 func NewLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
 	if w == nil {
-		return nil, errors.New("audit: NewLogger needs a writer")
+		return nil, errors.New("redact: NewLogger needs a writer")
 	}
 	f, err := ParseFormat(format)
 	if err != nil {

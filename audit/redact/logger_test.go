@@ -98,7 +98,7 @@ func TestNewLoggerRejectsBadSettings(t *testing.T) {
 	require.EqualError(t, err, `invalid log format "xml": want json or text (empty picks text on a terminal, json otherwise)`)
 
 	_, err = NewLogger(nil, FormatJSON, slog.LevelInfo)
-	require.EqualError(t, err, "audit: NewLogger needs a writer")
+	require.EqualError(t, err, "redact: NewLogger needs a writer")
 }
 
 func TestIsTerminal(t *testing.T) {
