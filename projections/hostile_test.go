@@ -179,3 +179,20 @@ func TestRebuildRecordsWhatItSkips(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, report.Equal, "%+v", report)
 }
+
+// An entry that can never be applied (its body does not decode as the
+// read model needs) is recorded and skipped at its first failure: the
+// entries behind it do not wait for the retries a transient failure gets
+// (with an hour between retries, the canary would not arrive in time).
+func TestUndecodableEntryIsSkippedWithoutRetries(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	poison := v.appendBody(clerkBody(domain.EventUserUpdated, t0, `{"id":"user_poison","first_name":5}`))
+	v.appendBody(clerkBody(domain.EventUserCreated, t0, fmt.Sprintf(`{"id":"user_canary","first_name":"Canary","updated_at":%d}`, t0.UnixMilli())))
+	v.run(projections.RunnerConfig{MaxAttempts: 5, RetryInterval: time.Hour})()
+	require.Equal(t, "Canary", *v.users()["user_canary"].FirstName)
+	require.Equal(t, []int64{poison}, v.failures())
+	var attempts int
+	require.NoError(t, v.db.Pool.QueryRow(context.Background(), `SELECT attempts FROM projection_failures WHERE ledger_offset = $1`, poison).Scan(&attempts))
+	require.Equal(t, 1, attempts)
+}

@@ -28,7 +28,9 @@ type RunnerConfig struct {
 	BatchSize int
 	// MaxAttempts is how often an entry is tried before it is recorded in
 	// projection_failures and skipped. Failures that mean the database is
-	// unavailable do not count. Defaults to 5.
+	// unavailable do not count; an entry that can never apply (it does not
+	// decode, or its origin does not verify) is skipped at its first
+	// failure. Defaults to 5.
 	MaxAttempts int
 	// RetryInterval is the pause before an entry is tried again. Defaults
 	// to 100ms.
@@ -274,7 +276,7 @@ func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch 
 			return 0, nil, err
 		}
 		attempts := r.fail(p.Name(), e.Offset)
-		if attempts < r.cfg.MaxAttempts {
+		if attempts < r.cfg.MaxAttempts && !permanent(p, e, err) {
 			r.failed(p.Name(), e, FailureRetry)
 			r.cfg.Logger.Warn("projection_failed", slog.String("projection", p.Name()),
 				slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
@@ -300,6 +302,22 @@ func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch 
 		return 0, nil, err
 	}
 	return len(batch), skipped, nil
+}
+
+// permanent reports whether applying e failed in a way no retry changes:
+// its bytes do not decode (Prepare, a pure function of the entry), or its
+// origin does not verify. Such an entry is recorded and skipped at once, so
+// that the entries behind it do not wait for MaxAttempts retries.
+func permanent(p Projection, e domain.LedgerEntry, err error) bool {
+	if errors.Is(err, ErrOriginUnverified) {
+		return true
+	}
+	if bp, ok := p.(Batched); ok {
+		if _, _, perr := bp.Prepare(e); perr != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // applyPending applies prepared entries with one ApplyBatch. When the
