@@ -10,8 +10,9 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -149,7 +150,7 @@ func isConflict(err error) bool {
 
 // AppendCheckpoint stores a signed checkpoint. It fails wrapping
 // ErrSealConflict if one of that tree size exists.
-func (s *Store) AppendCheckpoint(ctx context.Context, c audit.Checkpoint) error {
+func (s *Store) AppendCheckpoint(ctx context.Context, c seal.Checkpoint) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO `+CheckpointsTable+` (tree_size, root_hash, signed_at, key_id, public_key, signature, origin, note)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, int64(c.TreeSize), c.RootHash[:], c.SignedAt, c.KeyID, []byte(c.PublicKey), c.Signature,
 		nullIfEmpty(c.Origin), nullIfEmpty(c.Note))
@@ -161,9 +162,9 @@ func (s *Store) AppendCheckpoint(ctx context.Context, c audit.Checkpoint) error 
 
 const checkpointColumns = `tree_size, root_hash, signed_at, key_id, public_key, signature, coalesce(origin, ''), coalesce(note, '')`
 
-func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
+func scanCheckpoint(row pgx.Row) (seal.Checkpoint, error) {
 	var (
-		c          audit.Checkpoint
+		c          seal.Checkpoint
 		size       int64
 		root, pub  []byte
 		signedAt   time.Time
@@ -183,13 +184,13 @@ func scanCheckpoint(row pgx.Row) (audit.Checkpoint, error) {
 }
 
 // Checkpoints returns every checkpoint, smallest tree first.
-func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+func (s *Store) Checkpoints(ctx context.Context) ([]seal.Checkpoint, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` ORDER BY tree_size`)
 	if err != nil {
 		return nil, translate(err, "read checkpoints")
 	}
 	defer rows.Close()
-	var out []audit.Checkpoint
+	var out []seal.Checkpoint
 	for rows.Next() {
 		c, err := scanCheckpoint(rows)
 		if err != nil {
@@ -202,7 +203,7 @@ func (s *Store) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 
 // LatestCheckpoint returns the checkpoint of the largest tree, or a
 // domain.ENOTFOUND error when there is none.
-func (s *Store) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error) {
+func (s *Store) LatestCheckpoint(ctx context.Context) (seal.Checkpoint, error) {
 	c, err := scanCheckpoint(s.pool.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` ORDER BY tree_size DESC LIMIT 1`))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, domain.Errorf(domain.ENOTFOUND, "no_checkpoint", "the ledger has no checkpoint yet")
@@ -255,7 +256,7 @@ func (s *Store) SealLag(ctx context.Context) (SealLag, error) {
 }
 
 // EachSealed calls fn for each sealed entry q selects, in index order.
-func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit.SealedRow) error) error {
+func (s *Store) EachSealed(ctx context.Context, q bundle.Selection, fn func(bundle.SealedRow) error) error {
 	where, args := selectionWhere(q)
 	rows, err := s.pool.Query(ctx, `SELECT `+selectColumnsE+`, i.ledger_index, i.leaf_hash
 		FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
@@ -273,7 +274,7 @@ func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit
 		if err != nil {
 			return err
 		}
-		if err := fn(audit.SealedRow{Index: uint64(idx), LeafHash: merkle.Hash(leaf), Entry: e}); err != nil {
+		if err := fn(bundle.SealedRow{Index: uint64(idx), LeafHash: merkle.Hash(leaf), Entry: e}); err != nil {
 			return err
 		}
 	}
@@ -282,7 +283,7 @@ func (s *Store) EachSealed(ctx context.Context, q audit.Selection, fn func(audit
 
 // SealedIndexRange returns the lowest and highest index q selects
 // (ok false when none).
-func (s *Store) SealedIndexRange(ctx context.Context, q audit.Selection) (first, last uint64, ok bool, err error) {
+func (s *Store) SealedIndexRange(ctx context.Context, q bundle.Selection) (first, last uint64, ok bool, err error) {
 	where, args := selectionWhere(q)
 	var lo, hi *int64
 	err = s.pool.QueryRow(ctx, `SELECT min(i.ledger_index), max(i.ledger_index)
@@ -293,7 +294,7 @@ func (s *Store) SealedIndexRange(ctx context.Context, q audit.Selection) (first,
 	return uint64(*lo), uint64(*hi), true, nil
 }
 
-func selectionWhere(q audit.Selection) (string, []any) {
+func selectionWhere(q bundle.Selection) (string, []any) {
 	cond := "true"
 	var args []any
 	add := func(c string, v any) {
@@ -445,7 +446,7 @@ func (s *Store) UnindexedBehind(ctx context.Context, limit int) (int64, []int64,
 		return 0, nil, nil
 	}
 	if n < 0 {
-		return 0, nil, fmt.Errorf("%w: ledger_index holds %d more entries than the ledger has up to the last indexed one", audit.ErrIntegrity, -n)
+		return 0, nil, fmt.Errorf("%w: ledger_index holds %d more entries than the ledger has up to the last indexed one", seal.ErrIntegrity, -n)
 	}
 	rows, err := s.pool.Query(ctx, last+`
 	SELECT e."offset" FROM `+EventsTable+` e

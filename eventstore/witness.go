@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -22,7 +22,7 @@ func nullIfEmpty(s string) *string {
 
 // CheckpointAt returns the checkpoint of tree size size, or a
 // domain.ENOTFOUND error.
-func (s *Store) CheckpointAt(ctx context.Context, size uint64) (audit.Checkpoint, error) {
+func (s *Store) CheckpointAt(ctx context.Context, size uint64) (seal.Checkpoint, error) {
 	c, err := scanCheckpoint(s.pool.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM `+CheckpointsTable+` WHERE tree_size = $1`, int64(size)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, domain.Errorf(domain.ENOTFOUND, "no_checkpoint", "the ledger has no checkpoint of that tree size")
@@ -33,7 +33,7 @@ func (s *Store) CheckpointAt(ctx context.Context, size uint64) (audit.Checkpoint
 // AppendCosignatures stores cosignatures (their checkpoint must be
 // stored); one already stored (same tree size, witness and key) is left as
 // it is. It returns how many were new.
-func (s *Store) AppendCosignatures(ctx context.Context, cosigs []audit.Cosignature) (int, error) {
+func (s *Store) AppendCosignatures(ctx context.Context, cosigs []seal.Cosignature) (int, error) {
 	n := 0
 	for _, c := range cosigs {
 		tag, err := s.pool.Exec(ctx, `INSERT INTO `+CosignaturesTable+` (tree_size, witness, key_hash, signature)
@@ -48,17 +48,17 @@ func (s *Store) AppendCosignatures(ctx context.Context, cosigs []audit.Cosignatu
 
 // Cosignatures returns the cosignatures stored for the checkpoint of tree
 // size size, first received first.
-func (s *Store) Cosignatures(ctx context.Context, size uint64) ([]audit.Cosignature, error) {
+func (s *Store) Cosignatures(ctx context.Context, size uint64) ([]seal.Cosignature, error) {
 	rows, err := s.pool.Query(ctx, `SELECT tree_size, witness, key_hash, signature, received_at FROM `+CosignaturesTable+`
 		WHERE tree_size = $1 ORDER BY received_at, witness, key_hash`, int64(size))
 	if err != nil {
 		return nil, translate(err, "read cosignatures")
 	}
 	defer rows.Close()
-	var out []audit.Cosignature
+	var out []seal.Cosignature
 	for rows.Next() {
 		var (
-			c          audit.Cosignature
+			c          seal.Cosignature
 			size, hash int64
 		)
 		if err := rows.Scan(&size, &c.Witness, &hash, &c.Signature, &c.ReceivedAt); err != nil {

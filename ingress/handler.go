@@ -51,7 +51,7 @@ type Config struct {
 	Verifier *Verifier
 	Ledger   Appender
 	// Logger receives one audit line per delivery. It must redact (see
-	// package audit). Defaults to slog.Default().
+	// package audit/redact). Defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for received_at and error ids. Defaults to time.Now.
 	Now     func() time.Time

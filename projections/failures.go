@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -102,7 +102,7 @@ func RetryFailures(ctx context.Context, pool *pgxpool.Pool, f FailureFilter, ori
 				if eventstore.IsUnavailable(applyErr) {
 					return applyErr
 				}
-				result.Outcome, result.Cause = RetryFailed, audit.SafeError(applyErr)
+				result.Outcome, result.Cause = RetryFailed, redact.SafeError(applyErr)
 				result.Attempts++
 				return RecordFailure(ctx, tx, m.Name(), e, applyErr, result.Attempts, true)
 			}

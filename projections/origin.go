@@ -16,7 +16,7 @@ import (
 var ErrOriginUnverified = errors.New("origin_unverified")
 
 // WithOrigin returns m, checking that each entry it would apply proves
-// where it came from: origin (audit.OriginVerifier.Verify: the Clerk row's
+// where it came from: origin (seal.OriginVerifier.Verify: the Clerk row's
 // Svix signature, webhookd's own signature) returns nil for it. An entry
 // that fails is still applied if a signed checkpoint covers it (the sealer
 // checked its origin before sealing it: that is how entries signed with a

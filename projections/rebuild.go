@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -281,9 +281,9 @@ func createShadow(ctx context.Context, tx pgx.Tx, m ReadModel, shadow string, f 
 // skip reports e, which the rebuild could not apply, with a log line like
 // the live runner's projection_skipped.
 func (r *RebuildReport) skip(logger *slog.Logger, e domain.LedgerEntry, err error) {
-	r.Skipped = append(r.Skipped, SkippedEntry{Offset: e.Offset, SvixID: e.SvixID, EventType: e.EventType, Error: audit.SafeError(err)})
+	r.Skipped = append(r.Skipped, SkippedEntry{Offset: e.Offset, SvixID: e.SvixID, EventType: e.EventType, Error: redact.SafeError(err)})
 	logger.Error("rebuild_skipped", slog.String("projection", r.Projection), slog.Int64("ledger_offset", e.Offset),
-		slog.String("svix_id", e.SvixID), slog.String("event_type", e.EventType), slog.String("cause", audit.SafeError(err)))
+		slog.String("svix_id", e.SvixID), slog.String("event_type", e.EventType), slog.String("cause", redact.SafeError(err)))
 }
 
 // recordSkipped writes the entries the rebuild skipped to
@@ -335,7 +335,7 @@ func catchUp(ctx context.Context, tx pgx.Tx, m ReadModel, shadow string, from, t
 			}
 			if !skippedLive {
 				return n, fmt.Errorf("%w: ledger offset %d (svix_id %s, %s): %s; the live table is kept",
-					ErrCatchUpRefused, e.Offset, e.SvixID, e.EventType, audit.SafeError(err))
+					ErrCatchUpRefused, e.Offset, e.SvixID, e.EventType, redact.SafeError(err))
 			}
 			report.skip(logger, e.LedgerEntry, err)
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -126,7 +126,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.cfg.Logger.Warn("projections_restart", slog.String("cause", audit.SafeError(err)))
+		r.cfg.Logger.Warn("projections_restart", slog.String("cause", redact.SafeError(err)))
 		if !sleep(ctx, time.Second) {
 			return nil
 		}
@@ -155,7 +155,7 @@ func (r *Runner) loop(ctx context.Context, p Projection) {
 			return
 		case err != nil:
 			if !errors.Is(err, errRetryEntry) {
-				r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()), slog.String("cause", audit.SafeError(err)))
+				r.cfg.Logger.Warn("projection_retry", slog.String("projection", p.Name()), slog.String("cause", redact.SafeError(err)))
 			}
 			sleep(ctx, r.cfg.RetryInterval)
 		case n < r.cfg.BatchSize:
@@ -281,7 +281,7 @@ func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch 
 			r.cfg.Logger.Warn("projection_failed", slog.String("projection", p.Name()),
 				slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
 				slog.String("event_type", e.EventType), slog.Int("attempt", attempts),
-				slog.String("cause", audit.SafeError(err)))
+				slog.String("cause", redact.SafeError(err)))
 			return i, skipped, errRetryEntry
 		}
 		// Poison: record it with the position and move on.
@@ -296,7 +296,7 @@ func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch 
 		r.cfg.Logger.Error("projection_skipped", slog.String("projection", p.Name()),
 			slog.Int64("ledger_offset", e.Offset), slog.String("svix_id", e.SvixID),
 			slog.String("event_type", e.EventType), slog.Int("attempts", attempts),
-			slog.String("cause", audit.SafeError(err)))
+			slog.String("cause", redact.SafeError(err)))
 	}
 	if err := flush(); err != nil {
 		return 0, nil, err
@@ -356,7 +356,7 @@ func (r *Runner) applyPending(ctx context.Context, tx pgx.Tx, p Batched, entries
 			FailureUnavailable: "the batch is rolled back and read again",
 			FailureRetry:       "the batch is rolled back and its entries applied one by one",
 		}[outcome]),
-		slog.String("cause", audit.SafeError(err)))
+		slog.String("cause", redact.SafeError(err)))
 	return fmt.Errorf("projection %s: apply batch: %w", p.Name(), err)
 }
 
@@ -388,7 +388,7 @@ func RecordFailure(ctx context.Context, tx pgx.Tx, projection string, e domain.L
 		INSERT INTO projection_failures (projection, ledger_offset, svix_id, event_type, error, attempts)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (projection, ledger_offset) `+conflict,
-		projection, e.Offset, e.SvixID, e.EventType, audit.SafeError(cause), attempts); err != nil {
+		projection, e.Offset, e.SvixID, e.EventType, redact.SafeError(cause), attempts); err != nil {
 		return fmt.Errorf("record projection failure: %w", err)
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/devdb"
@@ -152,8 +152,8 @@ func loadOrCreateDevSecret(dir string) (secret string, created bool, err error) 
 // prints it), generating it (file mode 0600) on first use.
 func loadOrCreateDevKey(dir string) (key string, created bool, err error) {
 	return loadOrCreateDevFile(dir, devKeyFile, "checkpoint signing key", func() string {
-		k, _ := audit.GenerateKey() // crypto/rand never fails (Go 1.24+)
-		return audit.EncodePrivateKey(k)
+		k, _ := seal.GenerateKey() // crypto/rand never fails (Go 1.24+)
+		return seal.EncodePrivateKey(k)
 	}, checkDevKey)
 }
 
@@ -181,7 +181,7 @@ func readDevKey(dir string) (ed25519.PrivateKey, string, bool, error) {
 	if checkDevKey(text) != nil {
 		return nil, path, false, fmt.Errorf("%s does not hold one base64 Ed25519 key: delete it and run webhookd serve --dev to generate a new one", path)
 	}
-	key, err := audit.ParseSigningKey(text)
+	key, err := seal.ParseSigningKey(text)
 	if err != nil {
 		return nil, path, false, fmt.Errorf("%s does not hold one base64 Ed25519 key: delete it and run webhookd serve --dev to generate a new one", path)
 	}

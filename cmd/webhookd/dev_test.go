@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -64,7 +64,7 @@ func TestDevKeyIsKeptAndReused(t *testing.T) {
 	text, created, err := loadOrCreateDevKey(dir)
 	require.NoError(t, err)
 	require.True(t, created)
-	key, err := audit.ParseSigningKey(text)
+	key, err := seal.ParseSigningKey(text)
 	require.NoError(t, err)
 
 	info, err := os.Stat(path)

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -56,9 +57,9 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 	// only a sealed ledger can be exported: the key is required.
 	keySetting := c.devSetting(conn, c.SigningKey, devKeyFile)
 	if keySetting == "" {
-		return errors.New(audit.ErrNoSigningKeyToAppend)
+		return errors.New(bundle.ErrNoSigningKeyToAppend)
 	}
-	key, err := audit.ParseSigningKey(keySetting)
+	key, err := seal.ParseSigningKey(keySetting)
 	if err != nil {
 		return err
 	}
@@ -71,19 +72,19 @@ func (c *ExportCmd) Run(ctx context.Context, g *Globals) error {
 		waitForDevCheckpoint(ctx, store, g.stderr(), time.Now())
 	}
 	if conn.Dev {
-		// audit.Export's advice (set WEBHOOKD_SIGNING_KEY) is for
+		// bundle.Export's advice (set WEBHOOKD_SIGNING_KEY) is for
 		// production; serve --dev has a key already.
 		if _, err := store.LatestCheckpoint(ctx); domain.ErrorCode(err) == domain.ENOTFOUND {
 			return errors.New("export: the development ledger has no signed checkpoint yet: run `webhookd serve --dev` here and send an event (`webhookd send user.created`); a checkpoint is signed within a second")
 		}
 	}
 	dir, archive := c.Out, ""
-	if audit.IsArchivePath(c.Out) {
+	if bundle.IsArchivePath(c.Out) {
 		dir, archive = "", c.Out
 	}
 	report, finish := newProgress(logger, "export")
 	p := &progressCounter{report: report, total: -1}
-	m, err := audit.Export(ctx, store, audit.ExportOptions{
+	m, err := bundle.Export(ctx, store, bundle.ExportOptions{
 		From: from, To: to, User: c.User, Types: c.Types, Redact: c.Redact,
 		Dir: dir, Archive: archive, Actor: actor(c.Actor), Record: store, Progress: p,
 		Total: func(n int64) { p.total = n }, Key: key,

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 )
 
 // Globals are the settings every subcommand shares.
@@ -36,18 +36,18 @@ func (g *Globals) stderr() io.Writer {
 }
 
 // Logger builds the process logger; every line goes through the redacting
-// handler of package audit, and durations are written as durations ("15s")
+// handler of package redact, and durations are written as durations ("15s")
 // rather than as slog's JSON nanoseconds (15000000000).
 func (g *Globals) Logger() (*slog.Logger, error) {
-	format, err := audit.ParseFormat(g.LogFormat)
+	format, err := redact.ParseFormat(g.LogFormat)
 	if err != nil {
 		return nil, err
 	}
-	level, err := audit.ParseLevel(g.LogLevel)
+	level, err := redact.ParseLevel(g.LogLevel)
 	if err != nil {
 		return nil, err
 	}
-	logger, err := audit.NewLogger(g.stderr(), format, level)
+	logger, err := redact.NewLogger(g.stderr(), format, level)
 	if err != nil {
 		return nil, err
 	}

@@ -8,9 +8,8 @@ import (
 	"io"
 
 	fnote "github.com/transparency-dev/formats/note"
+	"github.com/webhookd/webhookd/audit/seal"
 	"golang.org/x/mod/sumdb/note"
-
-	"github.com/webhookd/webhookd/audit"
 )
 
 // KeygenCmd prints a new checkpoint signing key pair, or a witness's.
@@ -30,28 +29,28 @@ func (c KeygenCmd) Run(g *Globals) error {
 }
 
 func keygen(w io.Writer, origin string) error {
-	key, err := audit.GenerateKey()
+	key, err := seal.GenerateKey()
 	if err != nil {
 		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	text := audit.EncodePrivateKey(key)
+	text := seal.EncodePrivateKey(key)
 	if origin != "" {
-		if err := audit.CheckOrigin(origin); err != nil {
+		if err := seal.CheckOrigin(origin); err != nil {
 			return fmt.Errorf("--origin: %w", err)
 		}
-		if text, err = audit.NoteSigningKey(origin, key); err != nil {
+		if text, err = seal.NoteSigningKey(origin, key); err != nil {
 			return err
 		}
 	} else {
-		origin = audit.DefaultOrigin(pub)
+		origin = seal.DefaultOrigin(pub)
 	}
-	vkey, err := audit.VerifierKey(origin, pub)
+	vkey, err := seal.VerifierKey(origin, pub)
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(w, "WEBHOOKD_SIGNING_KEY=%s\n# key id: %s\n# log origin: %s\n# note verifier key (for witnesses: webhookd witness --log-key): %s\n# public key (base64): %s\n%s",
-		text, audit.KeyID(pub), origin, vkey, base64.StdEncoding.EncodeToString(pub), audit.EncodePublicKeyPEM(pub))
+		text, seal.KeyID(pub), origin, vkey, base64.StdEncoding.EncodeToString(pub), seal.EncodePublicKeyPEM(pub))
 	return err
 }
 

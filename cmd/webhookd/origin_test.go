@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 )
@@ -88,7 +89,7 @@ func TestUsersAssignSignsOnASealedLedger(t *testing.T) {
 
 	role := "ADMIN"
 	err := (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &role, Actor: "ops"}).Run(ctx, &Globals{})
-	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
+	require.EqualError(t, err, bundle.ErrNoSigningKeyToAppend)
 	err = (&UsersAssignCmd{Database: Database{URL: h.db.URL}, ClerkID: clerkID, Role: &role, Actor: "ops", SigningKey: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}).Run(ctx, &Globals{})
 	require.ErrorContains(t, err, "is not the key that signed the latest checkpoint")
 
@@ -117,5 +118,5 @@ func TestUsersAssignSignsOnASealedLedger(t *testing.T) {
 	}, 20*time.Second, 10*time.Millisecond, "a signed access change is projected")
 	var sig string
 	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT signature FROM ledger_events WHERE source = 'webhookd' AND svix_id <> $1 LIMIT 1`, forged.SvixID).Scan(&sig))
-	require.True(t, strings.HasPrefix(sig, "ed25519:"+audit.KeyID(sealKey.Public().(ed25519.PublicKey))+":"), sig)
+	require.True(t, strings.HasPrefix(sig, "ed25519:"+seal.KeyID(sealKey.Public().(ed25519.PublicKey))+":"), sig)
 }

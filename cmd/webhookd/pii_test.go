@@ -12,7 +12,7 @@ import (
 	"unicode"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -63,7 +63,7 @@ func TestNoPersonalDataInLogs(t *testing.T) {
 	db := testdb.New(t)
 	proxy, viaProxy := testdb.NewProxy(t, db)
 	logs := &syncBuffer{}
-	logger, err := audit.NewLogger(logs, audit.FormatJSON, slog.LevelDebug)
+	logger, err := redact.NewLogger(logs, redact.FormatJSON, slog.LevelDebug)
 	require.NoError(t, err)
 	h := startOn(t, db, withDatabaseURL(viaProxy), withConfig(func(c *AppConfig) {
 		c.Logger = logger

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
 )
 
 // progressLogEvery is how often a long operation logs its progress when
@@ -18,7 +18,7 @@ const progressLogEvery = 5 * time.Second
 // export, verify): a bar with count, rate and time left on a terminal, and
 // a structured log line every few seconds otherwise. finish ends the bar.
 func newProgress(logger *slog.Logger, operation string) (report func(done, total int64), finish func()) {
-	if audit.IsTerminal(os.Stderr) {
+	if redact.IsTerminal(os.Stderr) {
 		var bar *progressbar.ProgressBar
 		return func(done, total int64) {
 				if bar == nil {

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
@@ -155,7 +155,7 @@ func (c *ProjectionsRetryCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 		if key != nil {
-			audit.SignInternalEntry(key, &entry)
+			seal.SignInternalEntry(key, &entry)
 		}
 		if _, err := store.Append(ctx, entry); err != nil {
 			return fmt.Errorf("record the retry in the ledger: %s (the retries above were applied)", domain.ErrorMessage(err))

@@ -15,7 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // skipIfRoot skips tests that start the embedded PostgreSQL, which refuses
@@ -122,7 +123,7 @@ func TestDevModeQuickStart(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), name)
 	}
-	keyID := audit.KeyID(devPublicKey(t, filepath.Join(work, devDir)))
+	keyID := seal.KeyID(devPublicKey(t, filepath.Join(work, devDir)))
 
 	// Before any event there is nothing sealed to export: say what to do.
 	_, stderr, code := runMain(t, work, nil, "export", "--out", "empty")
@@ -142,7 +143,7 @@ func TestDevModeQuickStart(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stderr, "webhookd: development mode (DATABASE_URL is not set and .webhookd/ is here): using the development database under .webhookd/postgres (joined the one webhookd serve --dev runs)\n")
 	require.Contains(t, stdout, `"complete": true,`)
-	require.FileExists(t, filepath.Join(work, "b", audit.ManifestSignatureFile), "signed with the development key")
+	require.FileExists(t, filepath.Join(work, "b", bundle.ManifestSignatureFile), "signed with the development key")
 	entries, err := os.ReadFile(filepath.Join(work, "b", "entries.jsonl"))
 	require.NoError(t, err)
 	require.Contains(t, string(entries), msgID, "the event sent a moment ago is in the bundle")

@@ -12,28 +12,29 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 )
 
-// Paths of the ledger's tamper-evidence endpoints (see audit).
+// Paths of the ledger's tamper-evidence endpoints (see audit/seal).
 const (
-	CheckpointPath       = audit.CheckpointPath
-	CheckpointJSONPath   = audit.CheckpointJSONPath
-	ConsistencyProofPath = audit.ConsistencyProofPath
-	InclusionProofPath   = audit.InclusionProofPath
-	CosignaturesPath     = audit.CosignaturesPath
+	CheckpointPath       = seal.CheckpointPath
+	CheckpointJSONPath   = seal.CheckpointJSONPath
+	ConsistencyProofPath = seal.ConsistencyProofPath
+	InclusionProofPath   = seal.InclusionProofPath
+	CosignaturesPath     = seal.CosignaturesPath
 )
 
 // SealConfig configures the sealer inside webhookd serve.
 type SealConfig struct {
-	// SigningKey is WEBHOOKD_SIGNING_KEY (see audit.ParseLogKey). When
+	// SigningKey is WEBHOOKD_SIGNING_KEY (see seal.ParseLogKey). When
 	// empty, serve runs without a sealer and logs one warning.
 	SigningKey string
 	// Origin is WEBHOOKD_LOG_ORIGIN, the log's name in checkpoint notes.
-	// Defaults to the note key's name, else audit.DefaultOrigin.
+	// Defaults to the note key's name, else seal.DefaultOrigin.
 	Origin string
 	// StatePath is WEBHOOKD_SEAL_STATE: a local file keeping the last
 	// checkpoint signed or seen, so that a restart still knows it. Defaults
@@ -53,24 +54,24 @@ type SealConfig struct {
 // newSealer builds the sealer actor and publishes the checkpoint, proof
 // and cosignature endpoints on handler; it returns nil when no signing key
 // is configured.
-func (a *App) newSealer(handler *ingress.Handler, metrics *ingress.Metrics) (*audit.Sealer, error) {
+func (a *App) newSealer(handler *ingress.Handler, metrics *ingress.Metrics) (*seal.Sealer, error) {
 	cfg := a.cfg.Seal
 	if cfg.SigningKey == "" {
 		a.cfg.Logger.Warn("sealer_disabled", slog.String("reason", "WEBHOOKD_SIGNING_KEY is not set: the ledger is not sealed and no checkpoints are signed; run `webhookd keygen` to make a key"))
 		return nil, nil
 	}
-	key, err := audit.ParseLogKey(cfg.SigningKey, cfg.Origin)
+	key, err := seal.ParseLogKey(cfg.SigningKey, cfg.Origin)
 	if err != nil {
 		return nil, err
 	}
-	witnesses, err := audit.ParseWitnessKeys(cfg.WitnessKeys)
+	witnesses, err := seal.ParseWitnessKeys(cfg.WitnessKeys)
 	if err != nil {
 		return nil, errors.New("WEBHOOKD_WITNESS_KEYS: " + err.Error())
 	}
-	audit.LedgerHandlers{Ledger: a.store, Key: key, Witnesses: witnesses, Logger: a.cfg.Logger}.Register(handler.Handle)
-	sealer := audit.NewSealer(audit.SealerConfig{
+	seal.LedgerHandlers{Ledger: a.store, Key: key, Witnesses: witnesses, Logger: a.cfg.Logger}.Register(handler.Handle)
+	sealer := seal.NewSealer(seal.SealerConfig{
 		Ledger: a.store,
-		NewLock: func(ctx context.Context) (audit.LeaderLock, error) {
+		NewLock: func(ctx context.Context) (seal.LeaderLock, error) {
 			l, err := a.store.NewSealerLock(ctx)
 			if err != nil {
 				return nil, err
@@ -124,7 +125,7 @@ func (a *App) checkSealer(context.Context) (any, error) {
 // Clerk secrets, webhookd's own rows against the signing key's public key.
 // Without a signing key nothing webhookd appended can be verified (see
 // projectionOrigin).
-func newOriginVerifier(secrets []string, retired, signingKey string) (*audit.OriginVerifier, error) {
+func newOriginVerifier(secrets []string, retired, signingKey string) (*seal.OriginVerifier, error) {
 	if strings.TrimSpace(retired) != "" {
 		old, err := ingress.ParseSecrets(retired)
 		if err != nil {
@@ -133,20 +134,20 @@ func newOriginVerifier(secrets []string, retired, signingKey string) (*audit.Ori
 		secrets = append(slices.Clone(secrets), old...)
 	}
 	if signingKey == "" {
-		return audit.NewOriginVerifier(secrets)
+		return seal.NewOriginVerifier(secrets)
 	}
-	key, err := audit.ParseSigningKey(signingKey)
+	key, err := seal.ParseSigningKey(signingKey)
 	if err != nil {
 		return nil, err
 	}
-	return audit.NewOriginVerifier(secrets, key.Public().(ed25519.PublicKey))
+	return seal.NewOriginVerifier(secrets, key.Public().(ed25519.PublicKey))
 }
 
 // projectionOrigin is the users projection's origin check (and replay's):
 // every row's, when webhookd has its signing key; without it, webhookd's
 // own entries are not signed and cannot be told from forged ones, so only
 // Clerk rows are checked and webhookd's own entries are applied as before.
-func projectionOrigin(v *audit.OriginVerifier, signingKey string) func(domain.LedgerEntry) error {
+func projectionOrigin(v *seal.OriginVerifier, signingKey string) func(domain.LedgerEntry) error {
 	if signingKey != "" {
 		return v.Verify
 	}
@@ -159,10 +160,10 @@ func projectionOrigin(v *audit.OriginVerifier, signingKey string) func(domain.Le
 }
 
 // appendSigningKey returns the key a command signs the entries it appends
-// with (audit.SignInternalEntry): WEBHOOKD_SIGNING_KEY, which must be the
+// with (seal.SignInternalEntry): WEBHOOKD_SIGNING_KEY, which must be the
 // key of the ledger's latest checkpoint, or the sealer would refuse the
 // entry. Without the setting, a sealed ledger (one with a checkpoint) is
-// refused with audit.ErrNoSigningKeyToAppend, and an unsealed one gets the
+// refused with bundle.ErrNoSigningKeyToAppend, and an unsealed one gets the
 // entry unsigned (nil key): no sealer checks it, and nothing could.
 func appendSigningKey(ctx context.Context, store *eventstore.Store, setting string) (ed25519.PrivateKey, error) {
 	cp, err := store.LatestCheckpoint(ctx)
@@ -172,16 +173,16 @@ func appendSigningKey(ctx context.Context, store *eventstore.Store, setting stri
 	}
 	if setting == "" {
 		if sealed {
-			return nil, errors.New(audit.ErrNoSigningKeyToAppend)
+			return nil, errors.New(bundle.ErrNoSigningKeyToAppend)
 		}
 		return nil, nil
 	}
-	key, err := audit.ParseSigningKey(setting)
+	key, err := seal.ParseSigningKey(setting)
 	if err != nil {
 		return nil, err
 	}
 	if pub := key.Public().(ed25519.PublicKey); sealed && !bytes.Equal(pub, cp.PublicKey) {
-		return nil, fmt.Errorf("WEBHOOKD_SIGNING_KEY (key id %s) is not the key that signed the latest checkpoint (key id %s): give the key webhookd serve seals with", audit.KeyID(pub), cp.KeyID)
+		return nil, fmt.Errorf("WEBHOOKD_SIGNING_KEY (key id %s) is not the key that signed the latest checkpoint (key id %s): give the key webhookd serve seals with", seal.KeyID(pub), cp.KeyID)
 	}
 	return key, nil
 }
@@ -203,4 +204,4 @@ func (a *App) startSealer(ctx context.Context) <-chan struct{} {
 
 // ledgerSealer is the sealer actor's type, named here so serve.go needs no
 // import for it.
-type ledgerSealer = audit.Sealer
+type ledgerSealer = seal.Sealer

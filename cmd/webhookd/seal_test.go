@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -84,7 +85,7 @@ func TestOneSealerLeadsAcrossReplicasAndAnotherTakesOver(t *testing.T) {
 
 	answer := follower.get(CheckpointJSONPath)
 	require.Equal(t, base64.StdEncoding.EncodeToString(sealKey.Public().(ed25519.PublicKey)), answer.body["public_key"])
-	require.Equal(t, audit.KeyID(sealKey.Public().(ed25519.PublicKey)), cp["key_id"])
+	require.Equal(t, seal.KeyID(sealKey.Public().(ed25519.PublicKey)), cp["key_id"])
 }
 
 func requireGaplessIndex(t *testing.T, db *testdb.DB, n int) {
@@ -169,8 +170,8 @@ func TestUnsignedManifestIsRefusedUnlessAllowed(t *testing.T) {
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
 	err := (&ExportCmd{Database: Database{URL: h.db.URL}, Out: filepath.Join(t.TempDir(), "unsigned"), Actor: "auditor"}).Run(ctx, g)
-	require.EqualError(t, err, audit.ErrNoSigningKeyToAppend)
-	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
+	require.EqualError(t, err, bundle.ErrNoSigningKeyToAppend)
+	require.NoError(t, os.Remove(filepath.Join(dir, bundle.ManifestSignatureFile)))
 
 	out := g.Stdout.(*syncBuffer)
 	err = (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText}).Run(ctx, g)
@@ -193,13 +194,13 @@ func TestUnsignedManifestIsRefusedUnlessAllowed(t *testing.T) {
 }
 
 // sealKeyID is sealKey's fingerprint (key id).
-var sealKeyID = audit.KeyID(sealKey.Public().(ed25519.PublicKey))
+var sealKeyID = seal.KeyID(sealKey.Public().(ed25519.PublicKey))
 
 func TestExportThenVerifyCommands(t *testing.T) {
 	t.Parallel()
 	h, g, dir := exportedBundle(t)
 	ctx := context.Background()
-	pem := filepath.Join(dir, audit.PublicKeyFile)
+	pem := filepath.Join(dir, bundle.PublicKeyFile)
 	out := g.Stdout.(*syncBuffer)
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
 	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", out.String())
@@ -301,7 +302,7 @@ func rewriteArchive(t *testing.T, path string, change func(name string, data []b
 func alterEntry6(t *testing.T, data []byte) []byte {
 	t.Helper()
 	lines := strings.SplitAfter(string(data), "\n")
-	var e audit.Entry
+	var e seal.Entry
 	require.NoError(t, json.Unmarshal([]byte(lines[5]), &e))
 	e.Payload = bytes.Replace(e.Payload, []byte(`"object":"event"`), []byte(`"object":"evenT"`), 1)
 	b, err := json.Marshal(e)
@@ -319,7 +320,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	fi, err := os.Stat(archive)
 	require.NoError(t, err)
 	require.True(t, fi.Mode().IsRegular())
-	pem := filepath.Join(dir, audit.PublicKeyFile)
+	pem := filepath.Join(dir, bundle.PublicKeyFile)
 	require.NoError(t, (&VerifyCmd{Bundle: archive, PublicKey: []string{pem}}).Run(ctx, g))
 
 	// The same OK line as for the directory.
@@ -334,12 +335,12 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", lines[1])
 
 	// One byte changed inside an entry: the same failure, naming the entry.
-	entries := filepath.Join(dir, audit.EntriesFile)
+	entries := filepath.Join(dir, bundle.EntriesFile)
 	data, err := os.ReadFile(entries)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(entries, alterEntry6(t, data), 0o644))
 	rewriteArchive(t, archive, func(name string, data []byte) []byte {
-		if name == audit.EntriesFile {
+		if name == bundle.EntriesFile {
 			return alterEntry6(t, data)
 		}
 		return data
@@ -362,7 +363,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	require.NoError(t, gzw.Close())
 	require.NoError(t, os.WriteFile(evil, buf.Bytes(), 0o644))
 	err = (&VerifyCmd{Bundle: evil, PublicKey: []string{pem}}).Run(ctx, g)
-	require.ErrorIs(t, err, audit.ErrBadArchive)
+	require.ErrorIs(t, err, bundle.ErrBadArchive)
 	require.NotErrorIs(t, err, errVerifyFailed)
 	require.EqualError(t, err, evil+`: not a valid bundle archive: entry "../x" climbs out of the bundle (..)`)
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/migrations"
@@ -163,7 +163,7 @@ type AppConfig struct {
 	DatabaseURL   string
 	SigningSecret string
 	// RetiredSecrets are Clerk signing secrets that only verify the origin
-	// of ledger rows (audit.OriginVerifier), never deliveries. Defaults to
+	// of ledger rows (seal.OriginVerifier), never deliveries. Defaults to
 	// none.
 	RetiredSecrets string
 	// Addr defaults to :8080; tests use 127.0.0.1:0.
@@ -218,7 +218,7 @@ type App struct {
 	runner *projections.Runner
 	sealer *ledgerSealer
 	// origin checks ledger rows' origin for the sealer and projections.
-	origin   *audit.OriginVerifier
+	origin   *seal.OriginVerifier
 	listener net.Listener
 	server   *http.Server
 	handler  *ingress.Handler

@@ -8,7 +8,7 @@ import (
 	"os/user"
 	"time"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/projections"
@@ -81,7 +81,7 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if key != nil {
-		audit.SignInternalEntry(key, &entry)
+		seal.SignInternalEntry(key, &entry)
 	}
 	if _, err := store.Append(ctx, entry); err != nil {
 		return fmt.Errorf("record access change: %s", domain.ErrorMessage(err))

@@ -10,7 +10,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/eventstore"
 )
 
@@ -67,13 +68,13 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	witnesses, err := audit.ParseWitnessKeys(strings.Join(c.Witness, " "))
+	witnesses, err := seal.ParseWitnessKeys(strings.Join(c.Witness, " "))
 	if err != nil {
 		return fmt.Errorf("--witness: %w", err)
 	}
-	var known []audit.KnownCheckpoint
+	var known []bundle.KnownCheckpoint
 	for _, path := range c.Checkpoint {
-		k, err := audit.ReadKnownCheckpoint(path)
+		k, err := bundle.ReadKnownCheckpoint(path)
 		if err != nil {
 			return fmt.Errorf("--checkpoint: %w", err)
 		}
@@ -81,10 +82,10 @@ func (c *VerifyCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	report, finish := newProgress(logger, "verify")
 	p := &progressCounter{report: report, total: -1}
-	r, err := verifyWithKeys(ctx, c.target(), keys, audit.VerifyOptions{
+	r, err := verifyWithKeys(ctx, c.target(), keys, bundle.VerifyOptions{
 		Progress: p, TrustBundleKey: c.TrustBundleKey, AllowUnsignedManifest: c.AllowUnsignedManifest,
 		Witnesses: witnesses, Known: known,
-	}, func(opts audit.VerifyOptions) (audit.Report, error) { return c.verifyDB(ctx, g, logger, opts, p) })
+	}, func(opts bundle.VerifyOptions) (bundle.Report, error) { return c.verifyDB(ctx, g, logger, opts, p) })
 	finish()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -116,7 +117,7 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 		if data, err := os.ReadFile(s); err == nil {
 			text = data
 		}
-		k, err := audit.ParsePublicKey(text)
+		k, err := seal.ParsePublicKey(text)
 		if err != nil {
 			return nil, fmt.Errorf("--public-key %s: %w", s, err)
 		}
@@ -127,7 +128,7 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--trust-file: %w", err)
 		}
-		ks, err := audit.ParseTrustFile(data)
+		ks, err := seal.ParseTrustFile(data)
 		if err != nil {
 			return nil, fmt.Errorf("--trust-file %s: %w", c.TrustFile, err)
 		}
@@ -143,7 +144,7 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 	case len(keys) > 0 || c.TrustBundleKey:
 		return keys, nil
 	case c.SigningKey != "":
-		key, err := audit.ParseSigningKey(c.SigningKey)
+		key, err := seal.ParseSigningKey(c.SigningKey)
 		if err != nil {
 			return nil, err
 		}
@@ -158,20 +159,20 @@ func (c *VerifyCmd) trustedKeys(stderr io.Writer) ([]trustedKey, error) {
 // verifyWithKeys checks the bundle at path (or, when path is "", the ledger
 // with verifyLedger) against the trusted keys; with none, opts must set
 // TrustBundleKey.
-func verifyWithKeys(ctx context.Context, path string, keys []trustedKey, opts audit.VerifyOptions, verifyLedger func(audit.VerifyOptions) (audit.Report, error)) (audit.Report, error) {
+func verifyWithKeys(ctx context.Context, path string, keys []trustedKey, opts bundle.VerifyOptions, verifyLedger func(bundle.VerifyOptions) (bundle.Report, error)) (bundle.Report, error) {
 	for _, k := range keys {
 		opts.TrustedKeys = append(opts.TrustedKeys, k.Key)
 	}
 	if path == "" {
 		return verifyLedger(opts)
 	}
-	return audit.VerifyBundle(ctx, path, opts)
+	return bundle.VerifyBundle(ctx, path, opts)
 }
 
 // trustOf says why the checkpoint's key in r was trusted.
-func trustOf(r audit.Report, keys []trustedKey, bundleKey bool) string {
+func trustOf(r bundle.Report, keys []trustedKey, bundleKey bool) string {
 	for _, k := range keys {
-		if audit.KeyID(k.Key) == r.Checkpoint.KeyID {
+		if seal.KeyID(k.Key) == r.Checkpoint.KeyID {
 			return k.Source
 		}
 	}
@@ -195,31 +196,31 @@ func (c *VerifyCmd) devTrustedKey(stderr io.Writer) ([]trustedKey, error) {
 		return nil, err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	fmt.Fprintf(stderr, "webhookd: development mode: trusting the development checkpoint key in %s (key id %s); --public-key names another\n", path, audit.KeyID(pub))
+	fmt.Fprintf(stderr, "webhookd: development mode: trusting the development checkpoint key in %s (key id %s); --public-key names another\n", path, seal.KeyID(pub))
 	return []trustedKey{{Key: pub, Source: "the development key in " + path}}, nil
 }
 
-func (c *VerifyCmd) verifyDB(ctx context.Context, g *Globals, logger *slog.Logger, opts audit.VerifyOptions, p *progressCounter) (audit.Report, error) {
+func (c *VerifyCmd) verifyDB(ctx context.Context, g *Globals, logger *slog.Logger, opts bundle.VerifyOptions, p *progressCounter) (bundle.Report, error) {
 	pool, conn, err := c.connect(ctx, "verify --db", g, logger, true)
 	if err != nil {
-		return audit.Report{}, err
+		return bundle.Report{}, err
 	}
 	defer conn.Close()
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
-		return audit.Report{}, err
+		return bundle.Report{}, err
 	}
 	defer store.Close()
 	if n, err := store.IndexedCount(ctx); err == nil {
 		p.total = n
 	}
-	return audit.VerifyLedger(ctx, store, opts)
+	return bundle.VerifyLedger(ctx, store, opts)
 }
 
 // printVerifyReport writes the verdict: "OK …" or "FAIL …" then each
 // problem. The first line names the key the checkpoint is signed by (its
 // fingerprint, the key id) and why it was trusted.
-func printVerifyReport(w io.Writer, r audit.Report, ledger bool, trust string) error {
+func printVerifyReport(w io.Writer, r bundle.Report, ledger bool, trust string) error {
 	key := "no checkpoint"
 	if r.Checkpoint.KeyID != "" {
 		key = fmt.Sprintf("signed by key %s (%s)", r.Checkpoint.KeyID, trust)

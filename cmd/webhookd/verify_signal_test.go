@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
 )
 
 // SIGTERM stops a verification in the middle of a file, with a clear line
@@ -26,16 +26,16 @@ import (
 func TestVerifyStopsOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	_, _, dir := exportedBundle(t)
-	csv := filepath.Join(dir, audit.EntriesCSVFile)
+	csv := filepath.Join(dir, bundle.EntriesCSVFile)
 	const huge = 60 << 30
 	require.NoError(t, os.Truncate(csv, huge))
-	require.NoError(t, os.Remove(filepath.Join(dir, audit.ManifestSignatureFile)))
-	manifest := filepath.Join(dir, audit.ManifestFile)
+	require.NoError(t, os.Remove(filepath.Join(dir, bundle.ManifestSignatureFile)))
+	manifest := filepath.Join(dir, bundle.ManifestFile)
 	data, err := os.ReadFile(manifest)
 	require.NoError(t, err)
-	var m audit.Manifest
+	var m bundle.Manifest
 	require.NoError(t, json.Unmarshal(data, &m))
-	m.Files[audit.EntriesCSVFile] = audit.FileDigest{SHA256: m.Files[audit.EntriesCSVFile].SHA256, Bytes: huge}
+	m.Files[bundle.EntriesCSVFile] = bundle.FileDigest{SHA256: m.Files[bundle.EntriesCSVFile].SHA256, Bytes: huge}
 	data, err = json.Marshal(m)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(manifest, data, 0o644))

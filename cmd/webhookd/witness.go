@@ -12,7 +12,8 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/redact"
+	"github.com/webhookd/webhookd/audit/seal"
 )
 
 // WitnessCmd runs a witness of a webhookd ledger: an auditor runs it on
@@ -42,8 +43,8 @@ func (c *WitnessCmd) Run(ctx context.Context, g *Globals) error {
 		if c.Once {
 			return err
 		}
-		if err != nil && !errors.Is(err, audit.ErrWitnessRefused) {
-			logger.Warn("witness_round_failed", slog.String("error", audit.SafeError(err)))
+		if err != nil && !errors.Is(err, seal.ErrWitnessRefused) {
+			logger.Warn("witness_round_failed", slog.String("error", redact.SafeError(err)))
 		}
 		select {
 		case <-ctx.Done():
@@ -53,7 +54,7 @@ func (c *WitnessCmd) Run(ctx context.Context, g *Globals) error {
 	}
 }
 
-func (c *WitnessCmd) witness(logger *slog.Logger) (*audit.Witness, error) {
+func (c *WitnessCmd) witness(logger *slog.Logger) (*seal.Witness, error) {
 	logV, err := note.NewVerifier(strings.TrimSpace(c.LogKey))
 	if err != nil {
 		return nil, fmt.Errorf("--log-key: not a signed-note verifier key: %v", err)
@@ -70,5 +71,5 @@ func (c *WitnessCmd) witness(logger *slog.Logger) (*audit.Witness, error) {
 	if err != nil {
 		return nil, errors.New("--key: not an Ed25519 signed-note private key")
 	}
-	return &audit.Witness{LogURL: c.LogURL, Log: logV, Signer: signer, StatePath: c.State, Logger: logger}, nil
+	return &seal.Witness{LogURL: c.LogURL, Log: logV, Signer: signer, StatePath: c.State, Logger: logger}, nil
 }

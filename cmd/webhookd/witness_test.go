@@ -18,7 +18,8 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/webhookd/webhookd/audit"
+	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -94,7 +95,7 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	size, err = w.round(h)
 	require.NoError(t, err)
 	require.EqualValues(t, 7, size)
-	require.Contains(t, w.logs.String(), `"msg":"checkpoint_cosigned","origin":"webhookd/`+audit.KeyID(sealKey.Public().(ed25519PublicKey))+`","tree_size":7`)
+	require.Contains(t, w.logs.String(), `"msg":"checkpoint_cosigned","origin":"webhookd/`+seal.KeyID(sealKey.Public().(ed25519PublicKey))+`","tree_size":7`)
 
 	// webhookd stored the cosignature and serves the cosigned note, which
 	// standard tools open with the witness's key.
@@ -103,7 +104,7 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	require.NoError(t, err)
 	n, err := note.Open(resp, note.VerifierList(v))
 	require.NoError(t, err)
-	require.Equal(t, "webhookd/"+audit.KeyID(sealKey.Public().(ed25519PublicKey))+"\n7\n", n.Text[:strings.LastIndex(strings.TrimSuffix(n.Text, "\n"), "\n")+1])
+	require.Equal(t, "webhookd/"+seal.KeyID(sealKey.Public().(ed25519PublicKey))+"\n7\n", n.Text[:strings.LastIndex(strings.TrimSuffix(n.Text, "\n"), "\n")+1])
 	a := h.get(CheckpointJSONPath)
 	cosigs := a.body["cosignatures"].([]any)
 	require.Len(t, cosigs, 1)
@@ -118,8 +119,8 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "bundle")
 	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(ctx, g))
-	pub := filepath.Join(dir, audit.PublicKeyFile)
-	r, err := audit.VerifyBundle(ctx, dir, audit.VerifyOptions{TrustedKeys: []ed25519.PublicKey{sealKey.Public().(ed25519.PublicKey)}, Witnesses: mustWitnessKeys(t, w.key.vkey)})
+	pub := filepath.Join(dir, bundle.PublicKeyFile)
+	r, err := bundle.VerifyBundle(ctx, dir, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{sealKey.Public().(ed25519.PublicKey)}, Witnesses: mustWitnessKeys(t, w.key.vkey)})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, printVerifyReport(&out, r, false, "--public-key"))
@@ -133,7 +134,7 @@ func TestWitnessCosignsCheckpointsThatExtendTheLastOne(t *testing.T) {
 	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText, Witness: []string{other.vkey}}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	// A cosignature line changed in the bundle fails too.
-	noteFile := filepath.Join(dir, audit.CheckpointNoteFile)
+	noteFile := filepath.Join(dir, bundle.CheckpointNoteFile)
 	data, err := os.ReadFile(noteFile)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
@@ -197,7 +198,7 @@ func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 	again.deliverN(6, 1)
 	again.waitCheckpoint(6)
 	_, err = w.round(again)
-	require.ErrorIs(t, err, audit.ErrWitnessRefused)
+	require.ErrorIs(t, err, seal.ErrWitnessRefused)
 	require.Regexp(t, `^witness refused the checkpoint: fork: the log offers tree size 6 with root [0-9a-f]{64} but this witness cosigned root [0-9a-f]{64} for that size$`, err.Error())
 	line := logLineIn(t, w.logs.String(), `"msg":"witness_refused"`)
 	require.Equal(t, "ERROR", line["level"])
@@ -223,13 +224,13 @@ func TestWitnessRefusesTheResignedHistoryAfterASuperuserRewrite(t *testing.T) {
 	again.deliverN(7, 1)
 	again.waitCheckpoint(7)
 	_, err = w.round(again)
-	require.ErrorIs(t, err, audit.ErrWitnessRefused)
+	require.ErrorIs(t, err, seal.ErrWitnessRefused)
 	require.Contains(t, err.Error(), "fork: tree size 7 (root ")
 	require.Contains(t, err.Error(), "is not consistent with tree size 6")
 
 	// The one-shot command exits non-zero.
 	err = (&WitnessCmd{LogURL: again.base, LogKey: again.verifierKey(), Key: w.key.skey, State: w.state, Once: true}).Run(context.Background(), g)
-	require.ErrorIs(t, err, audit.ErrWitnessRefused)
+	require.ErrorIs(t, err, seal.ErrWitnessRefused)
 }
 
 // The tail cut: the last entries removed with their index rows and
@@ -250,7 +251,7 @@ func TestWitnessRefusesATailCut(t *testing.T) {
 
 	again := startOn(t, db, withSeal(sealKey), withWitnesses(w.key))
 	_, err = w.round(again)
-	require.ErrorIs(t, err, audit.ErrWitnessRefused)
+	require.ErrorIs(t, err, seal.ErrWitnessRefused)
 	require.Regexp(t, `^witness refused the checkpoint: rollback: the log offers tree size 3 \(root [0-9a-f]{64}\) but this witness cosigned tree size 6 \(root [0-9a-f]{64}\)$`, err.Error())
 
 	// verify --db with the witness's checkpoint catches it; without, the
@@ -313,12 +314,12 @@ func TestOneWitnessRefusesTheSecondOfTwoForkedLedgers(t *testing.T) {
 	require.EqualValues(t, 5, size)
 
 	_, err = w.round(b)
-	require.ErrorIs(t, err, audit.ErrWitnessRefused)
+	require.ErrorIs(t, err, seal.ErrWitnessRefused)
 	require.Contains(t, err.Error(), "fork: the log offers tree size 5 with root ")
 	b.deliverN(21, 1)
 	b.waitCheckpoint(6)
 	_, err = w.round(b)
-	require.ErrorIs(t, err, audit.ErrWitnessRefused)
+	require.ErrorIs(t, err, seal.ErrWitnessRefused)
 	require.Contains(t, err.Error(), "fork: tree size 6 (root ")
 	require.Equal(t, 2, strings.Count(w.logs.String(), `"msg":"witness_refused"`))
 
@@ -350,7 +351,7 @@ func httpGet(url string) ([]byte, error) {
 
 func mustWitnessKeys(t *testing.T, vkeys ...string) []note.Verifier {
 	t.Helper()
-	v, err := audit.ParseWitnessKeys(strings.Join(vkeys, " "))
+	v, err := seal.ParseWitnessKeys(strings.Join(vkeys, " "))
 	require.NoError(t, err)
 	return v
 }

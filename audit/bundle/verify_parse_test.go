@@ -1,0 +1,51 @@
+package bundle
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/audit/merkle"
+	"github.com/webhookd/webhookd/audit/seal"
+)
+
+func TestFastDecodersAgreeWithEncodingJSON(t *testing.T) {
+	t.Parallel()
+	e := seal.Entry{LedgerIndex: 7, Offset: 9, LeafHash: merkle.LeafHash([]byte("x")), SvixID: "msg_1", Source: "clerk",
+		SvixTimestamp: "2026-11-27T10:00:00.000000Z", Signature: "v1,a+b/c=", EventType: "user.created",
+		SubjectID: "user_1", InstanceID: "ins_1", EventTime: "2026-11-27T10:00:00.000000Z", TimestampUnit: "ms",
+		ReceivedAt: "2026-11-27T10:00:00.123456Z", SourceIP: "2001:db8::1", Payload: []byte(`{"name":"Zoë <z>"}`)}
+	redacted := e
+	RedactEntry(&redacted)
+	escaped := e
+	escaped.SvixID = "msg_<&>\"quoted\""
+	lines := []string{mustMarshal(t, e), mustMarshal(t, redacted), mustMarshal(t, escaped),
+		`{"ledger_index":7,"LEDGER_INDEX":8}`, "{\"svix_id\":\"caf\xc3\xa9\"}", "{\"svix_id\":\"bad \xff\"}", `{}`, ` { "offset" : 3 } `}
+	for _, line := range lines {
+		var fast, slow seal.Entry
+		fastErr := decodeEntry([]byte(line), &fast)
+		slowErr := json.Unmarshal([]byte(line), &slow)
+		require.Equal(t, slowErr == nil, fastErr == nil, line)
+		require.Equal(t, slow, fast, line)
+	}
+	for _, bad := range []string{`{"ledger_index":1}x`, `{"ledger_index":01}`, `{"payload":"!!"}`, `{"ledger_index":1,}`} {
+		var e seal.Entry
+		require.Error(t, decodeEntry([]byte(bad), &e), bad)
+	}
+
+	p := seal.Proof{LedgerIndex: 3, LeafHash: e.LeafHash, TreeSize: 10, Path: []merkle.Hash{e.LeafHash, {}}}
+	for _, line := range []string{mustMarshal(t, p), mustMarshal(t, seal.Proof{Path: []merkle.Hash{}}), `{"path":["00"]}`} {
+		var fast, slow seal.Proof
+		fastErr := decodeProof([]byte(line), &fast)
+		slowErr := json.Unmarshal([]byte(line), &slow)
+		require.Equal(t, slowErr == nil, fastErr == nil, line)
+		require.Equal(t, slow, fast, line)
+	}
+}
+
+func mustMarshal(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
