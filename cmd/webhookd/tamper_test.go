@@ -12,25 +12,31 @@ import (
 	"github.com/webhookd/webhookd/internal/testdb"
 )
 
-// superuserRewrite is the attack of issue 14, as a database superuser:
-// triggers off, one payload changed, the seal tables emptied.
-func superuserRewrite(t *testing.T, db *testdb.DB, svixID string) {
+// asSuperuser runs statements in one transaction with every trigger off
+// (session_replication_role = replica), as a database superuser can.
+func asSuperuser(t *testing.T, db *testdb.DB, statements ...string) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
-	for _, q := range []string{
-		`SET LOCAL session_replication_role = replica`,
-		`UPDATE ledger_events SET payload = replace(convert_from(payload, 'UTF8'), '"object":"event"', '"object":"evenT"')::bytea WHERE svix_id = '` + svixID + `'`,
-		`DELETE FROM ledger_cosignatures`,
-		`DELETE FROM ledger_checkpoints`,
-		`DELETE FROM ledger_index`,
-	} {
+	for _, q := range append([]string{`SET LOCAL session_replication_role = replica`}, statements...) {
 		_, err := tx.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
 	require.NoError(t, tx.Commit(ctx))
+}
+
+// emptySealTables are the statements that empty the seal tables.
+var emptySealTables = []string{`DELETE FROM ledger_cosignatures`, `DELETE FROM ledger_checkpoints`, `DELETE FROM ledger_index`}
+
+// superuserRewrite is the attack of issue 14, as a database superuser:
+// triggers off, one payload changed, the seal tables emptied.
+func superuserRewrite(t *testing.T, db *testdb.DB, svixID string) {
+	t.Helper()
+	asSuperuser(t, db, append([]string{
+		`UPDATE ledger_events SET payload = replace(convert_from(payload, 'UTF8'), '"object":"event"', '"object":"evenT"')::bytea WHERE svix_id = '` + svixID + `'`,
+	}, emptySealTables...)...)
 }
 
 // superuserRemove is superuserRewrite deleting the row instead of
@@ -39,21 +45,7 @@ func superuserRewrite(t *testing.T, db *testdb.DB, svixID string) {
 // it), so only a witness can tell the re-signed history from the true one.
 func superuserRemove(t *testing.T, db *testdb.DB, svixID string) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	for _, q := range []string{
-		`SET LOCAL session_replication_role = replica`,
-		`DELETE FROM ledger_events WHERE svix_id = '` + svixID + `'`,
-		`DELETE FROM ledger_cosignatures`,
-		`DELETE FROM ledger_checkpoints`,
-		`DELETE FROM ledger_index`,
-	} {
-		_, err := tx.Exec(ctx, q)
-		require.NoError(t, err, q)
-	}
-	require.NoError(t, tx.Commit(ctx))
+	asSuperuser(t, db, append([]string{`DELETE FROM ledger_events WHERE svix_id = '` + svixID + `'`}, emptySealTables...)...)
 }
 
 // sealTables returns how many rows ledger_index and ledger_checkpoints hold.

@@ -268,22 +268,13 @@ func TestWitnessRefusesATailCut(t *testing.T) {
 // keep on, with its index row, and the checkpoints beyond keep.
 func cutTail(t *testing.T, db *testdb.DB, keep int) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	for _, q := range []string{
-		`SET LOCAL session_replication_role = replica`,
-		`CREATE TEMP TABLE cut ON COMMIT DROP AS SELECT ledger_offset FROM ledger_index WHERE ledger_index >= ` + itoa(int64(keep)),
-		`DELETE FROM ledger_cosignatures WHERE tree_size > ` + itoa(int64(keep)),
-		`DELETE FROM ledger_checkpoints WHERE tree_size > ` + itoa(int64(keep)),
-		`DELETE FROM ledger_index WHERE ledger_index >= ` + itoa(int64(keep)),
+	asSuperuser(t, db,
+		`CREATE TEMP TABLE cut ON COMMIT DROP AS SELECT ledger_offset FROM ledger_index WHERE ledger_index >= `+itoa(int64(keep)),
+		`DELETE FROM ledger_cosignatures WHERE tree_size > `+itoa(int64(keep)),
+		`DELETE FROM ledger_checkpoints WHERE tree_size > `+itoa(int64(keep)),
+		`DELETE FROM ledger_index WHERE ledger_index >= `+itoa(int64(keep)),
 		`DELETE FROM ledger_events WHERE "offset" IN (SELECT ledger_offset FROM cut)`,
-	} {
-		_, err := tx.Exec(ctx, q)
-		require.NoError(t, err, q)
-	}
-	require.NoError(t, tx.Commit(ctx))
+	)
 }
 
 // Two webhookd on two schemas, with the same key, share a history of 4
