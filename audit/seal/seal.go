@@ -31,6 +31,9 @@ type SealLedger interface {
 	AppendCheckpoint(ctx context.Context, c Checkpoint) error
 	// LatestCheckpoint returns a domain.ENOTFOUND error when there is none.
 	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+	// EachIndexedFrom calls fn with every indexed entry from ledger index
+	// first on, with its index and stored leaf hash, in index order.
+	EachIndexedFrom(ctx context.Context, first uint64, fn func(e domain.LedgerEntry, index uint64, leaf merkle.Hash) error) error
 	// UnindexedBehind counts the committed entries that sort at or before
 	// the last indexed entry but have no ledger index (rows inserted
 	// behind the sealer's position, which it can never index), and
@@ -331,6 +334,16 @@ func (s *Sealer) restore(ctx context.Context) error {
 			return fmt.Errorf("%w: the stored leaf hashes give root %s at tree size %d, %s says %s", ErrIntegrity, got[e.size], e.size, e.what, e.root)
 		}
 	}
+	// Entries indexed after the last checkpoint may have been indexed by
+	// another sealer (one that wrote first) or by hand: this sealer is
+	// about to sign them, so it checks them as it checks what it indexes.
+	var from uint64
+	if signed {
+		from = cp.TreeSize
+	}
+	if err := s.checkIndexedFrom(ctx, from); err != nil {
+		return err
+	}
 	s.indexedSize, s.indexedRoot = s.tree.Size(), s.tree.Root()
 	if signed {
 		s.checkpointed = cp.TreeSize
@@ -339,6 +352,22 @@ func (s *Sealer) restore(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkIndexedFrom fails, wrapping ErrIntegrity, for the first entry
+// indexed at first or later whose stored leaf hash is not its own or whose
+// origin does not verify.
+func (s *Sealer) checkIndexedFrom(ctx context.Context, first uint64) error {
+	return s.cfg.Ledger.EachIndexedFrom(ctx, first, func(e domain.LedgerEntry, index uint64, leaf merkle.Hash) error {
+		entry := EntryFromLedger(e)
+		if got := ComputeLeafHash(&entry); got != leaf {
+			return fmt.Errorf("%w: ledger index %d (offset %d, svix_id %s) was indexed after the last checkpoint with leaf hash %s, but the entry gives %s", ErrIntegrity, index, e.Offset, e.SvixID, leaf, got)
+		}
+		if f := s.verifyOrigin([]domain.LedgerEntry{e}); f != nil {
+			return fmt.Errorf("ledger index %d, indexed after the last checkpoint: %w", index, f.err)
+		}
+		return nil
+	})
 }
 
 // observe remembers the latest checkpoint while another replica leads, so
