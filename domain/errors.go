@@ -1,8 +1,11 @@
 package domain
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"math/big"
+	"time"
 )
 
 // Error codes. Each maps to exactly one HTTP status in the ingress; callers
@@ -85,4 +88,17 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// NewErrorID returns an id in the original route's format,
+// ERR_<unix ms>_<9 base-36 characters>, so operators' searches keep working.
+// Every error answer carries one, and so does its log line.
+func NewErrorID(now time.Time) string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 9)
+	for i := range b {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b[i] = alphabet[n.Int64()]
+	}
+	return fmt.Sprintf("ERR_%d_%s", now.UnixMilli(), b)
 }

@@ -1,10 +1,8 @@
 package ingress
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"net/http"
 	"time"
 
@@ -57,17 +55,8 @@ type ErrorBody struct {
 	ErrorID string `json:"error_id"`
 }
 
-// NewErrorID returns an id in the original route's format,
-// ERR_<unix ms>_<9 base-36 characters>, so operators' searches keep working.
-func NewErrorID(now time.Time) string {
-	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, 9)
-	for i := range b {
-		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
-		b[i] = alphabet[n.Int64()]
-	}
-	return fmt.Sprintf("ERR_%d_%s", now.UnixMilli(), b)
-}
+// NewErrorID returns an id in the original route's format (domain.NewErrorID).
+func NewErrorID(now time.Time) string { return domain.NewErrorID(now) }
 
 // writeError answers err with its status and a safe body, and returns the
 // error id it used.

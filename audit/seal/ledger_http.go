@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -107,8 +108,19 @@ func writeJSONAnswer(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeErrorAnswer(w http.ResponseWriter, status int, code, reason, message string) {
-	writeJSONAnswer(w, status, map[string]string{"error": code, "reason": reason, "message": message})
+// writeError answers an error as every webhookd error answer is: JSON with
+// error, reason, message and an error_id, which its log line carries too.
+func (h LedgerHandlers) writeError(w http.ResponseWriter, status int, code, reason, message string) {
+	id := domain.NewErrorID(time.Now())
+	level := slog.LevelWarn
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	if h.Logger != nil {
+		h.Logger.Log(context.Background(), level, "ledger_request_rejected", slog.Int("status", status),
+			slog.String("reason", reason), slog.String("error_id", id))
+	}
+	writeJSONAnswer(w, status, map[string]string{"error": code, "reason": reason, "message": message, "error_id": id})
 }
 
 // unavailable answers 503 for a database failure, logged without detail
@@ -116,20 +128,20 @@ func writeErrorAnswer(w http.ResponseWriter, status int, code, reason, message s
 func (h LedgerHandlers) unavailable(w http.ResponseWriter, what string, err error) {
 	h.Logger.Error("ledger_read_failed", slog.String("what", what), slog.String("error", redact.SafeError(err)))
 	w.Header().Set("Retry-After", "5")
-	writeErrorAnswer(w, http.StatusServiceUnavailable, "unavailable", "database_unavailable", "cannot read "+what)
+	h.writeError(w, http.StatusServiceUnavailable, "unavailable", "database_unavailable", "cannot read "+what)
 }
 
 func (h LedgerHandlers) checkpointNote(w http.ResponseWriter, r *http.Request) {
 	cp, err := h.Ledger.LatestCheckpoint(r.Context())
 	switch {
 	case domain.ErrorCode(err) == domain.ENOTFOUND:
-		writeErrorAnswer(w, http.StatusNotFound, "not_found", "no_checkpoint", "the ledger has no checkpoint yet")
+		h.writeError(w, http.StatusNotFound, "not_found", "no_checkpoint", "the ledger has no checkpoint yet")
 		return
 	case err != nil:
 		h.unavailable(w, "the latest checkpoint", err)
 		return
 	case cp.Note == "":
-		writeErrorAnswer(w, http.StatusNotFound, "not_found", "no_checkpoint_note", "the latest checkpoint was signed before checkpoints were signed notes; the next one will be")
+		h.writeError(w, http.StatusNotFound, "not_found", "no_checkpoint_note", "the latest checkpoint was signed before checkpoints were signed notes; the next one will be")
 		return
 	}
 	cosigs, err := h.Ledger.Cosignatures(r.Context(), cp.TreeSize)
@@ -184,7 +196,7 @@ func (h LedgerHandlers) provable(w http.ResponseWriter, r *http.Request, size ui
 		return nil, nil
 	}
 	if size > cp.TreeSize {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "beyond_checkpoint", fmt.Sprintf("tree size %d is beyond the latest checkpoint (tree size %d)", size, cp.TreeSize))
+		h.writeError(w, http.StatusBadRequest, "invalid", "beyond_checkpoint", fmt.Sprintf("tree size %d is beyond the latest checkpoint (tree size %d)", size, cp.TreeSize))
 		return nil, nil
 	}
 	// O(n): every stored leaf is read for each proof.
@@ -194,7 +206,7 @@ func (h LedgerHandlers) provable(w http.ResponseWriter, r *http.Request, size ui
 		return nil, nil
 	}
 	if uint64(len(leaves)) < size {
-		writeErrorAnswer(w, http.StatusInternalServerError, "internal", "integrity", fmt.Sprintf("ledger_index holds %d entries, fewer than the checkpoint's %d", len(leaves), size))
+		h.writeError(w, http.StatusInternalServerError, "internal", "integrity", fmt.Sprintf("ledger_index holds %d entries, fewer than the checkpoint's %d", len(leaves), size))
 		return nil, nil
 	}
 	return merkle.NewTree(leaves[:size]), leaves[:size]
@@ -203,12 +215,12 @@ func (h LedgerHandlers) provable(w http.ResponseWriter, r *http.Request, size ui
 func (h LedgerHandlers) consistency(w http.ResponseWriter, r *http.Request) {
 	v, err := sizes(r, "from", "to")
 	if err != nil {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
+		h.writeError(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
 		return
 	}
 	from, to := v[0], v[1]
 	if from > to {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "bad_query", "from must not be larger than to")
+		h.writeError(w, http.StatusBadRequest, "invalid", "bad_query", "from must not be larger than to")
 		return
 	}
 	tree, _ := h.provable(w, r, to)
@@ -218,7 +230,7 @@ func (h LedgerHandlers) consistency(w http.ResponseWriter, r *http.Request) {
 	proof := []merkle.Hash{}
 	if from > 0 && from < to {
 		if proof, err = tree.ConsistencyProof(from, to); err != nil {
-			writeErrorAnswer(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
+			h.writeError(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
 			return
 		}
 	}
@@ -228,12 +240,12 @@ func (h LedgerHandlers) consistency(w http.ResponseWriter, r *http.Request) {
 func (h LedgerHandlers) inclusion(w http.ResponseWriter, r *http.Request) {
 	v, err := sizes(r, "index", "tree_size")
 	if err != nil {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
+		h.writeError(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
 		return
 	}
 	index, size := v[0], v[1]
 	if index >= size {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "bad_query", "index must be smaller than tree_size")
+		h.writeError(w, http.StatusBadRequest, "invalid", "bad_query", "index must be smaller than tree_size")
 		return
 	}
 	tree, leaves := h.provable(w, r, size)
@@ -242,7 +254,7 @@ func (h LedgerHandlers) inclusion(w http.ResponseWriter, r *http.Request) {
 	}
 	proof, err := tree.InclusionProof(index, size)
 	if err != nil {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
+		h.writeError(w, http.StatusBadRequest, "invalid", "bad_query", err.Error())
 		return
 	}
 	leaf := leaves[index]
@@ -260,39 +272,39 @@ type CosignResponse struct {
 
 func (h LedgerHandlers) cosign(w http.ResponseWriter, r *http.Request) {
 	if len(h.Witnesses) == 0 {
-		writeErrorAnswer(w, http.StatusForbidden, "forbidden", "no_witnesses", "this webhookd has no witness keys configured (WEBHOOKD_WITNESS_KEYS)")
+		h.writeError(w, http.StatusForbidden, "forbidden", "no_witnesses", "this webhookd has no witness keys configured (WEBHOOKD_WITNESS_KEYS)")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCosignatureBody))
 	if err != nil {
-		writeErrorAnswer(w, http.StatusRequestEntityTooLarge, "invalid", "body_too_large", fmt.Sprintf("a cosigned checkpoint is at most %d bytes", maxCosignatureBody))
+		h.writeError(w, http.StatusRequestEntityTooLarge, "invalid", "body_too_large", fmt.Sprintf("a cosigned checkpoint is at most %d bytes", maxCosignatureBody))
 		return
 	}
 	var c log.Checkpoint
 	if _, err := c.Unmarshal(body); err != nil || c.Origin != h.Key.Origin {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "not_a_checkpoint", "the body is not a signed checkpoint note of this log ("+h.Key.Origin+")")
+		h.writeError(w, http.StatusBadRequest, "invalid", "not_a_checkpoint", "the body is not a signed checkpoint note of this log ("+h.Key.Origin+")")
 		return
 	}
 	cp, err := h.Ledger.CheckpointAt(r.Context(), c.Size)
 	switch {
 	case domain.ErrorCode(err) == domain.ENOTFOUND:
-		writeErrorAnswer(w, http.StatusNotFound, "not_found", "unknown_checkpoint", fmt.Sprintf("the ledger has no checkpoint of tree size %d", c.Size))
+		h.writeError(w, http.StatusNotFound, "not_found", "unknown_checkpoint", fmt.Sprintf("the ledger has no checkpoint of tree size %d", c.Size))
 		return
 	case err != nil:
 		h.unavailable(w, "the checkpoint", err)
 		return
 	}
 	if cp.Note == "" {
-		writeErrorAnswer(w, http.StatusNotFound, "not_found", "unknown_checkpoint", fmt.Sprintf("the checkpoint of tree size %d is not a signed note", c.Size))
+		h.writeError(w, http.StatusNotFound, "not_found", "unknown_checkpoint", fmt.Sprintf("the checkpoint of tree size %d is not a signed note", c.Size))
 		return
 	}
 	cosigs, err := OpenCosigned(cp, body, h.Witnesses)
 	if err != nil {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "invalid_cosignature", err.Error())
+		h.writeError(w, http.StatusBadRequest, "invalid", "invalid_cosignature", err.Error())
 		return
 	}
 	if len(cosigs) == 0 {
-		writeErrorAnswer(w, http.StatusBadRequest, "invalid", "no_known_witness", "the note carries no cosignature by a configured witness key")
+		h.writeError(w, http.StatusBadRequest, "invalid", "no_known_witness", "the note carries no cosignature by a configured witness key")
 		return
 	}
 	stored, err := h.Ledger.AppendCosignatures(r.Context(), cosigs)
