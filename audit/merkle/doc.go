@@ -1,5 +1,15 @@
-// Package merkle implements the Merkle tree that makes webhookd's append-only
-// audit ledger tamper-evident, in the manner of Certificate Transparency.
+// Package merkle is webhookd's adapter over github.com/transparency-dev/merkle,
+// the RFC 6962 Merkle tree that makes the append-only audit ledger
+// tamper-evident, in the manner of Certificate Transparency.
+//
+// The algorithms are the library's: hashing is rfc6962.DefaultHasher, the
+// tree's right edge is a compact.Range, proofs are built from the node lists
+// of proof.Inclusion and proof.Consistency and checked with
+// proof.RootFromInclusionProof and proof.VerifyConsistency. This package
+// exists so that the rest of webhookd has one place for the types it uses: a
+// fixed-size, comparable Hash with a hex text form (instead of the library's
+// []byte), a Tree that keeps the nodes the library asks for, and errors
+// that say what failed and match ErrVerificationFailed or ErrOutOfRange.
 //
 // # Contract
 //
@@ -20,14 +30,15 @@
 //
 // Inclusion proofs (audit paths) are the RFC 6962 §2.1.1 PATH(m, D[n]) and
 // consistency proofs the RFC 6962 §2.1.2 PROOF(m, D[n]); both are ordered from
-// the leaf (or the old tree) upwards, exactly as CT logs serve them, so proofs
-// produced here interoperate with other RFC 6962 implementations. They are
-// checked with the iterative algorithms of RFC 9162 §2.1.3.2 (VerifyInclusion)
-// and §2.1.4.2 (VerifyConsistency), which need nothing but the proof, the
+// the leaf (or the old tree) upwards, exactly as CT logs serve them. They are
+// checked (RFC 9162 §2.1.3.2 and §2.1.4.2) with nothing but the proof, the
 // sizes and the roots: an export bundle can be verified offline without
-// rebuilding any tree. RootFromLeaves is a deliberately naive, recursive
-// transcription of the MTH definition above, kept as an independent second
-// computation of a root.
+// rebuilding any tree. VerifyConsistency is stricter than the library where
+// RFC 9162 leaves the choice open: from size 0 it requires the empty-tree
+// root. RootFromLeaves is a deliberately naive, recursive transcription of
+// the MTH definition above, sharing nothing with the library's compact ranges
+// or proofs but NodeHash, kept as an independent second computation of a
+// root.
 //
 // A root does not encode the size of its tree. A verifier must take a size
 // and its root together, as a pair, from a signed checkpoint; a proof only
@@ -44,20 +55,20 @@
 // InclusionProof and ConsistencyProof for its current size and for every
 // earlier size. It keeps every leaf hash (32 bytes a leaf) and the hashes of
 // the complete subtrees of height 4 and above (a further 4 bytes a leaf on
-// average); the few subtrees of height 1 to 3 that a request needs are
-// recomputed from the leaves (at most 7 hashes each). So 1,000,000 leaves take
-// about 36 MB, Append costs amortised about one NodeHash, and
-// Root, RootAt and both proofs cost O(log n).
+// average), as the library's compact range computes them on Append; the few
+// subtrees of height 1 to 3 that a request needs are recomputed from the
+// leaves (at most 7 hashes each). So 1,000,000 leaves take about 36 MB,
+// Append costs amortised about one NodeHash, and Root, RootAt and both
+// proofs cost O(log n).
 //
 // # Persisting and restoring
 //
 // The package has no compact-range ("frontier") serialisation on purpose. The
 // sealer already persists the leaf hash of every ledger entry, and NewTree
 // rebuilds a full, proof-capable Tree from those leaf hashes with about one
-// hash per leaf (about 0.15 s and 36 MB per million leaves on the development
-// machine, see BenchmarkNewTree1M). A frontier alone could compute new roots
-// but could never serve proofs for existing leaves, so it would have to be
-// paired with the leaf hashes anyway. To restore: load the leaf hashes in
+// hash per leaf (see BenchmarkNewTree1M). A frontier alone could compute new
+// roots but could never serve proofs for existing leaves, so it would have to
+// be paired with the leaf hashes anyway. To restore: load the leaf hashes in
 // ledger-index order, call NewTree, and compare Root() with the latest signed
 // checkpoint before appending anything.
 package merkle

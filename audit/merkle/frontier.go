@@ -1,48 +1,66 @@
 package merkle
 
+import "github.com/transparency-dev/merkle/compact"
+
 // Frontier is the right edge of an append-only Merkle tree: the roots of
-// the perfect subtrees that its leaves decompose into, largest first, one
-// for each set bit of the size. It computes the same roots as Tree in
-// O(log n) memory, but cannot produce proofs; a sealer that only signs the
-// root of a growing tree needs nothing more.
+// the perfect subtrees that its leaves decompose into, one for each set bit
+// of the size. It is the library's compact range (compact.Range) over
+// [0, size): it computes the same roots as Tree in O(log n) memory, but
+// cannot produce proofs; a sealer that only signs the root of a growing
+// tree needs nothing more.
 //
 // The zero value is an empty tree. A Frontier is not safe for concurrent
 // use.
 type Frontier struct {
-	size  uint64
-	roots []Hash // roots[i] covers 2^(bit i of size, from the top) leaves
+	edge *compact.Range // nil until the first Append
 }
 
 // Append adds a leaf hash and returns its index (the size before the call).
 func (f *Frontier) Append(leaf Hash) (index uint64) {
-	index = f.size
-	h := leaf
-	// Each trailing one bit of the old size is a perfect subtree of the
-	// same height as h: merge it, as adding 1 carries through that bit.
-	for s := f.size; s&1 == 1; s >>= 1 {
-		last := len(f.roots) - 1
-		h = NodeHash(f.roots[last], h)
-		f.roots = f.roots[:last]
+	if f.edge == nil {
+		f.edge = ranges.NewEmptyRange(0)
 	}
-	f.roots = append(f.roots, h)
-	f.size++
+	index = f.edge.End()
+	appendLeaf(f.edge, leaf, nil)
 	return index
 }
 
 // Size returns the number of leaves.
-func (f *Frontier) Size() uint64 { return f.size }
+func (f *Frontier) Size() uint64 {
+	if f.edge == nil {
+		return 0
+	}
+	return f.edge.End()
+}
 
 // Root returns the Merkle Tree Hash of the leaves appended so far;
-// EmptyRoot() if there are none. Folding the subtree roots from the
-// smallest up is the MTH recursion: the largest perfect subtree is the
-// left part D[0:k], the rest the right part D[k:n].
+// EmptyRoot() if there are none.
 func (f *Frontier) Root() Hash {
-	if len(f.roots) == 0 {
+	if f.edge == nil {
 		return EmptyRoot()
 	}
-	r := f.roots[len(f.roots)-1]
-	for i := len(f.roots) - 2; i >= 0; i-- {
-		r = NodeHash(f.roots[i], r)
+	return rangeRoot(f.edge)
+}
+
+// appendLeaf appends leaf to a compact range that starts at 0, reporting
+// every node it completes to visit (if not nil).
+func appendLeaf(r *compact.Range, leaf Hash, visit compact.VisitFn) {
+	// The range keeps the slice it is given: leaf is this call's own copy.
+	if err := r.Append(leaf[:], visit); err != nil {
+		// Append of one leaf to a range starting at 0 cannot fail.
+		panic("merkle: compact range append: " + err.Error())
 	}
-	return r
+}
+
+// rangeRoot returns the root of a compact range that starts at 0.
+func rangeRoot(r *compact.Range) Hash {
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		// Only a range that does not start at 0 has no root.
+		panic("merkle: compact range root: " + err.Error())
+	}
+	if root == nil { // empty range
+		return EmptyRoot()
+	}
+	return toHash(root)
 }

@@ -4,17 +4,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"math/bits"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 )
 
 // HashSize is the size in bytes of every hash in this package (SHA-256).
 const HashSize = sha256.Size
 
-// Domain-separation prefixes of RFC 6962 §2.1.
-const (
-	leafPrefix = 0x00
-	nodePrefix = 0x01
-)
+// hasher is the RFC 6962 SHA-256 hasher every hash of this package comes from.
+var hasher = rfc6962.DefaultHasher
+
+// ranges builds the library's compact ranges with that hasher.
+var ranges = &compact.RangeFactory{Hash: hasher.HashChildren}
 
 // Hash is a SHA-256 digest: a leaf hash, an interior node hash or a tree root.
 //
@@ -56,41 +58,48 @@ func ParseHash(s string) (Hash, error) {
 }
 
 // short abbreviates h for error messages.
-func short(h Hash) string {
-	return hex.EncodeToString(h[:4]) + "…"
+func short(h []byte) string {
+	return hex.EncodeToString(h[:min(4, len(h))]) + "…"
+}
+
+// toHash converts a hash returned by the library. Every hash it returns has
+// HashSize bytes, since it comes from SHA-256.
+func toHash(b []byte) Hash {
+	return Hash(b)
+}
+
+// toBytes converts hashes to the library's form; the slices share hs's memory.
+func toBytes(hs []Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
 }
 
 // LeafHash returns the RFC 6962 leaf hash of entry: SHA-256(0x00 || entry).
 func LeafHash(entry []byte) Hash {
-	d := sha256.New()
-	d.Write([]byte{leafPrefix})
-	d.Write(entry)
-	var h Hash
-	d.Sum(h[:0])
-	return h
+	return toHash(hasher.HashLeaf(entry))
 }
 
 // NodeHash returns the RFC 6962 interior node hash of two child hashes:
 // SHA-256(0x01 || left || right).
 func NodeHash(left, right Hash) Hash {
-	var buf [1 + 2*HashSize]byte
-	buf[0] = nodePrefix
-	copy(buf[1:], left[:])
-	copy(buf[1+HashSize:], right[:])
-	return sha256.Sum256(buf[:])
+	return toHash(hasher.HashChildren(left[:], right[:]))
 }
 
 // EmptyRoot returns the root of the empty tree, SHA-256 of the empty string
 // (e3b0c442…b855), as RFC 6962 §2.1 defines it.
 func EmptyRoot() Hash {
-	return sha256.Sum256(nil)
+	return toHash(hasher.EmptyRoot())
 }
 
 // RootFromLeaves computes the Merkle Tree Hash of the given leaf hashes by the
 // plain recursive definition of RFC 6962 §2.1. It shares nothing with Tree
-// but NodeHash and exists as an independent second computation of a root,
-// e.g. for an offline verifier that holds every entry. It returns EmptyRoot()
-// for no leaves. It costs O(n) time and O(log n) stack.
+// and Frontier (the library's compact ranges and proof builder) but NodeHash,
+// and exists as an independent second computation of a root, e.g. for an
+// offline verifier that holds every entry. It returns EmptyRoot() for no
+// leaves. It costs O(n) time and O(log n) stack.
 func RootFromLeaves(leaves []Hash) Hash {
 	switch n := len(leaves); n {
 	case 0:
@@ -104,10 +113,4 @@ func RootFromLeaves(leaves []Hash) Hash {
 		}
 		return NodeHash(RootFromLeaves(leaves[:k]), RootFromLeaves(leaves[k:]))
 	}
-}
-
-// largestPowerOfTwoBelow returns the largest power of two strictly smaller
-// than n, for n >= 2.
-func largestPowerOfTwoBelow(n uint64) uint64 {
-	return 1 << (bits.Len64(n-1) - 1)
 }

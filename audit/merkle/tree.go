@@ -3,8 +3,10 @@ package merkle
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"sync"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 )
 
 // ErrOutOfRange is matched (errors.Is) by the errors a Tree returns when asked
@@ -21,6 +23,11 @@ const storedFrom = 4
 // return the root of, and inclusion and consistency proofs for, its current
 // size and every earlier size.
 //
+// It is storage for the library's algorithms: a compact range computes the
+// node hashes as leaves are appended, proof.Inclusion and proof.Consistency
+// say which nodes a proof needs, and Tree only keeps and looks up those
+// nodes.
+//
 // The zero value is an empty tree ready to use. A Tree is safe for concurrent
 // use: Append excludes the other methods, which may run in parallel. A Tree
 // must not be copied after first use.
@@ -32,6 +39,9 @@ type Tree struct {
 	// storedFrom+j that covers leaves [i<<h, (i+1)<<h), h = storedFrom+j.
 	// Only complete subtrees are stored.
 	levels [][]Hash
+	// edge is the compact range over all leaves; appending to it yields
+	// every complete subtree's hash once. nil until the first Append.
+	edge *compact.Range
 }
 
 // NewTree returns a Tree holding the given leaf hashes, in order, as if each
@@ -39,14 +49,12 @@ type Tree struct {
 // leaf; this is how a sealer restores its tree from persisted leaf hashes.
 func NewTree(leaves []Hash) *Tree {
 	n := uint64(len(leaves))
-	t := &Tree{leaves: append(make([]Hash, 0, n), leaves...)}
+	t := &Tree{leaves: make([]Hash, 0, n)}
 	for h := uint(storedFrom); n>>h > 0; h++ {
-		count := n >> h
-		level := make([]Hash, count)
-		t.levels = append(t.levels, level) // visible to t.perfect for h+1
-		for i := range count {
-			level[i] = t.fromChildren(h, i)
-		}
+		t.levels = append(t.levels, make([]Hash, 0, n>>h))
+	}
+	for _, l := range leaves {
+		t.append(l)
 	}
 	return t
 }
@@ -56,18 +64,31 @@ func NewTree(leaves []Hash) *Tree {
 func (t *Tree) Append(leaf Hash) (index uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	index = uint64(len(t.leaves))
-	t.leaves = append(t.leaves, leaf)
-	size := index + 1
-	// Record every stored-height subtree that this leaf completes.
-	for h := uint(storedFrom); h < 64 && size&(1<<h-1) == 0; h++ {
-		j := h - storedFrom
-		if j == uint(len(t.levels)) {
-			t.levels = append(t.levels, nil)
-		}
-		t.levels[j] = append(t.levels[j], t.fromChildren(h, size>>h-1))
+	return t.append(leaf)
+}
+
+// append is Append; the caller holds t.mu or has t to itself.
+func (t *Tree) append(leaf Hash) uint64 {
+	if t.edge == nil {
+		t.edge = ranges.NewEmptyRange(0)
 	}
+	index := uint64(len(t.leaves))
+	t.leaves = append(t.leaves, leaf)
+	appendLeaf(t.edge, leaf, t.keep)
 	return index
+}
+
+// keep records a complete subtree that the compact range has just computed,
+// if its height is stored. Nodes of each height complete in index order.
+func (t *Tree) keep(id compact.NodeID, hash []byte) {
+	if id.Level < storedFrom {
+		return
+	}
+	j := int(id.Level - storedFrom)
+	if j == len(t.levels) {
+		t.levels = append(t.levels, nil)
+	}
+	t.levels[j] = append(t.levels[j], toHash(hash))
 }
 
 // Size returns the number of leaves in the tree.
@@ -107,8 +128,11 @@ func (t *Tree) InclusionProof(index, size uint64) ([]Hash, error) {
 	if index >= size {
 		return nil, fmt.Errorf("%w: inclusion proof for leaf %d of tree size %d: index not below size", ErrOutOfRange, index, size)
 	}
-	proof := make([]Hash, 0, inclusionProofLen(index, size))
-	return t.inclusion(index, 0, size, proof), nil
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("merkle: inclusion proof for leaf %d of tree size %d: %w", index, size, err)
+	}
+	return t.rehash(nodes)
 }
 
 // ConsistencyProof returns the RFC 6962 §2.1.2 proof that the tree of
@@ -123,19 +147,55 @@ func (t *Tree) ConsistencyProof(oldSize, newSize uint64) ([]Hash, error) {
 	if oldSize > newSize {
 		return nil, fmt.Errorf("%w: consistency proof from tree size %d to %d: old size exceeds new size", ErrOutOfRange, oldSize, newSize)
 	}
-	if oldSize == 0 || oldSize == newSize {
-		return []Hash{}, nil
+	nodes, err := proof.Consistency(oldSize, newSize)
+	if err != nil {
+		return nil, fmt.Errorf("merkle: consistency proof from tree size %d to %d: %w", oldSize, newSize, err)
 	}
-	proof := make([]Hash, 0, consistencyProofLen(oldSize, newSize))
-	return t.subproof(oldSize, 0, newSize, true, proof), nil
+	return t.rehash(nodes)
 }
 
-// root returns MTH of the first size leaves. Caller holds t.mu.
+// rehash fetches the nodes a proof needs and lets the library combine those
+// that make up its one imperfect subtree. Caller holds t.mu.
+func (t *Tree) rehash(nodes proof.Nodes) ([]Hash, error) {
+	hashes := make([]Hash, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		hashes[i] = t.node(id)
+	}
+	combined, err := nodes.Rehash(toBytes(hashes), hasher.HashChildren)
+	if err != nil {
+		return nil, fmt.Errorf("merkle: building proof: %w", err)
+	}
+	out := make([]Hash, len(combined))
+	for i, h := range combined {
+		out[i] = toHash(h)
+	}
+	return out, nil
+}
+
+// root returns MTH of the first size leaves: the library's compact range
+// over [0, size), from the complete subtrees that cover it. Caller holds
+// t.mu.
 func (t *Tree) root(size uint64) Hash {
 	if size == 0 {
 		return EmptyRoot()
 	}
-	return t.subtree(0, size)
+	ids := compact.RangeNodes(0, size, nil)
+	hashes := make([]Hash, len(ids))
+	for i, id := range ids {
+		hashes[i] = t.node(id)
+	}
+	r, err := ranges.NewRange(0, size, toBytes(hashes))
+	if err != nil {
+		// RangeNodes gave exactly the nodes NewRange wants.
+		panic("merkle: compact range: " + err.Error())
+	}
+	return rangeRoot(r)
+}
+
+// node returns the hash of a complete subtree the tree holds. Caller holds
+// t.mu.
+func (t *Tree) node(id compact.NodeID) Hash {
+	return t.perfect(id.Level, id.Index)
 }
 
 // perfect returns the hash of the complete subtree of the given height whose
@@ -146,67 +206,7 @@ func (t *Tree) perfect(height uint, index uint64) Hash {
 		return t.leaves[index]
 	case height >= storedFrom:
 		return t.levels[height-storedFrom][index]
-	default:
-		return t.fromChildren(height, index)
+	default: // not stored: at most 7 hashes from the leaves
+		return NodeHash(t.perfect(height-1, 2*index), t.perfect(height-1, 2*index+1))
 	}
-}
-
-// fromChildren computes the complete subtree (height, index) from its two
-// children.
-func (t *Tree) fromChildren(height uint, index uint64) Hash {
-	return NodeHash(t.perfect(height-1, 2*index), t.perfect(height-1, 2*index+1))
-}
-
-// subtree returns MTH(D[start:start+n]) for n >= 1, where start is a multiple
-// of the largest power of two not above n (true of every range the RFC 6962
-// recursion visits). Such a range splits into complete subtrees whose sizes
-// are the set bits of n, largest first; MTH folds them from the right.
-func (t *Tree) subtree(start, n uint64) Hash {
-	end := start + n
-	var acc Hash
-	for rem, first := n, true; rem != 0; first = false {
-		height := uint(bits.TrailingZeros64(rem))
-		end -= 1 << height
-		h := t.perfect(height, end>>height)
-		if first {
-			acc = h
-		} else {
-			acc = NodeHash(h, acc)
-		}
-		rem &^= 1 << height
-	}
-	return acc
-}
-
-// inclusion appends PATH(index, D[start:start+n]) of RFC 6962 §2.1.1 to out;
-// index is relative to start.
-func (t *Tree) inclusion(index, start, n uint64, out []Hash) []Hash {
-	if n == 1 {
-		return out
-	}
-	k := largestPowerOfTwoBelow(n)
-	if index < k {
-		out = t.inclusion(index, start, k, out)
-		return append(out, t.subtree(start+k, n-k))
-	}
-	out = t.inclusion(index-k, start+k, n-k, out)
-	return append(out, t.subtree(start, k))
-}
-
-// subproof appends SUBPROOF(m, D[start:start+n], complete) of RFC 6962 §2.1.2
-// to out, for 0 < m <= n.
-func (t *Tree) subproof(m, start, n uint64, complete bool, out []Hash) []Hash {
-	if m == n {
-		if complete {
-			return out
-		}
-		return append(out, t.subtree(start, n))
-	}
-	k := largestPowerOfTwoBelow(n)
-	if m <= k {
-		out = t.subproof(m, start, k, complete, out)
-		return append(out, t.subtree(start+k, n-k))
-	}
-	out = t.subproof(m-k, start+k, n-k, false, out)
-	return append(out, t.subtree(start, k))
 }

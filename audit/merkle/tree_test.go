@@ -188,3 +188,25 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, merkle.RootFromLeaves(leaves), tree.Root())
 }
+
+// TestEmptyProofsEncodeAsEmptyLists: an empty proof is served over HTTP as
+// JSON, where a nil slice would read "null" instead of "[]".
+func TestEmptyProofsEncodeAsEmptyLists(t *testing.T) {
+	t.Parallel()
+	tree := merkle.NewTree(testLeaves(8))
+	one := merkle.NewTree(testLeaves(1))
+	proofs := map[string]func() ([]merkle.Hash, error){
+		"inclusion in a tree of one":    func() ([]merkle.Hash, error) { return one.InclusionProof(0, 1) },
+		"inclusion at size 1":           func() ([]merkle.Hash, error) { return tree.InclusionProof(0, 1) },
+		"consistency from 0":            func() ([]merkle.Hash, error) { return tree.ConsistencyProof(0, 8) },
+		"consistency to the same size":  func() ([]merkle.Hash, error) { return tree.ConsistencyProof(5, 5) },
+		"consistency of the empty tree": func() ([]merkle.Hash, error) { return tree.ConsistencyProof(0, 0) },
+	}
+	for name, get := range proofs {
+		proof, err := get()
+		require.NoError(t, err, name)
+		b, err := json.Marshal(proof)
+		require.NoError(t, err, name)
+		require.Equal(t, "[]", string(b), name)
+	}
+}
