@@ -60,7 +60,7 @@ type Envelope struct {
 // "not_clerk_event"; their messages name the field at fault and never quote
 // the body's values, which may hold personal data.
 func ParseEnvelope(body []byte) (Envelope, error) {
-	if env, ok := readPlainEnvelope(body, nil); ok {
+	if env, ok := readPlainEnvelope(body, nil, nil); ok {
 		// Copies, as json.Unmarshal makes for json.RawMessage fields: the
 		// envelope does not share the caller's buffer.
 		env.Data, env.EventAttributes = bytes.Clone(env.Data), bytes.Clone(env.EventAttributes)
@@ -155,7 +155,7 @@ func decodeEnvelope(body []byte) (Envelope, error) {
 // where the two calls would each read data again.
 func ParseUserEvent(body []byte) (User, error) {
 	var t userTokens
-	if env, ok := readPlainEnvelope(body, &t); ok {
+	if env, ok := readPlainEnvelope(body, userMembers[:], t[:]); ok {
 		if u, ok := t.user(env.Time); ok {
 			return u, nil
 		}
@@ -188,9 +188,10 @@ const (
 // also valid ones with a duplicated member, an escaped member name, or a
 // timestamp that is not a plain positive integer. Member names are
 // compared exactly ("TYPE" is not "type"), as decodeEnvelope and jsonb do. Data
-// and EventAttributes are slices of body. When user is non-nil,
-// readPlainEnvelope also collects the members of data that ParseUser reads.
-func readPlainEnvelope(body []byte, user *userTokens) (Envelope, bool) {
+// and EventAttributes are slices of body. When names is non-nil,
+// readPlainEnvelope also collects the members of data that names lists
+// (see readData) into data, for the parser of the object data holds.
+func readPlainEnvelope(body []byte, names []string, data [][]byte) (Envelope, bool) {
 	if !json.Valid(body) {
 		return Envelope{}, false
 	}
@@ -219,7 +220,7 @@ func readPlainEnvelope(body []byte, user *userTokens) (Envelope, bool) {
 			}
 			dataStart := obj.i
 			var ok bool
-			if id, obj.i, ok = readData(body, dataStart, user); !ok {
+			if id, obj.i, ok = readData(body, dataStart, names, data); !ok {
 				return Envelope{}, false
 			}
 			tok[n] = body[dataStart:obj.i]
@@ -332,14 +333,16 @@ func isJSONNull(raw json.RawMessage) bool {
 }
 
 // readData walks the data object that starts at b[start] and returns its
-// "id" member and the index just past the object. When user is non-nil it
-// also collects the members ParseUser reads, so that ParseUserEvent walks
-// data once for both. ok is false for a duplicated member or a member name
-// that is not plain (see memberIndex).
-func readData(b []byte, start int, user *userTokens) (id []byte, end int, ok bool) {
-	names := userMembers[:1]
-	if user != nil {
-		names = userMembers[:]
+// "id" member and the index just past the object. When names is non-nil
+// (its first name must be "id") it also collects the values of the members
+// names lists into tok, by the same index (nil for those data lacks), so
+// that ParseUserEvent, ParseOrganizationEvent and ParseMembershipEvent walk
+// data once for the envelope and for their object. ok is false for a
+// duplicated member or a member name that is not plain (see memberIndex).
+func readData(b []byte, start int, names []string, tok [][]byte) (id []byte, end int, ok bool) {
+	collect := names != nil
+	if !collect {
+		names = idMember
 	}
 	var seen uint
 	obj := objectReader{b: b, i: start}
@@ -358,15 +361,18 @@ func readData(b []byte, start int, user *userTokens) (id []byte, end int, ok boo
 		}
 		seen |= 1 << n
 		v := obj.value()
-		if n == userID {
+		if n == 0 {
 			id = v
 		}
-		if user != nil {
-			user[n] = v
+		if collect {
+			tok[n] = v
 		}
 	}
 	return id, obj.i, true
 }
+
+// idMember is what readData reads of data for the envelope alone.
+var idMember = []string{"id"}
 
 // The readers below walk JSON that json.Valid has accepted: they check
 // nothing, and on invalid input their results are meaningless.

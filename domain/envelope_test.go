@@ -234,11 +234,83 @@ func referenceCases() []string {
 	for _, u := range users {
 		cases = append(cases, u, `{"data":`+u+`,"object":"event","type":"user.created","instance_id":"ins_1","timestamp":1654012591835}`)
 	}
+	for _, o := range append(organizationCases(), membershipCases()...) {
+		cases = append(cases, o, `{"data":`+o+`,"object":"event","type":"organization.updated","instance_id":"ins_1","timestamp":1654012591835}`)
+	}
 	return cases
 }
 
-// requireSameAsReference checks ParseEnvelope, ParseUserEvent and ParseUser
-// (reading body as a user object) against the reference.
+// organizationCases are organization objects for referenceCases: each
+// member ParseOrganization reads, null, absent, of the wrong kind,
+// duplicated, case-folded and escaped.
+func organizationCases() []string {
+	const org = `"object":"organization","name":"Acme Clinic","slug":"acme","image_url":"https://img.example.com/o.png","created_at":1654012591514,"updated_at":1654012591835`
+	cases := []string{
+		`{"id":"org_1",` + org + `}`, `{"id":"org_1"}`, `{"id":"org_1","object":"organization"}`, `{` + org + `}`,
+		`{"id":"","name":"Acme"}`, `{"id":null,"name":"Acme"}`, `{"id":5}`, `{"id":"org_1","id":"org_2"}`, `{"ID":"org_2","id":"org_1"}`, `{"i\u0064":"org_1"}`,
+		`{"id":"org_1","name":"Acme","name":"Beta"}`, `{"id":"org_1","name":"Acme","Name":"Beta"}`, `{"id":"org_1","name":"Acme","n\u0061me":"Beta"}`,
+		`{"id":"org_1","name":"Acme","namе":"Beta"}`, `{"id":"org_1","slug":"acme","ſlug":"beta"}`,
+		`{"id":"org_1","name":null,"slug":null,"image_url":null,"created_at":null,"updated_at":null}`,
+		`{"id":"org_1","name":5}`, `{"id":"org_1","slug":{}}`, `{"id":"org_1","image_url":[]}`, `{"id":"org_1","name":true}`,
+		`{"id":"org_1","name":"Acme \"Clinic\" \u00e9\ud83d\ude00","slug":"` + "\xff" + `","image_url":"a\/b"}`,
+		`{"id":"org_1","name":"` + "\xff\xfe" + `"}`, `{"id":"org_\u0031","name":"\ud800"}`,
+		`{"id":"org_1","created_at":0}`, `{"id":"org_1","created_at":-5}`, `{"id":"org_1","created_at":1.5}`, `{"id":"org_1","updated_at":1e3}`,
+		`{"id":"org_1","updated_at":"1654012591835"}`, `{"id":"org_1","updated_at":253402300800000}`, `{"id":"org_1","updated_at":9223372036854775808}`,
+		`{"id":"org_1","updated_at":1,"updated_at":2}`, `{"id":"org_1","Updated_At":2}`, `{"id":"org_1","updated_at":-62135596800001}`,
+		`{ "id" : "org_1" , "name" : "Acme" ,` + "\n\t" + `"updated_at" : 1654012591835 }`,
+		`{"id":"org_1","public_metadata":{"name":"x","id":"y"},"private_metadata":[{"slug":1}],"max_allowed_memberships":5,"admin_delete_enabled":true}`,
+	}
+	return cases
+}
+
+// membershipCases are organization membership objects for referenceCases,
+// with the nested organization and public_user_data read by hand too.
+func membershipCases() []string {
+	const times = `"created_at":1654012591514,"updated_at":1654012591835`
+	const whole = `"object":"organization_membership","role":"org:admin","organization":{"id":"org_1","name":"Acme","slug":"acme"},"public_user_data":{"user_id":"user_1","identifier":"a@example.com"},` + times
+	cases := []string{
+		`{"id":"orgmem_1",` + whole + `}`, `{` + whole + `}`, `{"id":"","object":"organization_membership"}`, `{"id":5,` + whole + `}`,
+		`{"id":"orgmem_1","object":"organization_membership"}`,
+		`{"deleted":true,"id":"orgmem_1","object":"organization_membership"}`,
+		`{"deleted":true,"id":"orgmem_1","object":"organization_membership_deleted"}`,
+		`{"deleted":true,"id":"orgmem_1"}`, `{"id":"orgmem_1","object":null,"role":5}`, `{"id":"orgmem_1","object":5}`, `{"id":"orgmem_1","object":["organization_membership"]}`,
+		`{"id":"orgmem_1","object":"Organization_Membership","role":5}`, `{"id":"orgmem_1","object":"organization_membership","object":"x"}`,
+		`{"id":"orgmem_1","object":"x","object":"organization_membership"}`, `{"id":"orgmem_1","Object":"organization_membership"}`,
+		`{"id":"orgmem_1","object":"organization\u005fmembership","role":"org:member"}`, `{"id":"orgmem_1","\u006fbject":"organization_membership"}`,
+		`{"id":"orgmem_1","object":"x","role":5,"organization":1,"role":6}`,
+		`{"id":"orgmem_1","object":"organization_membership","role":null,"organization":null,"public_user_data":null,"created_at":null,"updated_at":null}`,
+		`{"id":"orgmem_1","object":"organization_membership","role":5}`, `{"id":"orgmem_1","object":"organization_membership","role":"a","role":"b"}`,
+		`{"id":"orgmem_1","object":"organization_membership","role":"a","Role":"b"}`, `{"id":"orgmem_1","object":"organization_membership","rol\u0065":"b"}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":"org_1"}`, `{"id":"orgmem_1","object":"organization_membership","organization":["org_1"]}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{}}`, `{"id":"orgmem_1","object":"organization_membership","organization":{"id":null}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"id":5}}`, `{"id":"orgmem_1","object":"organization_membership","organization":{"id":{"id":"org_2"}}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"id":"org_1","id":"org_2"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"id":"org_1","ID":"org_2"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"i\u0064":"org_2","id":"org_1"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"id":"org_1"},"organization":{"id":"org_2"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"id":"org_1"},"Organization":{"id":"org_2"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"name":"x","slug":{"id":"org_2"},"id":"org_\u00e9` + "\xff" + `"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{ "id" : "org_1" } ,"public_user_data": { "user_id" :"user_1"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":{"user_id":"user_1","user_id":null}}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":{"user_id":null,"user_id":"user_1"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":{"User_Id":"user_1"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":{"user_id":7}}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":{"user_ıd":"user_2","user_id":"user_1"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":true}`,
+		`{"id":"orgmem_1","object":"organization_membership","public_user_data":{"identifier":"a@example.com"}}`,
+		`{"id":"orgmem_1","object":"organization_membership","created_at":0,"updated_at":-1}`,
+		`{"id":"orgmem_1","object":"organization_membership","created_at":1.5}`, `{"id":"orgmem_1","object":"organization_membership","updated_at":"1"}`,
+		`{"id":"orgmem_1","object":"organization_membership","updated_at":253402300800000}`,
+		`{"id":"orgmem_1","object":"organization_membership","updated_at":1,"updated_at":2}`,
+		`{"id":"orgmem_1","object":"organization_membership","organization":{"id":"org_1","nested":{"id":"org_2"},"list":[{"id":"org_3"}]}}`,
+	}
+	return cases
+}
+
+// requireSameAsReference checks ParseEnvelope, ParseUserEvent,
+// ParseOrganizationEvent and ParseMembershipEvent, and ParseUser,
+// ParseOrganization and ParseMembership (reading body as the data object),
+// against the reference readers.
 func requireSameAsReference(t *testing.T, body []byte) {
 	t.Helper()
 	env, err := domain.ParseEnvelope(body)
@@ -259,4 +331,29 @@ func requireSameAsReference(t *testing.T, body []byte) {
 	wantUser, wantErr = domain.DecodeUser(body, fallback)
 	require.Equal(t, wantErr, err, "ParseUser(%q)", body)
 	require.Equal(t, wantUser, user, "ParseUser(%q)", body)
+
+	_, envErr := domain.DecodeEnvelope(body)
+	org, err := domain.ParseOrganizationEvent(body)
+	wantOrg, wantErr := domain.Organization{}, envErr
+	if wantErr == nil {
+		wantOrg, wantErr = domain.DecodeOrganization(wantEnv.Data, wantEnv.Time)
+	}
+	require.Equal(t, wantErr, err, "ParseOrganizationEvent(%q)", body)
+	require.Equal(t, wantOrg, org, "ParseOrganizationEvent(%q)", body)
+	org, err = domain.ParseOrganization(body, fallback)
+	wantOrg, wantErr = domain.DecodeOrganization(body, fallback)
+	require.Equal(t, wantErr, err, "ParseOrganization(%q)", body)
+	require.Equal(t, wantOrg, org, "ParseOrganization(%q)", body)
+
+	membership, err := domain.ParseMembershipEvent(body)
+	wantMembership, wantErr := domain.Membership{}, envErr
+	if wantErr == nil {
+		wantMembership, wantErr = domain.DecodeMembership(wantEnv.Data, wantEnv.Time)
+	}
+	require.Equal(t, wantErr, err, "ParseMembershipEvent(%q)", body)
+	require.Equal(t, wantMembership, membership, "ParseMembershipEvent(%q)", body)
+	membership, err = domain.ParseMembership(body, fallback)
+	wantMembership, wantErr = domain.DecodeMembership(body, fallback)
+	require.Equal(t, wantErr, err, "ParseMembership(%q)", body)
+	require.Equal(t, wantMembership, membership, "ParseMembership(%q)", body)
 }

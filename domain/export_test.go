@@ -8,4 +8,8 @@ package domain
 var (
 	DecodeEnvelope = decodeEnvelope
 	DecodeUser     = decodeUser
+	// DecodeOrganization and DecodeMembership are the references of
+	// ParseOrganization and ParseMembership.
+	DecodeOrganization = decodeOrganization
+	DecodeMembership   = decodeMembership
 )

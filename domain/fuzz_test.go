@@ -41,25 +41,29 @@ func FuzzParseEnvelope(f *testing.F) {
 	})
 }
 
-// FuzzParsersMatchReference checks ParseEnvelope, ParseUserEvent and
-// ParseUser (the single pass) against the reference readers they fall back
-// to, which read by exact member name like jsonb (see
+// FuzzParsersMatchReference checks the single passes (ParseEnvelope,
+// ParseUserEvent, ParseOrganizationEvent, ParseMembershipEvent, ParseUser,
+// ParseOrganization and ParseMembership) against the reference readers
+// they fall back to, which read by exact member name like jsonb (see
 // requireSameAsReference): same results, same errors. Each body is also
-// tried as the data of an envelope, so that user objects are explored in
-// both places.
+// tried as the data of an envelope, so that user, organization and
+// membership objects are explored in both places.
 func FuzzParsersMatchReference(f *testing.F) {
-	for _, typ := range []string{"user.created", "user.updated", "user.deleted", "session.created", "organizationMembership.created"} {
+	for _, typ := range []string{"user.created", "user.updated", "user.deleted", "session.created",
+		"organization.created", "organization.updated", "organizationMembership.created", "organizationMembership.deleted"} {
 		f.Add(clerkfake.MustBuild(typ, clerkfake.Options{Seed: 1}))
 	}
-	data, err := clerkfake.BuildData("user.updated", clerkfake.Options{Seed: 1})
-	if err != nil {
-		f.Fatal(err)
+	for _, typ := range []string{"user.updated", "organization.updated", "organizationMembership.updated"} {
+		data, err := clerkfake.BuildData(typ, clerkfake.Options{Seed: 1})
+		if err != nil {
+			f.Fatal(err)
+		}
+		body, err := json.Marshal(data)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(body)
 	}
-	body, err := json.Marshal(data)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(body)
 	for _, c := range referenceCases() {
 		f.Add([]byte(c))
 	}

@@ -54,7 +54,7 @@ func ParseUser(data json.RawMessage, fallback time.Time) (User, error) {
 	if json.Valid(data) {
 		if start := skipSpace(data, 0); data[start] == '{' {
 			var t userTokens
-			if _, _, ok := readData(data, start, &t); ok {
+			if _, _, ok := readData(data, start, userMembers[:], t[:]); ok {
 				if u, ok := t.user(fallback); ok {
 					return u, nil
 				}
@@ -146,7 +146,7 @@ func notUser(field, kind string) *Error {
 }
 
 // userMembers are the members of a Clerk user object that ParseUser reads,
-// numbered as userTokens holds them.
+// numbered as userTokens holds them ("id" first, as readData wants).
 var userMembers = [...]string{"id", "first_name", "last_name", "image_url", "primary_email_address_id", "email_addresses", "created_at", "updated_at"}
 
 const (

@@ -46,12 +46,8 @@ func DecodeMembershipEvent(e domain.LedgerEntry) (ev MembershipEvent, ok bool, e
 	default:
 		return ev, false, nil
 	}
-	env, err := domain.ParseEnvelope(e.Payload)
-	if err != nil {
-		return ev, false, err
-	}
 	ev = MembershipEvent{Offset: e.Offset, Time: e.EventTime, Deleted: e.EventType == domain.EventMembershipDeleted}
-	if ev.Membership, err = domain.ParseMembership(env.Data, env.Time); err != nil {
+	if ev.Membership, err = domain.ParseMembershipEvent(e.Payload); err != nil {
 		return ev, false, err
 	}
 	if !ev.Membership.Profile && !ev.Deleted {

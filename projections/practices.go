@@ -47,11 +47,7 @@ func DecodePracticeEvent(e domain.LedgerEntry) (ev PracticeEvent, ok bool, err e
 	ev = PracticeEvent{Offset: e.Offset, ClerkOrgID: e.SubjectID, Time: e.EventTime}
 	switch e.EventType {
 	case domain.EventOrganizationCreated, domain.EventOrganizationUpdated:
-		env, err := domain.ParseEnvelope(e.Payload)
-		if err != nil {
-			return ev, false, err
-		}
-		if ev.Org, err = domain.ParseOrganization(env.Data, env.Time); err != nil {
+		if ev.Org, err = domain.ParseOrganizationEvent(e.Payload); err != nil {
 			return ev, false, err
 		}
 		ev.ClerkOrgID = ev.Org.ClerkID
