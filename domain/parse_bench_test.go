@@ -57,3 +57,48 @@ func BenchmarkParseUserEvent(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseOrganizationEvent is the practices projection's cost per
+// organization.updated event (one pass over envelope and data).
+func BenchmarkParseOrganizationEvent(b *testing.B) {
+	body := clerkfake.MustBuild(domain.EventOrganizationUpdated, clerkfake.Options{Seed: 1, Time: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := domain.ParseOrganizationEvent(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseMembershipEvent is the memberships projection's cost per
+// organizationMembership.updated event (one pass over envelope and data,
+// with the nested organization and public_user_data).
+func BenchmarkParseMembershipEvent(b *testing.B) {
+	body := clerkfake.MustBuild(domain.EventMembershipUpdated, clerkfake.Options{Seed: 1, Time: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := domain.ParseMembershipEvent(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseMembershipReference is what the memberships projection
+// paid before the single pass: ParseEnvelope, then the map-based
+// reference reader over data.
+func BenchmarkParseMembershipReference(b *testing.B) {
+	body := clerkfake.MustBuild(domain.EventMembershipUpdated, clerkfake.Options{Seed: 1, Time: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		env, err := domain.ParseEnvelope(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := domain.DecodeMembership(env.Data, env.Time); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
