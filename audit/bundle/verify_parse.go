@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -98,11 +99,22 @@ func (s *flatScanner) str() ([]byte, bool) {
 		return nil, false
 	}
 	v := s.b[start : start+j]
-	for k, c := range v {
+	// Eight bytes at a time while none can be a backslash, a control
+	// character or non-ASCII (the test has no false negatives; a word it
+	// flags is looked at byte by byte below).
+	k := 0
+	for ; k+8 <= len(v); k += 8 {
+		x := binary.LittleEndian.Uint64(v[k:])
+		bs := x ^ (0x0101010101010101 * '\\')
+		if (x|(x-0x0101010101010101*0x20)|(bs-0x0101010101010101)&^bs)&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	for i, c := range v[k:] {
 		if c < 0x20 || c == '\\' || c >= 0x80 {
 			// Rare: look at the rest closely.
 			ascii := true
-			for _, c := range v[k:] {
+			for _, c := range v[k+i:] {
 				if c == '\\' || c < 0x20 {
 					return nil, false
 				}

@@ -97,3 +97,23 @@ func TestNodeHashIsMerkleNodeHash(t *testing.T) {
 		require.Equal(t, merkle.NodeHash(pair[0], pair[1]), nodeHash(pair[0], pair[1]))
 	}
 }
+
+// Every byte encoding/json refuses or decodes differently in a string, at
+// every position of an eight-byte word, sends a line to encoding/json.
+func TestFastDecoderFindsEveryUnusualByte(t *testing.T) {
+	t.Parallel()
+	var d lineDecoder
+	for _, c := range []byte{0x00, 0x01, '\n', '\r', 0x1f, '\\', 0x7f, 0x80, 0xc3, 0xff, '\t'} {
+		for pos := range 20 {
+			b := []byte(strings.Repeat("m", 20))
+			b[pos] = c
+			for _, line := range []string{`{"svix_id":"` + string(b) + `"}`, `{"payload":"` + string(b) + `"}`} {
+				var fast, slow seal.Entry
+				fastErr := d.entry([]byte(line), &fast)
+				slowErr := json.Unmarshal([]byte(line), &slow)
+				require.Equal(t, slowErr == nil, fastErr == nil, line)
+				require.Equal(t, slow, fast, line)
+			}
+		}
+	}
+}
