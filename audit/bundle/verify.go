@@ -98,7 +98,12 @@ type chunk struct {
 	first   int // entry number (1-based) of the chunk's first line
 	entries [][]byte
 	proofs  [][]byte
+	buf     []byte // holds the lines, reused once the chunk is checked
 }
+
+// chunkBufBytes is the initial size of a chunk's line buffer: 2048 line
+// pairs of a few kilobytes.
+const chunkBufBytes = 8 << 20
 
 // lineResult is a worker's verdict on one line pair.
 type lineResult struct {
@@ -401,26 +406,29 @@ func newHashing(name string, r io.Reader) *hashingReader {
 	return &hashingReader{name: name, r: bufio.NewReaderSize(io.TeeReader(r, d), 1<<20), d: d}
 }
 
-// line returns the next line without its newline (nil at the end). A line
-// longer than maxLineBytes is an error matching ErrBadBundle.
-func (h *hashingReader) line() ([]byte, error) {
+// line appends the next line to buf and returns buf and the line, without
+// its newline (nil at the end). A line longer than maxLineBytes is an error
+// matching ErrBadBundle.
+func (h *hashingReader) line(buf []byte) ([]byte, []byte, error) {
+	start := len(buf)
 	frag, err := h.r.ReadSlice('\n')
-	l := append([]byte(nil), frag...)
+	buf = append(buf, frag...)
 	for err == bufio.ErrBufferFull {
-		if len(l) > maxLineBytes {
-			return nil, fmt.Errorf("%w: line %d of %s is longer than %d MiB, more than any entry", ErrBadBundle, h.lines+1, h.name, maxLineBytes>>20)
+		if len(buf)-start > maxLineBytes {
+			return buf, nil, fmt.Errorf("%w: line %d of %s is longer than %d MiB, more than any entry", ErrBadBundle, h.lines+1, h.name, maxLineBytes>>20)
 		}
 		frag, err = h.r.ReadSlice('\n')
-		l = append(l, frag...)
+		buf = append(buf, frag...)
 	}
-	if err == io.EOF && len(l) == 0 {
-		return nil, nil
+	if err == io.EOF && len(buf) == start {
+		return buf, nil, nil
 	}
 	if err != nil && err != io.EOF {
-		return nil, err
+		return buf, nil, err
 	}
 	h.lines++
-	return bytes.TrimSuffix(l, []byte("\n")), nil
+	l := buf[start:len(buf):len(buf)]
+	return buf, bytes.TrimSuffix(l, []byte("\n")), nil
 }
 
 // verifyEntries checks entries.jsonl and proofs.jsonl line by line and
@@ -438,19 +446,29 @@ func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp se
 	work := make(chan chunk, workers)
 	done := make(chan chunkResult, workers)
 	readErr := make(chan error, 1)
+	// Line buffers of checked chunks go back to the reader.
+	free := make(chan chunk, 2*workers+2)
 	var lineCountMismatch string
 	go func() {
 		defer close(work)
 		seq, n := 0, 0
 		for {
-			c := chunk{seq: seq, first: n + 1}
+			var c chunk
+			select {
+			case c = <-free:
+			default:
+				c = chunk{entries: make([][]byte, 0, chunkLines), proofs: make([][]byte, 0, chunkLines), buf: make([]byte, 0, chunkBufBytes)}
+			}
+			c.seq, c.first = seq, n+1
 			for len(c.entries) < chunkLines {
-				e, err := entries.line()
+				var e, p []byte
+				var err error
+				c.buf, e, err = entries.line(c.buf)
 				if err != nil {
 					readErr <- err
 					return
 				}
-				p, err := proofs.line()
+				c.buf, p, err = proofs.line(c.buf)
 				if err != nil {
 					readErr <- err
 					return
@@ -493,11 +511,15 @@ func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp se
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			cache := newPathCache(cp.TreeSize, cp.RootHash)
+			v := lineVerifier{cp: cp, cache: newPathCache(cp.TreeSize, cp.RootHash)}
 			for c := range work {
 				res := chunkResult{seq: c.seq, first: c.first, results: make([]lineResult, len(c.entries))}
 				for i := range c.entries {
-					res.results[i] = checkLine(c.entries[i], c.proofs[i], cp, cache)
+					res.results[i] = v.check(c.entries[i], c.proofs[i])
+				}
+				select {
+				case free <- chunk{entries: c.entries[:0], proofs: c.proofs[:0], buf: c.buf[:0]}:
+				default:
 				}
 				select {
 				case done <- res:
@@ -538,19 +560,19 @@ func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp se
 				if firstHard != "" {
 					continue
 				}
-				name := fmt.Sprintf("entry %d (ledger index %d, svix_id %s)", n, lr.index, lr.svixID)
+				name := func() string { return fmt.Sprintf("entry %d (ledger index %d, svix_id %s)", n, lr.index, lr.svixID) }
 				if lr.problem != "" {
 					firstHard = fmt.Sprintf("entry %d: %s", n, lr.problem)
 					if lr.svixID != "" {
-						firstHard = name + ": " + lr.problem
+						firstHard = name() + ": " + lr.problem
 					}
 					continue
 				}
 				switch {
 				case havePrev && lr.index == prev:
-					firstHard = fmt.Sprintf("%s: ledger index %d appears twice", name, lr.index)
+					firstHard = fmt.Sprintf("%s: ledger index %d appears twice", name(), lr.index)
 				case havePrev && lr.index < prev:
-					firstHard = fmt.Sprintf("%s is out of order: it comes after ledger index %d", name, prev)
+					firstHard = fmt.Sprintf("%s is out of order: it comes after ledger index %d", name(), prev)
 					outOfOrder = true
 				case m.Complete && gap == "":
 					want := uint64(0)
@@ -560,9 +582,9 @@ func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp se
 						want = *m.FirstIndex
 					}
 					if lr.index != want {
-						gap = fmt.Sprintf("ledger index %d is missing: %s follows it", want, name)
+						gap = fmt.Sprintf("ledger index %d is missing: %s follows it", want, name())
 						if want > lr.index {
-							gap = fmt.Sprintf("%s: the export should start at ledger index %d", name, want)
+							gap = fmt.Sprintf("%s: the export should start at ledger index %d", name(), want)
 						}
 					}
 				}
@@ -593,15 +615,26 @@ func verifyEntries(ctx context.Context, entriesFile, proofsFile io.Reader, cp se
 	return problems, nil
 }
 
-// checkLine verifies one entry and its proof.
-func checkLine(entryLine, proofLine []byte, cp seal.Checkpoint, cache *pathCache) lineResult {
-	var e seal.Entry
-	if err := decodeEntry(entryLine, &e); err != nil {
+// lineVerifier checks line pairs on one worker, reusing its buffers.
+type lineVerifier struct {
+	cp    seal.Checkpoint
+	cache *pathCache
+	dec   lineDecoder
+	leaf  seal.LeafHasher
+	entry seal.Entry // the line being checked, kept here to spare an allocation each
+	proof seal.Proof
+}
+
+// check verifies one entry and its proof.
+func (v *lineVerifier) check(entryLine, proofLine []byte) lineResult {
+	cp := v.cp
+	e, p := &v.entry, &v.proof
+	*e, *p = seal.Entry{}, seal.Proof{}
+	if err := v.dec.entry(entryLine, e); err != nil {
 		return lineResult{problem: fmt.Sprintf("%s line is not a valid entry: %v", EntriesFile, err)}
 	}
 	res := lineResult{index: e.LedgerIndex, svixID: e.SvixID, redacted: e.Redacted}
-	var p seal.Proof
-	if err := decodeProof(proofLine, &p); err != nil {
+	if err := v.dec.proof(proofLine, p); err != nil {
 		res.problem = fmt.Sprintf("%s line is not a valid proof: %v", ProofsFile, err)
 		return res
 	}
@@ -626,12 +659,12 @@ func checkLine(entryLine, proofLine []byte, cp seal.Checkpoint, cache *pathCache
 			res.problem = "carries a redacted payload but is not marked redacted"
 			return res
 		}
-		if got := seal.ComputeLeafHash(&e); got != e.LeafHash {
+		if got := v.leaf.Sum(e); got != e.LeafHash {
 			res.problem = fmt.Sprintf("leaf hash does not match the entry's canonical encoding (computed %s, stated %s): the entry was altered", got, e.LeafHash)
 			return res
 		}
 	}
-	if err := cache.verify(e.LeafHash, e.LedgerIndex, p.Path); err != nil {
+	if err := v.cache.verify(e.LeafHash, e.LedgerIndex, p.Path); err != nil {
 		res.problem = strings.TrimPrefix(err.Error(), "merkle: ")
 	}
 	return res

@@ -1,8 +1,10 @@
 package bundle
 
 import (
+	"crypto/sha256"
 	"fmt"
 
+	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/webhookd/webhookd/audit/merkle"
 )
 
@@ -74,9 +76,9 @@ func (c *pathCache) verify(leaf merkle.Hash, index uint64, path []merkle.Hash) e
 		}
 		p := path[depth-1-d]
 		if left[d] {
-			h = merkle.NodeHash(h, p)
+			h = nodeHash(h, p)
 		} else {
-			h = merkle.NodeHash(p, h)
+			h = nodeHash(p, h)
 		}
 	}
 	if h != c.root {
@@ -85,4 +87,14 @@ func (c *pathCache) verify(leaf merkle.Hash, index uint64, path []merkle.Hash) e
 	copy(c.nodes[:depth], ranges[:depth])
 	c.depth = depth
 	return nil
+}
+
+// nodeHash is merkle.NodeHash, SHA-256(0x01 || left || right), without an
+// allocation.
+func nodeHash(left, right merkle.Hash) merkle.Hash {
+	var b [1 + 2*merkle.HashSize]byte
+	b[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(b[1:], left[:])
+	copy(b[1+merkle.HashSize:], right[:])
+	return sha256.Sum256(b[:])
 }

@@ -3,10 +3,12 @@ package bundle
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/webhookd/webhookd/audit/merkle"
@@ -23,15 +25,41 @@ import (
 var errSlowPath = errors.New("not the fast shape")
 
 func decodeEntry(line []byte, e *seal.Entry) error {
-	if err := fastEntry(line, e); err != nil {
+	var d lineDecoder
+	return d.entry(line, e)
+}
+
+func decodeProof(line []byte, p *seal.Proof) error {
+	var d lineDecoder
+	return d.proof(line, p)
+}
+
+// lineDecoder decodes lines on one goroutine, reusing its buffers: the
+// payload and path it decodes are only valid until its next call. The
+// entries it decodes share one string for their text fields.
+type lineDecoder struct {
+	payload []byte
+	path    []merkle.Hash
+	texts   [16]textField
+}
+
+// textField is a text value found on the fast path, set once the whole
+// line has parsed.
+type textField struct {
+	dst *string
+	v   []byte
+}
+
+func (d *lineDecoder) entry(line []byte, e *seal.Entry) error {
+	if err := d.fastEntry(line, e); err != nil {
 		*e = seal.Entry{}
 		return json.Unmarshal(line, e)
 	}
 	return nil
 }
 
-func decodeProof(line []byte, p *seal.Proof) error {
-	if err := fastProof(line, p); err != nil {
+func (d *lineDecoder) proof(line []byte, p *seal.Proof) error {
+	if err := d.fastProof(line, p); err != nil {
 		*p = seal.Proof{}
 		return json.Unmarshal(line, p)
 	}
@@ -71,15 +99,32 @@ func (s *flatScanner) str() ([]byte, bool) {
 		return nil, false
 	}
 	v := s.b[start : start+j]
-	ascii := true
-	for _, c := range v {
-		if c == '\\' || c < 0x20 {
-			return nil, false
+	// Eight bytes at a time while none can be a backslash, a control
+	// character or non-ASCII (the test has no false negatives; a word it
+	// flags is looked at byte by byte below).
+	k := 0
+	for ; k+8 <= len(v); k += 8 {
+		x := binary.LittleEndian.Uint64(v[k:])
+		bs := x ^ (0x0101010101010101 * '\\')
+		if (x|(x-0x0101010101010101*0x20)|(bs-0x0101010101010101)&^bs)&0x8080808080808080 != 0 {
+			break
 		}
-		ascii = ascii && c < 0x80
 	}
-	if !ascii && !utf8.Valid(v) {
-		return nil, false // encoding/json would replace the bad bytes
+	for i, c := range v[k:] {
+		if c < 0x20 || c == '\\' || c >= 0x80 {
+			// Rare: look at the rest closely.
+			ascii := true
+			for _, c := range v[k+i:] {
+				if c == '\\' || c < 0x20 {
+					return nil, false
+				}
+				ascii = ascii && c < 0x80
+			}
+			if !ascii && !utf8.Valid(v) {
+				return nil, false // encoding/json would replace the bad bytes
+			}
+			break
+		}
 	}
 	s.i = start + j + 1
 	return v, true
@@ -123,25 +168,35 @@ func (s *flatScanner) end() bool {
 	return s.i == len(s.b)
 }
 
+// hash reads a string of exactly 64 hex digits. hex.Decode accepts none
+// of the bytes str refuses (quote, backslash, control, non-ASCII), so the
+// string needs no other scan.
 func (s *flatScanner) hash(h *merkle.Hash) bool {
-	v, ok := s.str()
-	if !ok || len(v) != 2*merkle.HashSize {
+	if !s.expect('"') {
 		return false
 	}
-	_, err := hex.Decode(h[:], v)
-	return err == nil
-}
-
-func (s *flatScanner) text(dst *string) bool {
-	v, ok := s.str()
-	if ok {
-		*dst = string(v)
+	end := s.i + 2*merkle.HashSize
+	if end >= len(s.b) || s.b[end] != '"' {
+		return false
 	}
-	return ok
+	if _, err := hex.Decode(h[:], s.b[s.i:end]); err != nil {
+		return false
+	}
+	s.i = end + 1
+	return true
 }
 
-func fastEntry(line []byte, e *seal.Entry) error {
+func (d *lineDecoder) fastEntry(line []byte, e *seal.Entry) error {
 	s := flatScanner{b: line}
+	texts := d.texts[:0]
+	text := func(dst *string) bool {
+		v, ok := s.str()
+		if !ok || len(texts) == cap(texts) {
+			return false
+		}
+		texts = append(texts, textField{dst: dst, v: v})
+		return ok
+	}
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {
 		case "ledger_index":
@@ -155,35 +210,37 @@ func fastEntry(line []byte, e *seal.Entry) error {
 		case "leaf_hash":
 			return s.hash(&e.LeafHash)
 		case "svix_id":
-			return s.text(&e.SvixID)
+			return text(&e.SvixID)
 		case "source":
-			return s.text(&e.Source)
+			return text(&e.Source)
 		case "svix_timestamp":
-			return s.text(&e.SvixTimestamp)
+			return text(&e.SvixTimestamp)
 		case "signature":
-			return s.text(&e.Signature)
+			return text(&e.Signature)
 		case "event_type":
-			return s.text(&e.EventType)
+			return text(&e.EventType)
 		case "subject_id":
-			return s.text(&e.SubjectID)
+			return text(&e.SubjectID)
 		case "instance_id":
-			return s.text(&e.InstanceID)
+			return text(&e.InstanceID)
 		case "event_time":
-			return s.text(&e.EventTime)
+			return text(&e.EventTime)
 		case "timestamp_unit":
-			return s.text(&e.TimestampUnit)
+			return text(&e.TimestampUnit)
 		case "received_at":
-			return s.text(&e.ReceivedAt)
+			return text(&e.ReceivedAt)
 		case "source_ip":
-			return s.text(&e.SourceIP)
+			return text(&e.SourceIP)
 		case "payload":
 			v, ok := s.str()
 			if !ok {
 				return false
 			}
-			e.Payload = make([]byte, base64.StdEncoding.DecodedLen(len(v)))
-			n, err := base64.StdEncoding.Decode(e.Payload, v)
-			e.Payload = e.Payload[:n]
+			if n := base64.StdEncoding.DecodedLen(len(v)); d.payload == nil || cap(d.payload) < n {
+				d.payload = make([]byte, n, max(n, 4096))
+			}
+			n, err := base64.StdEncoding.Decode(d.payload[:cap(d.payload)], v)
+			e.Payload = d.payload[:n]
 			return err == nil
 		}
 		return false // redacted entries and anything unexpected
@@ -191,10 +248,26 @@ func fastEntry(line []byte, e *seal.Entry) error {
 	if !ok {
 		return errSlowPath
 	}
+	// One string holds every text field (later keys win, as in
+	// encoding/json).
+	n := 0
+	for _, t := range texts {
+		n += len(t.v)
+	}
+	var all strings.Builder
+	all.Grow(n)
+	for _, t := range texts {
+		all.Write(t.v)
+	}
+	str, at := all.String(), 0
+	for _, t := range texts {
+		*t.dst = str[at : at+len(t.v)]
+		at += len(t.v)
+	}
 	return nil
 }
 
-func fastProof(line []byte, p *seal.Proof) error {
+func (d *lineDecoder) fastProof(line []byte, p *seal.Proof) error {
 	s := flatScanner{b: line}
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {
@@ -212,7 +285,10 @@ func fastProof(line []byte, p *seal.Proof) error {
 			if !s.expect('[') {
 				return false
 			}
-			p.Path = make([]merkle.Hash, 0, 64)
+			if d.path == nil {
+				d.path = make([]merkle.Hash, 0, 64)
+			}
+			p.Path = d.path[:0]
 			if s.expect(']') {
 				return true
 			}
@@ -222,6 +298,7 @@ func fastProof(line []byte, p *seal.Proof) error {
 					return false
 				}
 				p.Path = append(p.Path, h)
+				d.path = p.Path[:0]
 				if s.expect(',') {
 					continue
 				}

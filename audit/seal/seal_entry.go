@@ -1,10 +1,12 @@
 package seal
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"time"
 
+	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/webhookd/webhookd/audit/merkle"
 	"github.com/webhookd/webhookd/domain"
 )
@@ -125,4 +127,15 @@ func AppendCanonical(dst []byte, e *Entry) []byte {
 // ComputeLeafHash returns merkle.LeafHash(CanonicalEntry(e)).
 func ComputeLeafHash(e *Entry) merkle.Hash {
 	return merkle.LeafHash(CanonicalEntry(e))
+}
+
+// LeafHasher computes ComputeLeafHash with a buffer it reuses, for
+// hashing many entries on one goroutine without allocating for each. Its
+// zero value is ready; it is not safe for concurrent use.
+type LeafHasher struct{ buf []byte }
+
+// Sum returns ComputeLeafHash(e): SHA-256(0x00 || CanonicalEntry(e)).
+func (h *LeafHasher) Sum(e *Entry) merkle.Hash {
+	h.buf = AppendCanonical(append(h.buf[:0], rfc6962.RFC6962LeafHashPrefix), e)
+	return sha256.Sum256(h.buf)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +112,24 @@ func TestCanonicalEntryEncoding(t *testing.T) {
 	moved := e
 	moved.SvixID, moved.Source = "msg_1c", "lerk"
 	require.NotEqual(t, got, seal.CanonicalEntry(&moved))
+}
+
+// A LeafHasher reused across entries of different sizes gives each one the
+// leaf hash of its own canonical encoding, whatever its buffer held before.
+func TestLeafHasherReusedMatchesComputeLeafHash(t *testing.T) {
+	t.Parallel()
+	long := seal.Entry{SvixID: "msg_long", Source: "clerk", EventType: "user.updated", SubjectID: "user_1",
+		EventTime: "2026-11-27T10:00:00.000000Z", TimestampUnit: "ms", ReceivedAt: "2026-11-27T10:00:00.123456Z",
+		Payload: []byte(strings.Repeat(`{"a":1}`, 500))}
+	short := long
+	short.SvixID, short.Payload = "msg_s", []byte(`{}`)
+	empty := seal.Entry{}
+	var h seal.LeafHasher
+	for _, e := range []*seal.Entry{&long, &short, &empty, &long, &short} {
+		require.Equal(t, merkle.LeafHash(seal.CanonicalEntry(e)), h.Sum(e))
+		require.Equal(t, seal.ComputeLeafHash(e), h.Sum(e))
+	}
+	require.NotEqual(t, h.Sum(&long), h.Sum(&short))
 }
 
 func TestSigningKeyFormats(t *testing.T) {
