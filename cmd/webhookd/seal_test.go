@@ -119,17 +119,26 @@ func TestMetricsShowHowLongEntriesWaitForACheckpoint(t *testing.T) {
 	})
 	h := startOn(t, db, config)
 	h.now = base
-	sealSeries := func(m samples) []float64 {
-		for _, name := range []string{"webhookd_ledger_unsealed_up", "webhookd_ledger_checkpoint_tree_size", "webhookd_ledger_unsealed_seconds"} {
-			require.True(t, m.has(name), name)
-		}
-		return []float64{m.value("webhookd_ledger_unsealed_up"), m.value("webhookd_ledger_checkpoint_tree_size"), m.value("webhookd_ledger_unsealed_seconds")}
+	// sealSeries scrapes h until the seal lag was measured (up 1: a scrape
+	// whose query misses its 2 s deadline under load reports up 0, as
+	// documented) and returns up, tree size and unsealed seconds.
+	sealSeries := func(h *harness) []float64 {
+		var out []float64
+		require.Eventually(t, func() bool {
+			m := scrape(t, h)
+			for _, name := range []string{"webhookd_ledger_unsealed_up", "webhookd_ledger_checkpoint_tree_size", "webhookd_ledger_unsealed_seconds"} {
+				require.True(t, m.has(name), name)
+			}
+			out = []float64{m.value("webhookd_ledger_unsealed_up"), m.value("webhookd_ledger_checkpoint_tree_size"), m.value("webhookd_ledger_unsealed_seconds")}
+			return out[0] == 1
+		}, 20*time.Second, 50*time.Millisecond)
+		return out
 	}
-	require.Equal(t, []float64{1, 0, 0}, sealSeries(scrape(t, h)), "empty ledger")
+	require.Equal(t, []float64{1, 0, 0}, sealSeries(h), "empty ledger")
 
 	h.deliverN(0, 3)
 	skew.Store(int64(90 * time.Second))
-	require.Equal(t, []float64{1, 0, 90}, sealSeries(scrape(t, h)))
+	require.Equal(t, []float64{1, 0, 90}, sealSeries(h))
 
 	// Stopping signs a last checkpoint of what the sealer has indexed.
 	require.Eventually(t, func() bool {
@@ -139,7 +148,7 @@ func TestMetricsShowHowLongEntriesWaitForACheckpoint(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 	h.stop()
 	again := startOn(t, db, config)
-	require.Equal(t, []float64{1, 3, 0}, sealSeries(scrape(t, again)))
+	require.Equal(t, []float64{1, 3, 0}, sealSeries(again))
 }
 
 // exportedBundle seals 12 delivered events, stops webhookd and exports
