@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -360,29 +361,8 @@ func (s *Store) EachLedgerRow(ctx context.Context, fn func(e domain.LedgerEntry,
 // on, with its index and stored leaf hash, in index order. The sealer uses
 // it at restore for the entries indexed after the last checkpoint.
 func (s *Store) EachIndexedFrom(ctx context.Context, first uint64, fn func(e domain.LedgerEntry, index uint64, leaf merkle.Hash) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT `+selectColumnsE+`, i.ledger_index, i.leaf_hash
-		FROM `+IndexTable+` i JOIN `+EventsTable+` e ON e."offset" = i.ledger_offset
-		WHERE i.ledger_index >= $1 ORDER BY i.ledger_index`, int64(first))
-	if err != nil {
-		return translate(err, "read indexed entries")
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			idx  int64
-			leaf []byte
-		)
-		e, err := scanEntry(rows, &idx, &leaf)
-		if err != nil {
-			return err
-		}
-		var h merkle.Hash
-		copy(h[:], leaf)
-		if err := fn(e, uint64(idx), h); err != nil {
-			return err
-		}
-	}
-	return translate(rows.Err(), "read indexed entries")
+	all := bundle.Selection{FirstIndex: first, LastIndex: math.MaxInt64, HasIndexRange: true}
+	return s.EachSealed(ctx, all, func(r bundle.SealedRow) error { return fn(r.Entry, r.Index, r.LeafHash) })
 }
 
 func derefOr(p *int64) int64 {

@@ -90,6 +90,18 @@ func (l *ledger) indexed() int64 {
 	return n
 }
 
+// forgerSecret signs rows webhookd did not receive: it is not configured.
+const forgerSecret = "whsec_" + "Zm9yZ2VyeWZvcmdlcnlmb3JnZXJ5Zm9yZ2VyeQ=="
+
+// addClerk appends n signed user.created deliveries, as the ingress does.
+func (l *ledger) addClerk(n int, at time.Time) {
+	l.t.Helper()
+	for i := range n {
+		_, err := l.store.Append(context.Background(), clerkEntry(l.t, newSecret, "user.created", "", int64(i+1), at))
+		require.NoError(l.t, err)
+	}
+}
+
 func verifier(t *testing.T, secrets ...string) *seal.OriginVerifier {
 	t.Helper()
 	v, err := seal.NewOriginVerifier(secrets, testKey.Public().(ed25519.PublicKey))
@@ -102,13 +114,10 @@ func TestSealerRefusesAForgedClerkRowInsertedWithWebhookdsRole(t *testing.T) {
 	l := setupLedger(t)
 	ctx := context.Background()
 	at := time.Now().UTC()
-	for i := range 3 {
-		_, err := l.store.Append(ctx, clerkEntry(t, newSecret, "user.created", "", int64(i+1), at))
-		require.NoError(t, err)
-	}
+	l.addClerk(3, at)
 	// A valid-looking user.updated for the first user, whose signature was
 	// made with a secret webhookd does not have.
-	forged := clerkEntry(t, "whsec_"+"Zm9yZ2VyeWZvcmdlcnlmb3JnZXJ5Zm9yZ2VyeQ==", "user.updated", "user_victim", 99, at)
+	forged := clerkEntry(t, forgerSecret, "user.updated", "user_victim", 99, at)
 	off := l.insertRaw(forged)
 	_, err := l.store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 4, at))
 	require.NoError(t, err)
@@ -133,10 +142,7 @@ func TestSealerCatchesARowBackdatedWithTriggersDisabled(t *testing.T) {
 	l := setupLedger(t)
 	ctx := context.Background()
 	at := time.Now().UTC()
-	for i := range 3 {
-		_, err := l.store.Append(ctx, clerkEntry(t, newSecret, "user.created", "", int64(i+1), at))
-		require.NoError(t, err)
-	}
+	l.addClerk(3, at)
 	_, err := l.sealVerified(verifier(t, newSecret))
 	require.NoError(t, err)
 

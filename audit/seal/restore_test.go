@@ -31,15 +31,12 @@ func TestRestoreChecksEntriesIndexedAfterTheLastCheckpoint(t *testing.T) {
 			l := setupLedger(t)
 			ctx := context.Background()
 			at := time.Now().UTC()
-			for i := range 3 {
-				_, err := l.store.Append(ctx, clerkEntry(t, newSecret, "user.created", "", int64(i+1), at))
-				require.NoError(t, err)
-			}
+			l.addClerk(3, at)
 			cp, err := l.sealVerified(verifier(t, newSecret))
 			require.NoError(t, err)
 			require.EqualValues(t, 3, cp.TreeSize)
 
-			forged := clerkEntry(t, "whsec_"+"Zm9yZ2VyeWZvcmdlcnlmb3JnZXJ5Zm9yZ2VyeQ==", "user.updated", "user_victim", 99, at)
+			forged := clerkEntry(t, forgerSecret, "user.updated", "user_victim", 99, at)
 			off := l.insertRaw(forged)
 			forged.Offset = off
 			stored, err := l.store.UnsealedEntries(ctx, 10)
