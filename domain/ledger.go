@@ -5,11 +5,22 @@ import "time"
 // Sources of ledger entries. Clerk events arrive signed through Svix;
 // webhookd's own events (an operator assigning a role, an export being
 // taken) are appended by webhookd itself so that the audit trail and any
-// rebuild of the read models see them too.
+// rebuild of the read models see them too; what reconciliation read from
+// Clerk's Backend API (a user as the API returned it, a user the API no
+// longer knows) is appended by webhookd under its own source, so an
+// auditor sees where each fact came from.
 const (
 	SourceClerk    = "clerk"
+	SourceClerkAPI = "clerk-api"
 	SourceWebhookd = "webhookd"
 )
+
+// SignedByWebhookd reports whether entries of source are signed with
+// webhookd's key when appended (webhookd's own entries and reconciliation
+// snapshots), rather than by Clerk's Svix.
+func SignedByWebhookd(source string) bool {
+	return source == SourceWebhookd || source == SourceClerkAPI
+}
 
 // LedgerEntry is one event as the ledger keeps it: the raw body byte for
 // byte and the facts needed to prove and find it.

@@ -2,7 +2,8 @@ package projections
 
 import "github.com/webhookd/webhookd/domain"
 
-// Users projects Clerk user events and webhookd's access changes into the
+// Users projects Clerk user events, reconciliation's snapshots and
+// not-founds (source clerk-api) and webhookd's access changes into the
 // users table, with the rules of UserState.Apply.
 var Users = NewModel(ModelSpec[UserState, UserEvent]{
 	Name:  "users",
@@ -11,7 +12,8 @@ var Users = NewModel(ModelSpec[UserState, UserEvent]{
 		{"name", "text"}, {"image_url", "text"}, {"role", "text"}, {"practice_id", "text"},
 		{"created_at", "timestamptz"}, {"updated_at", "timestamptz"}, {"deleted_at", "timestamptz"},
 		{"clerk_updated_at", "timestamptz"}, {"last_offset", "bigint"}},
-	EventTypes: []string{domain.EventUserCreated, domain.EventUserUpdated, domain.EventUserDeleted, domain.EventUserAccessChanged},
+	EventTypes: []string{domain.EventUserCreated, domain.EventUserUpdated, domain.EventUserDeleted, domain.EventUserAccessChanged,
+		domain.EventUserSnapshot, domain.EventUserNotFound},
 	Decode: func(e domain.LedgerEntry) (UserEvent, bool, error) {
 		ev, err := DecodeUserEvent(e)
 		return ev, err == nil && ev.Kind != UserIgnored, err

@@ -68,7 +68,16 @@ func DecodeUserEvent(e domain.LedgerEntry) (UserEvent, error) {
 			return ev, err
 		}
 		ev.Kind, ev.ClerkID = UserProfile, ev.User.ClerkID
-	case e.Source == domain.SourceClerk && e.EventType == domain.EventUserDeleted:
+	case e.Source == domain.SourceClerkAPI && e.EventType == domain.EventUserSnapshot:
+		// A user as Clerk's Backend API returned it: the rules of
+		// user.updated (Clerk's updated_at decides).
+		var err error
+		if ev.User, err = domain.ParseUserEvent(e.Payload); err != nil {
+			return ev, err
+		}
+		ev.Kind, ev.ClerkID = UserProfile, ev.User.ClerkID
+	case e.Source == domain.SourceClerk && e.EventType == domain.EventUserDeleted,
+		e.Source == domain.SourceClerkAPI && e.EventType == domain.EventUserNotFound:
 		ev.Kind = UserDeleted
 	case e.Source == domain.SourceWebhookd && e.EventType == domain.EventUserAccessChanged:
 		env, err := domain.ParseEnvelope(e.Payload)

@@ -30,7 +30,12 @@ import (
 //     the key that signs checkpoints (SignInternalEntry). Its signature
 //     column holds "ed25519:<key id>:<base64 signature>" over
 //     OriginMessage, which covers every fact of the canonical entry and the
-//     payload.
+//     payload;
+//   - a row reconciliation appends (source "clerk-api": a user object as
+//     Clerk's Backend API returned it, or a user the API answered 404
+//     for) carries no Svix signature, since Clerk's API signs nothing: it
+//     is signed by webhookd when appended, exactly like a webhookd row,
+//     and checked the same way.
 //
 // A row inserted out of band with webhookd's database role has no valid
 // proof: nobody holding only database credentials has Clerk's secret or
@@ -104,7 +109,7 @@ func (v *OriginVerifier) Verify(e domain.LedgerEntry) error {
 	switch e.Source {
 	case domain.SourceClerk:
 		reason = v.clerk(e)
-	case domain.SourceWebhookd:
+	case domain.SourceWebhookd, domain.SourceClerkAPI:
 		reason = v.internal(e)
 	default:
 		reason = "unknown source"
@@ -209,7 +214,7 @@ func OriginMessage(e domain.LedgerEntry) []byte {
 }
 
 // SignInternalEntry signs e, an entry webhookd appends itself (source
-// webhookd), with key: it truncates e's times to the microseconds
+// webhookd or clerk-api), with key: it truncates e's times to the microseconds
 // PostgreSQL keeps and sets e.Signature to "ed25519:<key id>:<base64 of
 // the Ed25519 signature of OriginMessage(e)>".
 func SignInternalEntry(key ed25519.PrivateKey, e *domain.LedgerEntry) {

@@ -88,7 +88,7 @@ func EntryFromLedger(e domain.LedgerEntry) Entry {
 //
 //	 0 CanonicalVersion ("webhookd-ledger-entry-v1")
 //	 1 svix_id
-//	 2 source          ("clerk" or "webhookd")
+//	 2 source          ("clerk", "clerk-api" or "webhookd")
 //	 3 svix_timestamp  (TimeLayout, "" when absent)
 //	 4 signature       (the svix-signature header as received, "" when absent)
 //	 5 event_type

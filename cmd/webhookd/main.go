@@ -31,6 +31,7 @@ type CLI struct {
 	Users       UsersCmd       `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
 	Replay      ReplayCmd      `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
 	Projections ProjectionsCmd `cmd:"" help:"List and retry the ledger entries projections skipped."`
+	Reconcile   ReconcileCmd   `cmd:"" help:"Compare Clerk's users (Backend API) with the users table and append what differs to the ledger. Exit status 1 when incomplete."`
 	Bench       BenchCmd       `cmd:"" help:"Benchmark webhookd end to end against the database's own insert limit."`
 	Keygen      KeygenCmd      `cmd:"" help:"Print a new Ed25519 key pair for signing ledger checkpoints (WEBHOOKD_SIGNING_KEY), or with --witness NAME a witness key."`
 	Witness     WitnessCmd     `cmd:"" help:"Witness a webhookd ledger: fetch its checkpoints, check each extends the last one cosigned, cosign it and hand the cosignature back."`

@@ -18,6 +18,11 @@ const progressLogEvery = 5 * time.Second
 // export, verify): a bar with count, rate and time left on a terminal, and
 // a structured log line every few seconds otherwise. finish ends the bar.
 func newProgress(logger *slog.Logger, operation string) (report func(done, total int64), finish func()) {
+	return newProgressOf(logger, operation, "events")
+}
+
+// newProgressOf is newProgress counting unit ("events", "users").
+func newProgressOf(logger *slog.Logger, operation, unit string) (report func(done, total int64), finish func()) {
 	if redact.IsTerminal(os.Stderr) {
 		var bar *progressbar.ProgressBar
 		return func(done, total int64) {
@@ -27,7 +32,7 @@ func newProgress(logger *slog.Logger, operation string) (report func(done, total
 						progressbar.OptionSetWriter(os.Stderr),
 						progressbar.OptionShowCount(),
 						progressbar.OptionShowIts(),
-						progressbar.OptionSetItsString("events"),
+						progressbar.OptionSetItsString(unit),
 						progressbar.OptionSetPredictTime(true),
 						progressbar.OptionThrottle(100*time.Millisecond),
 						progressbar.OptionFullWidth(),

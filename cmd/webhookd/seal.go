@@ -144,15 +144,16 @@ func newOriginVerifier(secrets []string, retired, signingKey string) (*seal.Orig
 }
 
 // projectionOrigin is the users projection's origin check (and replay's):
-// every row's, when webhookd has its signing key; without it, webhookd's
-// own entries are not signed and cannot be told from forged ones, so only
-// Clerk rows are checked and webhookd's own entries are applied as before.
+// every row's, when webhookd has its signing key; without it, the entries
+// webhookd signs (its own and reconciliation's, source clerk-api) are not
+// signed and cannot be told from forged ones, so only Clerk rows are
+// checked and those entries are applied as before.
 func projectionOrigin(v *seal.OriginVerifier, signingKey string) func(domain.LedgerEntry) error {
 	if signingKey != "" {
 		return v.Verify
 	}
 	return func(e domain.LedgerEntry) error {
-		if e.Source == domain.SourceWebhookd {
+		if domain.SignedByWebhookd(e.Source) {
 			return nil
 		}
 		return v.Verify(e)

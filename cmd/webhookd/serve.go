@@ -59,6 +59,8 @@ type ServeCmd struct {
 	BodyReadTimeout time.Duration `name:"body-read-timeout" env:"WEBHOOKD_BODY_READ_TIMEOUT" default:"10s" help:"Time allowed to receive a request body; a body not complete by then is answered 400 body_unreadable and counts as a failed verification (at most 30s)."`
 	RejectLogEvery  time.Duration `name:"reject-log-interval" env:"WEBHOOKD_REJECT_LOG_INTERVAL" default:"10s" help:"Rejected requests (4xx) are logged in full once per source address, event and reason in this interval and summarised in one rejections_suppressed line at its end; 0 logs every one. Metrics count every request."`
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
+	ReconcileEvery  time.Duration `name:"reconcile-interval" env:"WEBHOOKD_RECONCILE_INTERVAL" help:"Reconcile the users read model with Clerk's Backend API this often (as webhookd reconcile does; one replica at a time); needs CLERK_SECRET_KEY. Default 0: off."`
+	ClerkAPI
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -102,6 +104,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		BodyReadTimeout: c.BodyReadTimeout,
 		RejectLogEvery:  c.RejectLogEvery,
 		TrustedProxies:  c.TrustedProxies,
+		Reconcile:       ReconcileConfig{Interval: c.ReconcileEvery, Clerk: c.ClerkAPI},
 		Logger:          logger,
 	})
 	if err != nil {
@@ -207,6 +210,9 @@ type AppConfig struct {
 	// TrustedProxies is a list of CIDR prefixes whose X-Forwarded-For is
 	// honoured. Defaults to none.
 	TrustedProxies string
+	// Reconcile configures periodic reconciliation with Clerk's Backend
+	// API (reconcile.go). Off by default.
+	Reconcile ReconcileConfig
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -222,6 +228,8 @@ type App struct {
 	listener net.Listener
 	server   *http.Server
 	handler  *ingress.Handler
+	// reconciler is periodic reconciliation; nil when off.
+	reconciler *appReconciler
 }
 
 // rejectLogInterval maps the setting (0: log every rejection) to
@@ -347,6 +355,10 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	if a.reconciler, err = a.newReconciler(metrics); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	a.listener, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		pool.Close()
@@ -459,6 +471,7 @@ func (a *App) Run(ctx context.Context) error {
 	// The sealer (when configured) stops with the projections, after the drain.
 	sealerDone := a.startSealer(runCtx)
 	rejectsDone := a.summariseRejections(runCtx)
+	reconcileDone := a.startReconciler(runCtx)
 
 	var failure error
 	select {
@@ -489,6 +502,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	<-sealerDone
 	<-rejectsDone
+	<-reconcileDone
 	if failure != nil {
 		return failure
 	}
