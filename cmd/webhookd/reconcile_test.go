@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/internal/clerkfake"
+	"github.com/webhookd/webhookd/internal/testdb"
+	"github.com/webhookd/webhookd/reconcile"
+)
+
+// clerkBase is the Clerk time the reconciliation tests' users were
+// created around.
+var clerkBase = time.Date(2026, 4, 1, 8, 0, 0, 0, time.UTC)
+
+// clerkUserOptions are user n at version v (updated v seconds after its
+// creation, n minutes after clerkBase).
+func clerkUserOptions(n, v int) clerkfake.Options {
+	created := clerkBase.Add(time.Duration(n) * time.Minute)
+	return clerkfake.Options{Seed: int64(1000 + n), PrimaryEmail: 1, CreatedAt: created, Time: created.Add(time.Duration(v) * time.Second)}
+}
+
+func clerkUser(t *testing.T, n, v int) []byte {
+	t.Helper()
+	b, err := clerkfake.APIUser(clerkUserOptions(n, v))
+	require.NoError(t, err)
+	return b
+}
+
+func clerkUserID(t *testing.T, n int) string {
+	t.Helper()
+	u, err := domain.ParseUser(clerkUser(t, n, 0), time.Time{})
+	require.NoError(t, err)
+	return u.ClerkID
+}
+
+// fakeClerk serves a fake Backend API accepting secretKey.
+func fakeClerk(t *testing.T, secretKey string) (*clerkfake.API, string) {
+	t.Helper()
+	api := clerkfake.NewAPI(secretKey)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return api, srv.URL
+}
+
+type userRow struct {
+	UpdatedAt time.Time
+	Email     string
+	Deleted   bool
+}
+
+func usersTable(t *testing.T, db *testdb.DB) map[string]userRow {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT clerk_id, clerk_updated_at, coalesce(email, ''), deleted_at IS NOT NULL FROM users`)
+	require.NoError(t, err)
+	out := map[string]userRow{}
+	var id string
+	var at *time.Time
+	var r userRow
+	_, err = pgx.ForEachRow(rows, []any{&id, &at, &r.Email, &r.Deleted}, func() error {
+		r.UpdatedAt = time.Time{}
+		if at != nil {
+			r.UpdatedAt = at.UTC()
+		}
+		out[id] = r
+		return nil
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// clerkTable is what the users table must hold for api's users, plus
+// deleted as soft-deleted rows whose profile is whatever was last seen.
+func clerkTable(t *testing.T, api *clerkfake.API) map[string]userRow {
+	t.Helper()
+	out := map[string]userRow{}
+	for _, id := range api.IDs() {
+		u, err := domain.ParseUser(api.User(id), time.Time{})
+		require.NoError(t, err)
+		out[id] = userRow{UpdatedAt: u.UpdatedAt.UTC(), Email: u.Email}
+	}
+	return out
+}
+
+func activeUsers(all map[string]userRow) map[string]userRow {
+	out := map[string]userRow{}
+	for id, r := range all {
+		if !r.Deleted {
+			out[id] = r
+		}
+	}
+	return out
+}
+
+func ledgerBySource(t *testing.T, db *testdb.DB) map[string]int {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT source, count(*) FROM ledger_events GROUP BY source`)
+	require.NoError(t, err)
+	out := map[string]int{}
+	var s string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&s, &n}, func() error { out[s] = n; return nil })
+	require.NoError(t, err)
+	return out
+}
+
+// The issue's "done when", with the real binary: on a database that
+// already holds users (from webhooks), `CLERK_API_URL=<fake>
+// CLERK_SECRET_KEY=sk_test_x webhookd reconcile` makes users equal to the
+// fake Clerk's users, deleted ones soft-deleted; a second run appends
+// nothing.
+func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
+	t.Parallel()
+	h := start(t, withSeal(sealKey))
+	// Users 1..6 arrived by webhook.
+	for n := 1; n <= 6; n++ {
+		body, err := clerkfake.Build("user.created", clerkUserOptions(n, 0))
+		require.NoError(t, err)
+		require.Equal(t, "accepted", h.deliver(fmt.Sprintf("msg_done_%d", n), body).body["status"])
+	}
+	require.Eventually(t, func() bool { return len(usersTable(t, h.db)) == 6 }, 20*time.Second, 10*time.Millisecond)
+
+	// Clerk: 1 and 2 unchanged, 3 and 4 changed since (their user.updated
+	// never arrived), 5 and 6 deleted (their user.deleted neither), and
+	// 7..1200 created while webhookd was not connected.
+	api, apiURL := fakeClerk(t, "sk_test_x")
+	for n := 1; n <= 1200; n++ {
+		v := 0
+		if n == 3 || n == 4 {
+			v = 90
+		}
+		if n != 5 && n != 6 {
+			require.NoError(t, api.Put(clerkUser(t, n, v)))
+		}
+	}
+	env := []string{"DATABASE_URL=" + h.db.URL, "CLERK_API_URL=" + apiURL, "CLERK_SECRET_KEY=sk_test_x",
+		"WEBHOOKD_SIGNING_KEY=" + base64.StdEncoding.EncodeToString(sealKey.Seed()), "WEBHOOKD_RECONCILE_BUDGET=-1"}
+	stdout, stderr, code := runMain(t, t.TempDir(), env, "reconcile")
+	require.Equal(t, 0, code, stderr)
+	var report struct {
+		reconcile.Summary
+		DryRun bool `json:"dry_run"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &report), stdout)
+	require.Equal(t, int64(1198), report.Listed)
+	require.Equal(t, map[string]int64{"missing": 1194, "stale": 2, "deleted": 2}, report.Found)
+	require.Equal(t, int64(1198), report.Appended)
+	require.Equal(t, int64(2), report.Deleted)
+	require.Equal(t, int64(2), report.Unchanged)
+	require.Zero(t, report.Errors)
+	require.True(t, report.Complete)
+	require.Contains(t, stderr, `"msg":"reconcile_finished"`)
+	require.NotContains(t, stderr, "sk_test_x")
+
+	want := clerkTable(t, api)
+	var got map[string]userRow
+	require.Eventually(t, func() bool {
+		got = usersTable(t, h.db)
+		return len(got) == 1200 && assertEqual(activeUsers(got), want)
+	}, 60*time.Second, 20*time.Millisecond, "users equals Clerk's users")
+	for _, n := range []int{5, 6} {
+		require.True(t, got[clerkUserID(t, n)].Deleted, "user %d soft-deleted", n)
+	}
+	require.Equal(t, map[string]int{"clerk": 6, "clerk-api": 1198}, ledgerBySource(t, h.db))
+	// No entry failed its origin check (signed with the key serve seals with).
+	var failures int
+	require.NoError(t, h.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM projection_failures`).Scan(&failures))
+	require.Zero(t, failures)
+
+	stdout, stderr, code = runMain(t, t.TempDir(), env, "reconcile")
+	require.Equal(t, 0, code, stderr)
+	require.NoError(t, json.Unmarshal([]byte(stdout), &report), stdout)
+	require.Zero(t, report.Appended)
+	require.Equal(t, int64(1198), report.Unchanged)
+	require.Equal(t, map[string]int{"clerk": 6, "clerk-api": 1198}, ledgerBySource(t, h.db), "a second run appends nothing")
+
+	// The sealer sealed every entry: its origin check accepted them.
+	h.waitCheckpoint(1204)
+}
+
+func assertEqual[T comparable](a, b map[string]T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Two reconcile commands at once (cron on two hosts): the second waits
+// for the first (the lock), and each snapshot is appended once.
+func TestTwoReconcileCommandsAtOnceAppendEachOnce(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	api, apiURL := fakeClerk(t, "sk_test_x")
+	for n := 1; n <= 800; n++ {
+		require.NoError(t, api.Put(clerkUser(t, n, 0)))
+	}
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	for i := range outs {
+		wg.Go(func() {
+			cmd := ReconcileCmd{Database: Database{URL: db.URL}, ClerkAPI: ClerkAPI{SecretKey: "sk_test_x", APIURL: apiURL, Budget: -1}}
+			g, out := testGlobals()
+			require.NoError(t, cmd.Run(context.Background(), g))
+			outs[i] = out.String()
+		})
+	}
+	wg.Wait()
+	appended := 0
+	for _, o := range outs {
+		var s reconcile.Summary
+		require.NoError(t, json.Unmarshal([]byte(o), &s))
+		appended += int(s.Appended)
+	}
+	require.Equal(t, 800, appended)
+	require.Equal(t, map[string]int{"clerk-api": 800}, ledgerBySource(t, db))
+}
+
+// A dry run prints the differences (ids only) and appends nothing.
+func TestReconcileDryRunAppendsNothing(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	api, apiURL := fakeClerk(t, "sk_test_x")
+	for n := 1; n <= 30; n++ {
+		require.NoError(t, api.Put(clerkUser(t, n, 0)))
+	}
+	cmd := ReconcileCmd{Database: Database{URL: db.URL}, ClerkAPI: ClerkAPI{SecretKey: "sk_test_x", APIURL: apiURL, Budget: -1}, DryRun: true}
+	g, out := testGlobals()
+	require.NoError(t, cmd.Run(context.Background(), g))
+	var report struct {
+		reconcile.Summary
+		DryRun bool `json:"dry_run"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &report))
+	require.True(t, report.DryRun)
+	require.Equal(t, map[string]int64{"missing": 30}, report.Found)
+	require.Zero(t, report.Appended)
+	require.Len(t, report.Samples, 20)
+	require.Equal(t, reconcile.Difference{Kind: "missing", ClerkID: clerkUserID(t, 1)}, report.Samples[0])
+	require.NotContains(t, out.String(), "@example", "ids only")
+	require.Empty(t, ledgerBySource(t, db))
+}
+
+// Settings: no key, a bad URL, a bad budget: exit 2, one line.
+func TestReconcileSettingsExit2(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "webhookd: CLERK_SECRET_KEY is not set: reconciliation reads Clerk's Backend API with the instance's secret key (sk_…)\n"},
+		{[]string{"CLERK_SECRET_KEY=sk_test_x", "CLERK_API_URL=api.clerk.com"}, "webhookd: CLERK_API_URL is not an http(s) URL\n"},
+		{[]string{"CLERK_SECRET_KEY=sk_test_x", "WEBHOOKD_RECONCILE_BUDGET=0"}, "webhookd: WEBHOOKD_RECONCILE_BUDGET: must be a positive number of requests per 10 seconds, or -1 for no limit, got 0\n"},
+	} {
+		_, stderr, code := runMain(t, t.TempDir(), append([]string{"DATABASE_URL=" + db.URL}, c.env...), "reconcile")
+		require.Equal(t, 2, code, stderr)
+		require.Equal(t, c.want, stderr)
+	}
+	// Clerk refuses the key: exit 1, Clerk's code, not the key.
+	_, apiURL := fakeClerk(t, "sk_test_right")
+	stdout, stderr, code := runMain(t, t.TempDir(), []string{"DATABASE_URL=" + db.URL, "CLERK_API_URL=" + apiURL, "CLERK_SECRET_KEY=sk_test_wrong_key_value"}, "reconcile")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `"cause":"GET /v1/users answered 401 (authentication_invalid)"`)
+	require.True(t, strings.HasSuffix(stderr, "webhookd: reconciliation incomplete: 1 errors (see the log); nothing was inferred about absent users unless the listing completed\n"), stderr)
+	require.NotContains(t, stdout+stderr, "sk_test_wrong_key_value")
+}
