@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
@@ -184,8 +188,58 @@ func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
 	require.Equal(t, int64(1198), report.Unchanged)
 	require.Equal(t, map[string]int{"clerk": 6, "clerk-api": 1198}, ledgerBySource(t, h.db), "a second run appends nothing")
 
-	// The sealer sealed every entry: its origin check accepted them.
+	// The sealer sealed every entry: its origin check accepted them; an
+	// export of them verifies offline.
 	h.waitCheckpoint(1204)
+	g, out := testGlobals()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
+	out.b.Reset()
+	require.NoError(t, (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText}).Run(context.Background(), g))
+	require.Regexp(t, `^OK: 1204 entries `, out.String())
+	entries, err := os.ReadFile(filepath.Join(dir, "entries.jsonl"))
+	require.NoError(t, err)
+	require.Equal(t, 1198, strings.Count(string(entries), `"source":"clerk-api"`))
+}
+
+// A snapshot inserted with webhookd's database role but not signed with
+// webhookd's key is not projected (origin_unverified) and not sealed.
+func TestForgedSnapshotIsNeitherProjectedNorSealed(t *testing.T) {
+	t.Parallel()
+	h := start(t, withSeal(sealKey))
+	ctx := context.Background()
+	body, err := clerkfake.Build("user.created", clerkUserOptions(1, 0))
+	require.NoError(t, err)
+	require.Equal(t, "accepted", h.deliver("msg_forge_1", body).body["status"])
+	h.waitCheckpoint(1)
+	id := clerkUserID(t, 1)
+	require.Eventually(t, func() bool { return len(usersTable(t, h.db)) == 1 }, 20*time.Second, 10*time.Millisecond)
+	honest := usersTable(t, h.db)[id]
+
+	// A newer version of the user with the forger's address, signed with
+	// a key that is not webhookd's.
+	o := clerkUserOptions(1, 500)
+	o.Email = "forger@attacker-example.net"
+	raw, err := clerkfake.APIUser(o)
+	require.NoError(t, err)
+	forged, _, err := domain.NewUserSnapshotEntry(raw, time.Now())
+	require.NoError(t, err)
+	seal.SignInternalEntry(ed25519.NewKeyFromSeed([]byte("not webhookd's key, 32 bytes....")), &forged)
+	var off int64
+	require.NoError(t, h.db.Pool.QueryRow(ctx, `
+		INSERT INTO ledger_events (uuid, payload, svix_id, source, signature, event_type, subject_id,
+			instance_id, event_time, timestamp_unit, received_at)
+		VALUES (gen_random_uuid()::text, $1, $2, 'clerk-api', $3, $4, $5, $6, $7, 'ms', $8)
+		RETURNING "offset"`, forged.Payload, forged.SvixID, forged.Signature, forged.EventType, forged.SubjectID,
+		forged.InstanceID, forged.EventTime, forged.ReceivedAt).Scan(&off))
+	var failure string
+	require.Eventually(t, func() bool {
+		return h.db.Pool.QueryRow(ctx, `SELECT error FROM projection_failures WHERE ledger_offset = $1`, off).Scan(&failure) == nil
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Contains(t, failure, "origin_unverified: ledger entry at offset")
+	require.Contains(t, failure, "source clerk-api, clerk.user.snapshot) does not prove its origin: it is signed by key")
+	require.Equal(t, honest, usersTable(t, h.db)[id], "the forged snapshot never reached users")
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), `"msg":"sealer_integrity_failure"`) }, 20*time.Second, 10*time.Millisecond)
 }
 
 func assertEqual[T comparable](a, b map[string]T) bool {
