@@ -333,3 +333,62 @@ func TestReconcileSettingsExit2(t *testing.T) {
 	require.True(t, strings.HasSuffix(stderr, "webhookd: reconciliation incomplete: 1 errors (see the log); nothing was inferred about absent users unless the listing completed\n"), stderr)
 	require.NotContains(t, stdout+stderr, "sk_test_wrong_key_value")
 }
+
+// withReconcile turns on serve's periodic reconciliation against the
+// Clerk API at apiURL (key sk_test_x).
+func withReconcile(apiURL string, every time.Duration) option {
+	return func(c *AppConfig) {
+		c.Reconcile = ReconcileConfig{Interval: every, Clerk: ClerkAPI{SecretKey: "sk_test_x", APIURL: apiURL, Budget: -1}}
+	}
+}
+
+// Two replicas with WEBHOOKD_RECONCILE_INTERVAL: one runs at a time (the
+// other skips), every snapshot is appended once, users converges on
+// Clerk's users, and the metrics count what was found.
+func TestServeReconcilesPeriodicallyOnOneReplicaAtATime(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	api, apiURL := fakeClerk(t, "sk_test_x")
+	for n := 1; n <= 300; n++ {
+		require.NoError(t, api.Put(clerkUser(t, n, 0)))
+	}
+	a := startOn(t, db, withSeal(sealKey), withReconcile(apiURL, 30*time.Millisecond))
+	b := startOn(t, db, withSeal(sealKey), withReconcile(apiURL, 30*time.Millisecond))
+	want := clerkTable(t, api)
+	require.Eventually(t, func() bool { return assertEqual(activeUsers(usersTable(t, db)), want) }, 30*time.Second, 20*time.Millisecond)
+
+	// Clerk deletes a user; the next run soft-deletes it.
+	gone := clerkUserID(t, 7)
+	api.Delete(gone)
+	require.Eventually(t, func() bool { return usersTable(t, db)[gone].Deleted }, 30*time.Second, 20*time.Millisecond)
+
+	require.Equal(t, map[string]int{"clerk-api": 301}, ledgerBySource(t, db), "each snapshot and the deletion appended once")
+	var found struct{ missing, deleted, complete, skipped float64 }
+	require.Eventually(t, func() bool {
+		found.missing, found.deleted, found.complete, found.skipped = 0, 0, 0, 0
+		for _, h := range []*harness{a, b} {
+			m := scrape(t, h)
+			found.missing += m.value(`webhookd_reconcile_differences_total{kind="missing"}`)
+			found.deleted += m.value(`webhookd_reconcile_differences_total{kind="deleted"}`)
+			found.complete += m.value(`webhookd_reconcile_runs_total{outcome="complete"}`)
+			found.skipped += m.value(`webhookd_reconcile_runs_total{outcome="skipped"}`)
+			if m.value(`webhookd_reconcile_runs_total{outcome="complete"}`) > 0 {
+				require.Equal(t, float64(h.now.Unix()), m.value("webhookd_reconcile_last_success_timestamp_seconds"))
+			}
+		}
+		return found.deleted == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, float64(300), found.missing, "each difference counted once across the replicas")
+	require.Greater(t, found.complete, float64(1))
+	require.Contains(t, a.logs.String()+b.logs.String(), `"msg":"reconcile_finished"`)
+}
+
+// Periodic reconciliation needs the secret key: serve refuses to start
+// without it, naming both settings.
+func TestServeReconcileIntervalNeedsTheKey(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	_, err := NewApp(context.Background(), AppConfig{DatabaseURL: db.URL, SigningSecret: testSecret, Addr: "127.0.0.1:0",
+		Reconcile: ReconcileConfig{Interval: time.Hour}})
+	require.EqualError(t, err, "WEBHOOKD_RECONCILE_INTERVAL is set: CLERK_SECRET_KEY is not set: reconciliation reads Clerk's Backend API with the instance's secret key (sk_…)")
+}
