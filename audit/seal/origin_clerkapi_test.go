@@ -42,10 +42,12 @@ func TestOriginOfClerkAPIEntries(t *testing.T) {
 		change func(e *domain.LedgerEntry)
 		reason string
 	}{
-		"unsigned":         {func(e *domain.LedgerEntry) { e.Signature = "" }, "it is not signed by webhookd (no ed25519:<key id>:<signature>)"},
-		"svix-signed":      {func(e *domain.LedgerEntry) { e.Signature = "v1,c2lnbmF0dXJl" }, "it is not signed by webhookd"},
-		"another key":      {func(e *domain.LedgerEntry) { seal.SignInternalEntry(otherKey, e) }, "which is not webhookd's signing key (WEBHOOKD_SIGNING_KEY)"},
-		"another email":    {func(e *domain.LedgerEntry) { e.Payload = []byte(strings.Replace(string(e.Payload), "@example.", "@forger-example.", 1)) }, "does not match its content"},
+		"unsigned":    {func(e *domain.LedgerEntry) { e.Signature = "" }, "it is not signed by webhookd (no ed25519:<key id>:<signature>)"},
+		"svix-signed": {func(e *domain.LedgerEntry) { e.Signature = "v1,c2lnbmF0dXJl" }, "it is not signed by webhookd"},
+		"another key": {func(e *domain.LedgerEntry) { seal.SignInternalEntry(otherKey, e) }, "which is not webhookd's signing key (WEBHOOKD_SIGNING_KEY)"},
+		"another email": {func(e *domain.LedgerEntry) {
+			e.Payload = []byte(strings.Replace(string(e.Payload), "@example.", "@forger-example.", 1))
+		}, "does not match its content"},
 		"another subject":  {func(e *domain.LedgerEntry) { e.SubjectID = "user_victim" }, "does not match its content"},
 		"another source":   {func(e *domain.LedgerEntry) { e.Source = domain.SourceWebhookd }, "does not match its content"},
 		"posing as clerk":  {func(e *domain.LedgerEntry) { e.Source = domain.SourceClerk }, "it has no svix signature, timestamp or id"},
