@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit/redact"
+	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/internal/clerkfake"
 	"github.com/webhookd/webhookd/internal/testdb"
 )
@@ -225,4 +227,82 @@ func (p personal) add(s ...string) {
 	for _, x := range s {
 		p[x] = true
 	}
+}
+
+// Reconciliation reads whole user objects from Clerk's Backend API and
+// Clerk's error answers quote what was sent: none of it, nor the secret
+// key, reaches the logs, the errors or the summary.
+func TestNoPersonalDataInReconcileLogs(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	pii := personal{}
+	// A user webhookd knows that Clerk's listing no longer has: the
+	// reconciliation asks Clerk for it by id.
+	absent := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 77, Email: "absent.abigail@clinic-example.org", FirstName: "Abigail", LastName: "Absentee"})
+	pii.add("absent.abigail@clinic-example.org", "Abigail", "Absentee")
+	require.Equal(t, "accepted", h.deliver("msg_pii_absent", absent).body["status"])
+	env, err := domainEnvelope(absent)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(usersTable(t, h.db)) == 1 }, 20*time.Second, 10*time.Millisecond)
+
+	const key = "sk_test_pii_secret_key_do_not_log"
+	api := clerkfake.NewAPI(key)
+	names := [][2]string{{"Zoë", "Ångström"}, {"Siobhán", "Ó Súilleabháin"}, {"山田", "太郎"}, {"D'Arcy", "O'Brien"}, {"محمد", "العلي"}}
+	for i, n := range names {
+		email := fmt.Sprintf("patient.%d@clinic-example.org", i)
+		raw, err := clerkfake.APIUser(clerkfake.Options{Seed: int64(i + 1), Email: email, FirstName: n[0], LastName: n[1]})
+		require.NoError(t, err)
+		require.NoError(t, api.Put(raw))
+		var v any
+		require.NoError(t, json.Unmarshal(raw, &v))
+		pii.collect(v, "")
+	}
+	// A user object that does not parse, full of personal data.
+	unreadable := `{"id":"user_unreadable","first_name":{"given":"Ulrich Unreadable"},"email_addresses":"ulrich.unreadable@clinic-example.org","updated_at":"+1 555 010 7788"}`
+	pii.add("Ulrich Unreadable", "ulrich.unreadable@clinic-example.org", "+1 555 010 7788")
+	// Clerk's error answers quote personal data in their messages.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/users/user_") {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"form_identifier_exists","message":"erin.error@clinic-example.org is taken","long_message":"Erin Errorson +1 555 010 6655"}]}`))
+			return
+		}
+		if r.URL.Path == "/v1/users" && r.URL.Query().Get("offset") == "0" && unreadable != "" {
+			_, _ = w.Write([]byte(`[` + unreadable + `]`))
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	pii.add("erin.error@clinic-example.org", "Erin Errorson", "+1 555 010 6655", key)
+
+	var out, logs strings.Builder
+	for _, dry := range []bool{true, false, false} {
+		g, stdout := testGlobals()
+		stderr := &syncBuffer{}
+		g.Stderr, g.LogLevel = stderr, "debug"
+		cmd := ReconcileCmd{Database: Database{URL: h.db.URL}, ClerkAPI: ClerkAPI{SecretKey: key, APIURL: srv.URL, Budget: -1}, DryRun: dry}
+		err := cmd.Run(context.Background(), g)
+		require.ErrorContains(t, err, "reconciliation incomplete")
+		out.WriteString(stdout.String() + err.Error())
+		logs.WriteString(stderr.String())
+		unreadable = "" // the next runs list completely and check the absent user
+	}
+	all := out.String() + logs.String()
+	require.Contains(t, all, `"msg":"reconcile_user_unreadable"`)
+	require.Contains(t, all, `"msg":"reconcile_check_failed","clerk_id":"`+env)
+	require.Contains(t, all, `"cause":"GET /v1/users/{id} answered 422 (form_identifier_exists)"`)
+	require.Contains(t, all, `"msg":"reconcile_incomplete"`)
+	for s := range pii {
+		require.NotContains(t, all, s, "personal data or the key in reconcile's output")
+		if b, err := json.Marshal(s); err == nil {
+			require.NotContains(t, all, strings.Trim(string(b), `"`), "personal data in reconcile's output")
+		}
+	}
+}
+
+// domainEnvelope returns the subject id of a Clerk event body.
+func domainEnvelope(body []byte) (string, error) {
+	env, err := domain.ParseEnvelope(body)
+	return env.SubjectID, err
 }
