@@ -2,7 +2,6 @@ package domain
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -46,19 +45,35 @@ func NotFoundKey(id string) string { return "capi_" + id + "_not_found" }
 // Clerk said alone (two runs build the same bytes). user must be a user
 // object ParseUser accepts; receivedAt is when it was read.
 func NewUserSnapshotEntry(user json.RawMessage, receivedAt time.Time) (LedgerEntry, User, error) {
-	u, err := ParseUser(user, time.Time{})
+	u, err := ParseSnapshotUser(user)
 	if err != nil {
 		return LedgerEntry{}, User{}, err
 	}
+	return UserSnapshotEntry(user, u, receivedAt), u, nil
+}
+
+// ParseSnapshotUser reads a user object of Clerk's Backend API as
+// ParseUser does, and also requires the updated_at a snapshot is keyed by
+// and an id that fits the ledger.
+func ParseSnapshotUser(user json.RawMessage) (User, error) {
+	u, err := ParseUser(user, time.Time{})
+	if err != nil {
+		return User{}, err
+	}
 	if u.UpdatedAt.IsZero() || u.UpdatedAt.UnixMilli() <= 0 {
-		return LedgerEntry{}, User{}, Errorf(EINVALID, "not_clerk_user", "user %s has no updated_at", u.ClerkID)
+		return User{}, Errorf(EINVALID, "not_clerk_user", "data.updated_at is missing")
 	}
 	if err := checkID("data.id", u.ClerkID); err != nil {
-		return LedgerEntry{}, User{}, err
+		return User{}, err
 	}
+	return u, nil
+}
+
+// UserSnapshotEntry is NewUserSnapshotEntry for a user object user that
+// ParseSnapshotUser read as u.
+func UserSnapshotEntry(user json.RawMessage, u User, receivedAt time.Time) LedgerEntry {
 	at := u.UpdatedAt.UTC().Truncate(time.Millisecond)
-	e, err := clerkAPIEntry(EventUserSnapshot, SnapshotKey(u.ClerkID, at), u.ClerkID, user, at, receivedAt)
-	return e, u, err
+	return clerkAPIEntry(EventUserSnapshot, SnapshotKey(u.ClerkID, at), u.ClerkID, user, at, receivedAt)
 }
 
 // UserNotFound is the data of an EventUserNotFound.
@@ -80,15 +95,13 @@ func NewUserNotFoundEntry(id string, checkedAt time.Time) (LedgerEntry, error) {
 		return LedgerEntry{}, err
 	}
 	at := checkedAt.UTC().Truncate(time.Millisecond)
-	return clerkAPIEntry(EventUserNotFound, NotFoundKey(id), id, data, at, checkedAt)
+	return clerkAPIEntry(EventUserNotFound, NotFoundKey(id), id, data, at, checkedAt), nil
 }
 
-func clerkAPIEntry(eventType, key, subject string, data json.RawMessage, at, receivedAt time.Time) (LedgerEntry, error) {
+// clerkAPIEntry wraps data, valid JSON, in an envelope.
+func clerkAPIEntry(eventType, key, subject string, data json.RawMessage, at, receivedAt time.Time) LedgerEntry {
 	// Built by hand, not with json.Marshal, which would rewrite data
 	// (HTML-escaping &, < and > in URLs): data stays the API's bytes.
-	if !json.Valid(data) {
-		return LedgerEntry{}, fmt.Errorf("encode %s event: data is not JSON", eventType)
-	}
 	body := make([]byte, 0, len(data)+128)
 	body = append(body, `{"data":`...)
 	body = append(body, data...)
@@ -105,5 +118,5 @@ func clerkAPIEntry(eventType, key, subject string, data json.RawMessage, at, rec
 		TimestampUnit: UnitMilliseconds,
 		ReceivedAt:    receivedAt.UTC(),
 		Payload:       body,
-	}, nil
+	}
 }

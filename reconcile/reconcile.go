@@ -227,24 +227,18 @@ func (r *run) do(ctx context.Context) error {
 	return r.absent(ctx)
 }
 
-// existing is what the read model and the ledger hold for a listed user.
-type existing struct {
-	held      bool
-	updatedAt *time.Time
-}
-
-// compare finds the differences of one page and appends them.
+// compare finds the differences of one page and appends them: one round
+// trip records the page's ids and reads their rows; a second, only when
+// some differ, finds which of their snapshots the ledger already holds.
 func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
-	now := r.cfg.Now()
 	type listed struct {
-		entry domain.LedgerEntry
-		user  domain.User
+		raw  json.RawMessage
+		user domain.User
 	}
 	users := make([]listed, 0, len(raws))
 	ids := make([]string, 0, len(raws))
-	keys := make([]string, 0, len(raws))
 	for i, raw := range raws {
-		e, u, err := domain.NewUserSnapshotEntry(raw, now)
+		u, err := domain.ParseSnapshotUser(raw)
 		if err != nil {
 			// Named by position: a user object that does not parse may
 			// have no usable id, and its values are not for logs.
@@ -252,18 +246,15 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 			r.cfg.Logger.Error("reconcile_user_unreadable", slog.Int64("position", r.sum.Listed+int64(i)), slog.String("reason", domain.ErrorReason(err)))
 			continue
 		}
-		users = append(users, listed{e, u})
+		users = append(users, listed{raw, u})
 		ids = append(ids, u.ClerkID)
-		keys = append(keys, e.SvixID)
 	}
 	batch := &pgx.Batch{}
 	batch.Queue(`INSERT INTO `+seenTable+` SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ids)
 	batch.Queue(`SELECT clerk_id, clerk_updated_at FROM users WHERE clerk_id = ANY($1)`, ids)
-	batch.Queue(`SELECT svix_id FROM ledger_events WHERE svix_id = ANY($1)`, keys)
-	res := r.conn.SendBatch(ctx, batch)
-	rows := map[string]existing{}
-	inLedger := map[string]bool{}
+	rows := map[string]*time.Time{}
 	err := func() error {
+		res := r.conn.SendBatch(ctx, batch)
 		defer res.Close()
 		if _, err := res.Exec(); err != nil {
 			return err
@@ -274,18 +265,11 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 		}
 		var id string
 		var at *time.Time
-		if _, err := pgx.ForEachRow(q, []any{&id, &at}, func() error {
-			rows[id] = existing{held: true, updatedAt: at}
-			return nil
-		}); err != nil {
-			return err
-		}
-		q, err = res.Query()
-		if err != nil {
-			return err
-		}
-		_, err = pgx.ForEachRow(q, []any{&id}, func() error {
-			inLedger[id] = true
+		_, err = pgx.ForEachRow(q, []any{&id, &at}, func() error {
+			if at == nil {
+				at = &time.Time{}
+			}
+			rows[id] = at
 			return nil
 		})
 		return err
@@ -293,24 +277,51 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 	if err != nil {
 		return fmt.Errorf("compare with the users table: %s", redact.SafeError(err))
 	}
-	var appends []domain.LedgerEntry
+	type difference struct {
+		kind  string
+		entry domain.LedgerEntry
+	}
+	var diffs []difference
+	var keys []string
+	now := r.cfg.Now()
 	for _, l := range users {
-		row := rows[l.user.ClerkID]
+		held, ok := rows[l.user.ClerkID]
 		var kind string
 		switch {
-		case !row.held:
+		case !ok:
 			kind = KindMissing
-		case row.updatedAt == nil || row.updatedAt.Before(l.user.UpdatedAt):
+		case held.Before(l.user.UpdatedAt):
 			kind = KindStale
-		}
-		if kind == "" || inLedger[l.entry.SvixID] {
-			// Held at this version, or the snapshot is already in the
-			// ledger (a projection has yet to apply it).
+		default:
 			r.sum.Unchanged++
 			continue
 		}
-		r.found(kind, l.user.ClerkID)
-		appends = append(appends, l.entry)
+		e := domain.UserSnapshotEntry(l.raw, l.user, now)
+		diffs = append(diffs, difference{kind, e})
+		keys = append(keys, e.SvixID)
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	inLedger := map[string]bool{}
+	q, err := r.conn.Query(ctx, `SELECT svix_id FROM ledger_events WHERE svix_id = ANY($1)`, keys)
+	if err == nil {
+		var key string
+		_, err = pgx.ForEachRow(q, []any{&key}, func() error { inLedger[key] = true; return nil })
+	}
+	if err != nil {
+		return fmt.Errorf("compare with the ledger: %s", redact.SafeError(err))
+	}
+	var appends []domain.LedgerEntry
+	for _, d := range diffs {
+		if inLedger[d.entry.SvixID] {
+			// The snapshot is already in the ledger: a projection has
+			// yet to apply it.
+			r.sum.Unchanged++
+			continue
+		}
+		r.found(d.kind, d.entry.SubjectID)
+		appends = append(appends, d.entry)
 	}
 	r.append(ctx, appends)
 	return nil
