@@ -283,7 +283,8 @@ func TestOriginOfClerkRows(t *testing.T) {
 		"another instance beside the signed payload":   {func(e *domain.LedgerEntry) { e.InstanceID = "ins_other" }, "its instance_id is not what the signed payload says"},
 		"another unit beside the signed payload":       {func(e *domain.LedgerEntry) { e.TimestampUnit = "s" }, "its timestamp_unit is not what the signed payload says"},
 		"a webhookd signature on a clerk row":          {func(e *domain.LedgerEntry) { seal.SignInternalEntry(testKey, e) }, "matches none"},
-		"an unknown source":                            {func(e *domain.LedgerEntry) { e.Source = "clerk-api" }, "unknown source"},
+		"an unknown source":                            {func(e *domain.LedgerEntry) { e.Source = "clerk-import" }, "unknown source"},
+		"posing as clerk-api":                          {func(e *domain.LedgerEntry) { e.Source = domain.SourceClerkAPI }, "it is not signed by webhookd"},
 		"signed by Svix, not a Clerk envelope": {func(e *domain.LedgerEntry) {
 			e.Payload = []byte(`{"hello":"world"}`)
 			e.Signature, _ = mine.Sign(e.SvixID, e.SvixTimestamp, e.Payload)
