@@ -222,8 +222,18 @@ func (a *App) startReconciler(ctx context.Context) <-chan struct{} {
 func (a *App) reconcileNow(ctx context.Context) {
 	cfg := a.reconciler.cfg
 	cfg.Logger = a.cfg.Logger
-	sum, err := reconcileOnce(ctx, a.pool, cfg, false, a.cfg.Logger)
 	m := a.reconciler.metrics
+	// As for every command that appends: on a sealed ledger the entries
+	// must be signed with the key of its checkpoints, or the sealers
+	// (this replica's or another's) would refuse them.
+	key, err := appendSigningKey(ctx, a.store, a.cfg.Seal.SigningKey)
+	if err != nil {
+		m.runs.WithLabelValues("incomplete").Inc()
+		a.cfg.Logger.Error("reconcile_failed", slog.String("cause", err.Error()))
+		return
+	}
+	cfg.Sign = signer(key)
+	sum, err := reconcileOnce(ctx, a.pool, cfg, false, a.cfg.Logger)
 	switch {
 	case errors.Is(err, errReconcileBusy):
 		m.runs.WithLabelValues("skipped").Inc()
@@ -274,14 +284,8 @@ func (a *App) newReconciler(m *ingress.Metrics) (*appReconciler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_RECONCILE_INTERVAL is set: %w", err)
 	}
-	var key ed25519.PrivateKey
-	if a.cfg.Seal.SigningKey != "" {
-		if key, err = seal.ParseSigningKey(a.cfg.Seal.SigningKey); err != nil {
-			return nil, err
-		}
-	}
 	return &appReconciler{
-		cfg:     reconcile.Config{API: client, Pool: a.pool, Store: a.store, Sign: signer(key)},
+		cfg:     reconcile.Config{API: client, Pool: a.pool, Store: a.store},
 		metrics: newReconcileMetrics(m),
 	}, nil
 }

@@ -392,3 +392,23 @@ func TestServeReconcileIntervalNeedsTheKey(t *testing.T) {
 		Reconcile: ReconcileConfig{Interval: time.Hour}})
 	require.EqualError(t, err, "WEBHOOKD_RECONCILE_INTERVAL is set: CLERK_SECRET_KEY is not set: reconciliation reads Clerk's Backend API with the instance's secret key (sk_…)")
 }
+
+// A replica without WEBHOOKD_SIGNING_KEY does not reconcile a sealed
+// ledger: its entries would be unsigned and every sealer would refuse
+// them. It says so and appends nothing.
+func TestServeReconcileRefusesToAppendUnsignedToASealedLedger(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	api, apiURL := fakeClerk(t, "sk_test_x")
+	require.NoError(t, api.Put(clerkUser(t, 1, 0)))
+	sealer := startOn(t, db, withSeal(sealKey))
+	sealer.deliverN(0, 1)
+	sealer.waitCheckpoint(1)
+	h := startOn(t, db, withReconcile(apiURL, 20*time.Millisecond))
+	require.Eventually(t, func() bool {
+		return scrape(t, h).value(`webhookd_reconcile_runs_total{outcome="incomplete"}`) >= 2
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Contains(t, h.logs.String(), `"msg":"reconcile_failed","cause":"WEBHOOKD_SIGNING_KEY is not set: this command appends to the ledger`)
+	require.Equal(t, map[string]int{"clerk": 1}, ledgerBySource(t, db))
+	require.Zero(t, scrape(t, h).value("webhookd_reconcile_last_success_timestamp_seconds"))
+}
