@@ -66,9 +66,10 @@ type ClientConfig struct {
 // request budget, retrying 429 (after Retry-After) and transient 5xx
 // answers with backoff.
 type Client struct {
-	backend  clerk.Backend
-	users    *user.Client
-	requests atomic.Int64
+	transport *retryTransport
+	backend   clerk.Backend
+	users     *user.Client
+	requests  atomic.Int64
 }
 
 // NewClient returns a Client, or an error naming the setting at fault.
@@ -117,10 +118,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	// No Timeout on the http.Client: it would bound the retries and
 	// their pauses too; each attempt has its own (AttemptTimeout).
 	bc := clerk.BackendConfig{HTTPClient: &http.Client{Transport: t}, URL: &base, Key: &key}
+	c.transport = t
 	c.backend = clerk.NewBackend(&bc)
 	c.users = &user.Client{Backend: c.backend}
 	return c, nil
 }
+
+// backendTransport is the transport under the SDK (for tests).
+func (c *Client) backendTransport() *retryTransport { return c.transport }
 
 // Requests is how many HTTP requests the client sent, retries included.
 func (c *Client) Requests() int64 { return c.requests.Load() }

@@ -70,3 +70,18 @@ func TestAPIURLPath(t *testing.T) {
 	}
 	require.Equal(t, []string{"/v1/users", "/v1/users", "/proxy/clerk/v1/users"}, paths)
 }
+
+// The default budget is half of a development instance's 100 requests
+// per 10 s, spread evenly with a burst of a tenth; -1 is no limit.
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	for budget, want := range map[int][2]float64{0: {5, 5}, 1000: {100, 100}, 5: {0.5, 1}} {
+		c, err := NewClient(ClientConfig{SecretKey: "sk_test_x", Budget: budget})
+		require.NoError(t, err)
+		l := c.backendTransport().limiter
+		require.Equal(t, want, [2]float64{float64(l.Limit()), float64(l.Burst())}, "budget %d", budget)
+	}
+	c, err := NewClient(ClientConfig{SecretKey: "sk_test_x", Budget: -1})
+	require.NoError(t, err)
+	require.Nil(t, c.backendTransport().limiter)
+}
