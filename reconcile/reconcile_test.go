@@ -549,3 +549,41 @@ func TestWrongKeyIsAClearErrorWithoutTheKey(t *testing.T) {
 	_, err = reconcile.NewClient(reconcile.ClientConfig{SecretKey: "sk_x", APIURL: "ftp://x"})
 	require.EqualError(t, err, "CLERK_API_URL is not an http(s) URL")
 }
+
+// The database going away mid-run ends it with an error: what was
+// appended stays, nothing is inferred, and the next run finishes the job.
+func TestDatabaseCutMidRunInfersNothing(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	v.addClerk(1, 1500)
+	proxy, viaProxy := testdb.NewProxy(t, v.db)
+	var once sync.Once
+	v.api.Fault = func(r *http.Request, _ int64) (int, http.Header) {
+		if r.URL.Query().Get("offset") == "1000" {
+			once.Do(proxy.Cut)
+		}
+		return 0, nil
+	}
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(viaProxy)
+	require.NoError(t, err)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	sum, err := reconcile.Run(ctx, conn, reconcile.Config{API: v.client(reconcile.ClientConfig{}), Pool: v.db.Pool, Store: v.store, Logger: v.logger,
+		Sign: func(e *domain.LedgerEntry) { seal.SignInternalEntry(key, e) }})
+	require.Error(t, err)
+	require.NotErrorIs(t, err, reconcile.Incomplete, "a database failure is not a partial listing")
+	require.Regexp(t, `^compare with the (users table|ledger): `, err.Error())
+	require.False(t, sum.Complete)
+	require.Zero(t, sum.Deleted)
+	require.LessOrEqual(t, sum.Appended, int64(1000))
+
+	proxy.Restore()
+	v.api.Fault = nil
+	sum, err = v.run(v.client(reconcile.ClientConfig{}), false)
+	require.NoError(t, err)
+	require.Equal(t, 1500, v.ledgerCount(domain.SourceClerkAPI))
+	v.project()
+	v.requireActiveEqualsClerk()
+}
