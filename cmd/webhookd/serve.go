@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/eventstore"
+	"github.com/webhookd/webhookd/forward"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/migrations"
 	"github.com/webhookd/webhookd/projections"
@@ -59,6 +60,10 @@ type ServeCmd struct {
 	BodyReadTimeout time.Duration `name:"body-read-timeout" env:"WEBHOOKD_BODY_READ_TIMEOUT" default:"10s" help:"Time allowed to receive a request body; a body not complete by then is answered 400 body_unreadable and counts as a failed verification (at most 30s)."`
 	RejectLogEvery  time.Duration `name:"reject-log-interval" env:"WEBHOOKD_REJECT_LOG_INTERVAL" default:"10s" help:"Rejected requests (4xx) are logged in full once per source address, event and reason in this interval and summarised in one rejections_suppressed line at its end; 0 logs every one. Metrics count every request."`
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
+	ForwardURL      string        `name:"forward-nats-url" env:"WEBHOOKD_FORWARD_NATS_URL" help:"NATS server URL(s), comma-separated (nats://127.0.0.1:4222): publish every ledger entry, in ledger order, to a JetStream stream on subject clerk.<event type>. Unset: no forwarding."`
+	ForwardStream   string        `name:"forward-stream" env:"WEBHOOKD_FORWARD_STREAM" default:"CLERK" help:"JetStream stream the forwarder publishes to; created (subjects clerk.>) if missing."`
+	ForwardTypes    string        `name:"forward-types" env:"WEBHOOKD_FORWARD_TYPES" help:"Event types to forward, as glob patterns separated by spaces or commas (user.*, organization*); default every type."`
+	ForwardDupes    time.Duration `name:"forward-duplicate-window" env:"WEBHOOKD_FORWARD_DUPLICATE_WINDOW" default:"10m" help:"Duplicate window (Nats-Msg-Id) of a stream the forwarder creates; an existing stream keeps its own."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -102,7 +107,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		BodyReadTimeout: c.BodyReadTimeout,
 		RejectLogEvery:  c.RejectLogEvery,
 		TrustedProxies:  c.TrustedProxies,
-		Logger:          logger,
+		Forward: ForwardConfig{URL: c.ForwardURL, Stream: c.ForwardStream, Types: c.ForwardTypes,
+			DuplicateWindow: c.ForwardDupes},
+		Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -207,6 +214,9 @@ type AppConfig struct {
 	// TrustedProxies is a list of CIDR prefixes whose X-Forwarded-For is
 	// honoured. Defaults to none.
 	TrustedProxies string
+	// Forward configures the NATS JetStream forwarder (forward.go); off
+	// without a URL.
+	Forward ForwardConfig
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -217,6 +227,8 @@ type App struct {
 	store  *eventstore.Store
 	runner *projections.Runner
 	sealer *ledgerSealer
+	// forwarder publishes the ledger to NATS JetStream; nil when off.
+	forwarder *forward.Forwarder
 	// origin checks ledger rows' origin for the sealer and projections.
 	origin   *seal.OriginVerifier
 	listener net.Listener
@@ -331,6 +343,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "projections", Run: a.checkLag},
 			{Name: "ledger_append_lock", Run: a.checkAppendLock},
 			{Name: "sealer", Run: a.checkSealer},
+			{Name: "forwarder", Run: a.checkForwarder},
 		},
 		Metrics:         metrics,
 		TrustedProxies:  proxies,
@@ -347,8 +360,15 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	if a.forwarder, err = a.newForwarder(metrics); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	a.listener, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		if a.forwarder != nil {
+			a.forwarder.Close()
+		}
 		pool.Close()
 		return nil, fmt.Errorf("WEBHOOKD_ADDR: cannot listen on %s: %v", cfg.Addr, err)
 	}
@@ -458,6 +478,8 @@ func (a *App) Run(ctx context.Context) error {
 	go func() { runnerErr <- a.runner.Run(runCtx) }()
 	// The sealer (when configured) stops with the projections, after the drain.
 	sealerDone := a.startSealer(runCtx)
+	// So does the forwarder.
+	forwarderDone := a.startForwarder(runCtx)
 	rejectsDone := a.summariseRejections(runCtx)
 
 	var failure error
@@ -488,6 +510,7 @@ func (a *App) Run(ctx context.Context) error {
 		failure = errors.Join(failure, fmt.Errorf("projections: %w", err))
 	}
 	<-sealerDone
+	<-forwarderDone
 	<-rejectsDone
 	if failure != nil {
 		return failure
