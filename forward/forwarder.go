@@ -68,6 +68,9 @@ type Config struct {
 	URL string
 	// Stream is the JetStream stream. Defaults to DefaultStream.
 	Stream string
+	// SubjectPrefix is the subjects' first token(s). Defaults to
+	// DefaultSubjectPrefix.
+	SubjectPrefix string
 	// Types selects the event types forwarded. Defaults to all.
 	Types TypeFilter
 	// DuplicateWindow is the duplicate window of a stream the forwarder
@@ -166,6 +169,15 @@ func New(cfg Config) (*Forwarder, error) {
 	if err := CheckStream(cfg.Stream); err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_FORWARD_STREAM: %w", err)
 	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if err := CheckSubjectPrefix(cfg.SubjectPrefix); err != nil || len(cfg.SubjectPrefix) > 400 {
+		if err == nil {
+			err = errors.New("longer than 400 bytes")
+		}
+		return nil, fmt.Errorf("WEBHOOKD_FORWARD_SUBJECT_PREFIX: %w", err)
+	}
 	if err := CheckURL(cfg.URL); err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_FORWARD_NATS_URL: %w", err)
 	}
@@ -239,7 +251,7 @@ func (f *Forwarder) Connected() bool { return f.nc.IsConnected() }
 func (f *Forwarder) Close() { f.nc.Close() }
 
 // StreamConfig is the configuration of a stream the forwarder creates
-// (README, Forwarding to NATS): every subject under clerk., kept on disk,
+// (README, Forwarding to NATS): every subject under the prefix, kept on disk,
 // nothing expired or discarded by the stream itself, messages neither
 // deleted nor purged through the API, duplicates remembered for
 // DuplicateWindow.
@@ -247,7 +259,7 @@ func (f *Forwarder) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        f.cfg.Stream,
 		Description: "Clerk events verified and recorded by webhookd, in ledger order",
-		Subjects:    []string{SubjectPrefix + ".>"},
+		Subjects:    []string{f.cfg.SubjectPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
@@ -279,7 +291,7 @@ func (f *Forwarder) ensureStream(ctx context.Context) error {
 	}
 	if err == nil {
 		f.cfg.Logger.Info("forwarder_stream_created", slog.String("stream", f.cfg.Stream),
-			slog.String("subjects", SubjectPrefix+".>"), slog.Duration("duplicate_window", f.cfg.DuplicateWindow))
+			slog.String("subjects", f.cfg.SubjectPrefix+".>"), slog.Duration("duplicate_window", f.cfg.DuplicateWindow))
 	}
 	return err
 }
@@ -470,7 +482,7 @@ func (f *Forwarder) publish(ctx context.Context, batch []eventstore.Scanned) (in
 			continue
 		}
 		msg := &nats.Msg{
-			Subject: Subject(s.EventType),
+			Subject: Subject(f.cfg.SubjectPrefix, s.EventType),
 			Data:    s.Payload,
 			Header: nats.Header{
 				jetstream.MsgIDHeader: {s.SvixID},

@@ -9,12 +9,29 @@ import (
 	"strings"
 )
 
-// SubjectPrefix is the first token of every subject the forwarder
-// publishes on; the stream it creates takes SubjectPrefix + ".>".
-const SubjectPrefix = "clerk"
+// DefaultSubjectPrefix is WEBHOOKD_FORWARD_SUBJECT_PREFIX's default: the
+// first token of every subject the forwarder publishes on. The stream it
+// creates takes prefix + ".>".
+const DefaultSubjectPrefix = "clerk"
 
-// Subject is the NATS subject of a ledger entry of eventType:
-// "clerk.<event type>", the event type's dots being the subject's token
+// CheckSubjectPrefix refuses a prefix that is not one or more dot-separated
+// tokens of letters, digits, '_' and '-'.
+func CheckSubjectPrefix(prefix string) error {
+	for _, token := range strings.Split(prefix, ".") {
+		if token == "" {
+			return errors.New("must be dot-separated tokens of letters, digits, '_' or '-' (clerk, prod.clerk)")
+		}
+		for i := 0; i < len(token); i++ {
+			if !plain(token[i]) {
+				return errors.New("must be dot-separated tokens of letters, digits, '_' or '-' (clerk, prod.clerk)")
+			}
+		}
+	}
+	return nil
+}
+
+// Subject is the NATS subject of a ledger entry of eventType under prefix
+// (DefaultSubjectPrefix unless configured): "clerk.<event type>", the event type's dots being the subject's token
 // separators (user.updated → clerk.user.updated). webhookd's own entries
 // keep their type too (webhookd.user.access_changed →
 // clerk.webhookd.user.access_changed): clerk.user.* does not match them,
@@ -31,22 +48,23 @@ const SubjectPrefix = "clerk"
 // MaxSubjectLen (NATS refuses a protocol line over 4 KiB) is
 // "clerk.%long.<sha256 of the type, hex>" instead: escaping never
 // produces a "%l" token, so that cannot be another type's subject.
-func Subject(eventType string) string {
-	s := escapedSubject(eventType)
+func Subject(prefix, eventType string) string {
+	s := escapedSubject(prefix, eventType)
 	if len(s) > MaxSubjectLen {
 		sum := sha256.Sum256([]byte(eventType))
-		return SubjectPrefix + ".%long." + hex.EncodeToString(sum[:])
+		return prefix + ".%long." + hex.EncodeToString(sum[:])
 	}
 	return s
 }
 
-// MaxSubjectLen is the longest subject Subject returns.
+// MaxSubjectLen is the longest subject Subject returns (for a prefix of
+// up to 400 bytes).
 const MaxSubjectLen = 512
 
-func escapedSubject(eventType string) string {
+func escapedSubject(prefix, eventType string) string {
 	var b strings.Builder
-	b.Grow(len(SubjectPrefix) + 1 + len(eventType))
-	b.WriteString(SubjectPrefix)
+	b.Grow(len(prefix) + 1 + len(eventType))
+	b.WriteString(prefix)
 	for _, token := range strings.Split(eventType, ".") {
 		b.WriteByte('.')
 		if token == "" {
