@@ -44,7 +44,23 @@ const (
 	HeaderEventType  = "Webhookd-Event-Type"
 	HeaderSource     = "Webhookd-Source"
 	HeaderReceivedAt = "Webhookd-Received-At" // RFC 3339, nanoseconds, UTC
+	// HeaderEventTypeQuoted is "true" when HeaderEventType holds the type
+	// Go-quoted (strconv.QuoteToASCII): a type with a control character or
+	// leading or trailing white space, which a header cannot carry (none
+	// Clerk sends).
+	HeaderEventTypeQuoted = "Webhookd-Event-Type-Quoted"
 )
+
+// typeHeader sets the event type headers of h.
+func typeHeader(h nats.Header, eventType string) {
+	if strings.IndexFunc(eventType, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 &&
+		strings.TrimSpace(eventType) == eventType {
+		h[HeaderEventType] = []string{eventType}
+		return
+	}
+	h[HeaderEventType] = []string{strconv.QuoteToASCII(eventType)}
+	h[HeaderEventTypeQuoted] = []string{"true"}
+}
 
 // DefaultStream is WEBHOOKD_FORWARD_STREAM's default.
 const DefaultStream = "CLERK"
@@ -488,11 +504,11 @@ func (f *Forwarder) publish(ctx context.Context, batch []eventstore.Scanned) (in
 				jetstream.MsgIDHeader: {s.SvixID},
 				HeaderSvixID:          {s.SvixID},
 				HeaderOffset:          {strconv.FormatInt(s.Offset, 10)},
-				HeaderEventType:       {s.EventType},
 				HeaderSource:          {s.Source},
 				HeaderReceivedAt:      {s.ReceivedAt.UTC().Format(time.RFC3339Nano)},
 			},
 		}
+		typeHeader(msg.Header, s.EventType)
 		fut, err := f.js.PublishMsgAsync(msg, jetstream.WithExpectStream(f.cfg.Stream))
 		if err != nil {
 			sendErr = fmt.Errorf("publish ledger offset %d: %w", s.Offset, err)
