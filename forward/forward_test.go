@@ -156,32 +156,13 @@ type stored struct {
 // readStream reads every message of the stream in stream order.
 func readStream(t *testing.T, url, stream string) []stored {
 	t.Helper()
-	_, js := natstest.JetStream(t, url)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	require.NoError(t, err)
-	info, err := s.Info(ctx)
-	require.NoError(t, err)
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
 	var out []stored
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := cons.FetchNoWait(500)
-		require.NoError(t, err)
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			require.NoError(t, err)
-			hdr := map[string]string{}
-			for k := range m.Headers() {
-				hdr[k] = m.Headers().Get(k)
-			}
-			out = append(out, stored{seq: md.Sequence.Stream, subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), header: hdr, data: m.Data()})
+	for _, m := range natstest.ReadStream(t, url, stream) {
+		hdr := map[string]string{}
+		for k := range m.Header {
+			hdr[k] = m.Header.Get(k)
 		}
-		require.NoError(t, batch.Error())
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d messages", len(out), info.State.Msgs)
-		}
+		out = append(out, stored{seq: m.Seq, subject: m.Subject, msgID: m.Header.Get(jetstream.MsgIDHeader), header: hdr, data: m.Data})
 	}
 	return out
 }

@@ -19,6 +19,9 @@ type ForwardConfig struct {
 	// Stream is WEBHOOKD_FORWARD_STREAM. Defaults to forward.DefaultStream
 	// (CLERK).
 	Stream string
+	// SubjectPrefix is WEBHOOKD_FORWARD_SUBJECT_PREFIX. Defaults to
+	// forward.DefaultSubjectPrefix (clerk).
+	SubjectPrefix string
 	// Types is WEBHOOKD_FORWARD_TYPES: event type globs, separated by
 	// spaces or commas. Defaults to every type.
 	Types string
@@ -37,6 +40,34 @@ type ForwardConfig struct {
 	MaxBackoff time.Duration
 }
 
+// checkForward refuses malformed forwarder settings, naming the setting,
+// before anything is started.
+func checkForward(cfg ForwardConfig) error {
+	if cfg.URL == "" {
+		return nil
+	}
+	if err := forward.CheckURL(cfg.URL); err != nil {
+		return fmt.Errorf("WEBHOOKD_FORWARD_NATS_URL: %w", err)
+	}
+	if cfg.Stream != "" {
+		if err := forward.CheckStream(cfg.Stream); err != nil {
+			return fmt.Errorf("WEBHOOKD_FORWARD_STREAM: %w", err)
+		}
+	}
+	if cfg.SubjectPrefix != "" {
+		if err := forward.CheckSubjectPrefix(cfg.SubjectPrefix); err != nil {
+			return fmt.Errorf("WEBHOOKD_FORWARD_SUBJECT_PREFIX: %w", err)
+		}
+	}
+	if _, err := forward.ParseTypeFilter(cfg.Types); err != nil {
+		return fmt.Errorf("WEBHOOKD_FORWARD_TYPES: %w", err)
+	}
+	if cfg.DuplicateWindow < 0 {
+		return fmt.Errorf("WEBHOOKD_FORWARD_DUPLICATE_WINDOW: must be a positive duration, got %s", cfg.DuplicateWindow)
+	}
+	return nil
+}
+
 // newForwarder builds the forwarder actor, its metrics and nothing else;
 // it returns nil when no URL is configured. A NATS server that is down is
 // not an error: the forwarder waits for it.
@@ -48,9 +79,6 @@ func (a *App) newForwarder(metrics *ingress.Metrics) (*forward.Forwarder, error)
 	types, err := forward.ParseTypeFilter(cfg.Types)
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_FORWARD_TYPES: %w", err)
-	}
-	if cfg.DuplicateWindow < 0 {
-		return nil, fmt.Errorf("WEBHOOKD_FORWARD_DUPLICATE_WINDOW: must be a positive duration, got %s", cfg.DuplicateWindow)
 	}
 	reg := metrics.Registry()
 	published := prometheus.NewCounter(prometheus.CounterOpts{
@@ -77,6 +105,7 @@ func (a *App) newForwarder(metrics *ingress.Metrics) (*forward.Forwarder, error)
 	f, err := forward.New(forward.Config{
 		URL:             cfg.URL,
 		Stream:          cfg.Stream,
+		SubjectPrefix:   cfg.SubjectPrefix,
 		Types:           types,
 		DuplicateWindow: cfg.DuplicateWindow,
 		Pool:            a.pool,

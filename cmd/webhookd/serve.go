@@ -62,6 +62,7 @@ type ServeCmd struct {
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
 	ForwardURL      string        `name:"forward-nats-url" env:"WEBHOOKD_FORWARD_NATS_URL" help:"NATS server URL(s), comma-separated (nats://127.0.0.1:4222): publish every ledger entry, in ledger order, to a JetStream stream on subject clerk.<event type>. Unset: no forwarding."`
 	ForwardStream   string        `name:"forward-stream" env:"WEBHOOKD_FORWARD_STREAM" default:"CLERK" help:"JetStream stream the forwarder publishes to; created (subjects clerk.>) if missing."`
+	ForwardPrefix   string        `name:"forward-subject-prefix" env:"WEBHOOKD_FORWARD_SUBJECT_PREFIX" default:"clerk" help:"First token(s) of the forwarder's subjects, <prefix>.<event type>; another prefix lets two deployments share one NATS account."`
 	ForwardTypes    string        `name:"forward-types" env:"WEBHOOKD_FORWARD_TYPES" help:"Event types to forward, as glob patterns separated by spaces or commas (user.*, organization*); default every type."`
 	ForwardDupes    time.Duration `name:"forward-duplicate-window" env:"WEBHOOKD_FORWARD_DUPLICATE_WINDOW" default:"10m" help:"Duplicate window (Nats-Msg-Id) of a stream the forwarder creates; an existing stream keeps its own."`
 }
@@ -107,7 +108,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		BodyReadTimeout: c.BodyReadTimeout,
 		RejectLogEvery:  c.RejectLogEvery,
 		TrustedProxies:  c.TrustedProxies,
-		Forward: ForwardConfig{URL: c.ForwardURL, Stream: c.ForwardStream, Types: c.ForwardTypes,
+		Forward: ForwardConfig{URL: c.ForwardURL, Stream: c.ForwardStream, SubjectPrefix: c.ForwardPrefix, Types: c.ForwardTypes,
 			DuplicateWindow: c.ForwardDupes},
 		Logger: logger,
 	})
@@ -287,6 +288,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		return nil, fmt.Errorf("WEBHOOKD_TRUSTED_PROXIES: %w", err)
 	}
 	if err := checkLimits(cfg); err != nil {
+		return nil, err
+	}
+	if err := checkForward(cfg.Forward); err != nil {
 		return nil, err
 	}
 	if cfg.DatabaseURL == "" {

@@ -189,3 +189,40 @@ func (s *Server) Stop() {
 	}
 	s.cmd = nil
 }
+
+// Message is a message as a stream holds it.
+type Message struct {
+	Seq     uint64
+	Subject string
+	Header  nats.Header
+	Data    []byte
+}
+
+// ReadStream reads every message of stream on url, in stream order.
+func ReadStream(t testing.TB, url, stream string) []Message {
+	t.Helper()
+	_, js := JetStream(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	var out []Message
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		require.NoError(t, err)
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			require.NoError(t, err)
+			out = append(out, Message{Seq: md.Sequence.Stream, Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		}
+		require.NoError(t, batch.Error())
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of the stream's %d messages", len(out), info.State.Msgs)
+		}
+	}
+	return out
+}
