@@ -33,7 +33,7 @@ var clerkTypes = []string{"user.created", "user.updated", "user.deleted", "organ
 
 // makeRows builds n entries cycling through types, with realistic bodies
 // (a few distinct bodies, reused: building 10,000 would cost seconds).
-func makeRows(t *testing.T, prefix string, n int, types []string) []row {
+func makeRows(t testing.TB, prefix string, n int, types []string) []row {
 	t.Helper()
 	bodies := map[string][][]byte{}
 	for _, typ := range types {
@@ -59,7 +59,7 @@ func makeRows(t *testing.T, prefix string, n int, types []string) []row {
 
 // appendRows appends rows in transactions of up to chunk rows, through
 // the ledger's own triggers (which assign transaction ids and offsets).
-func appendRows(t *testing.T, db *testdb.DB, rows []row, chunk int) {
+func appendRows(t testing.TB, db *testdb.DB, rows []row, chunk int) {
 	t.Helper()
 	ctx := context.Background()
 	for len(rows) > 0 {
@@ -90,7 +90,7 @@ func ledgerOrder(t *testing.T, db *testdb.DB) []string {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	db     *testdb.DB
 	url    string
 	stream string
@@ -98,7 +98,7 @@ type harness struct {
 	store  *eventstore.Store
 }
 
-func setup(t *testing.T) *harness {
+func setup(t testing.TB) *harness {
 	t.Helper()
 	url := natstest.URL(t)
 	db := testdb.New(t)

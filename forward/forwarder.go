@@ -383,6 +383,7 @@ func (f *Forwarder) lead(ctx context.Context, lock LeaderLock) error {
 	log.Info("forwarder_leading", slog.String("stream", f.cfg.Stream), slog.Int64("ledger_offset", pos.Offset))
 	backoff := f.cfg.MinBackoff
 	streamReady := false
+	var prefetched []eventstore.Scanned // the batch after pos, read ahead
 	for ctx.Err() == nil {
 		if err := lock.Check(ctx); err != nil {
 			return err
@@ -401,21 +402,42 @@ func (f *Forwarder) lead(ctx context.Context, lock LeaderLock) error {
 			streamReady = true
 		}
 		start := time.Now()
-		batch, err := eventstore.ScanAfter(ctx, f.cfg.Pool, pos, eventstore.Position{}, f.cfg.BatchSize)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		batch := prefetched
+		prefetched = nil
+		if batch == nil {
+			var err error
+			batch, err = eventstore.ScanAfter(ctx, f.cfg.Pool, pos, eventstore.Position{}, f.cfg.BatchSize)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				f.failed(ReasonDatabase)
+				log.Warn("forwarder_retry", slog.String("cause", redact.SafeError(err)), slog.Duration("retry_in", backoff))
+				backoff = f.pause(ctx, backoff)
+				continue
 			}
-			f.failed(ReasonDatabase)
-			log.Warn("forwarder_retry", slog.String("cause", redact.SafeError(err)), slog.Duration("retry_in", backoff))
-			backoff = f.pause(ctx, backoff)
-			continue
 		}
 		if len(batch) == 0 {
 			sleep(ctx, f.cfg.PollInterval)
 			continue
 		}
-		published, dups, err := f.publish(ctx, batch)
+		futures, sendErr := f.send(batch)
+		// Behind a backlog, the next batch is read while JetStream
+		// acknowledges this one; it is dropped if this one fails.
+		next := make(chan []eventstore.Scanned, 1)
+		if sendErr == nil && len(batch) == f.cfg.BatchSize {
+			go func() {
+				b, err := eventstore.ScanAfter(ctx, f.cfg.Pool, batch[len(batch)-1].Position, eventstore.Position{}, f.cfg.BatchSize)
+				if err != nil {
+					b = nil
+				}
+				next <- b
+			}()
+		} else {
+			next <- nil
+		}
+		published, dups, err := f.await(ctx, futures, sendErr)
+		ahead := <-next
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -442,6 +464,7 @@ func (f *Forwarder) lead(ctx context.Context, lock LeaderLock) error {
 			continue
 		}
 		pos = last
+		prefetched = ahead
 		backoff = f.cfg.MinBackoff
 		if f.cfg.Published != nil {
 			f.cfg.Published(len(batch), published, dups, time.Since(start))
@@ -483,16 +506,11 @@ func (f *Forwarder) commit(ctx context.Context, from, to eventstore.Position) er
 	})
 }
 
-// publish publishes the batch's entries that the filter selects, in order,
-// pipelined, and waits for every acknowledgement. It returns how many it
-// published and how many of those JetStream dropped as duplicates. On the
-// first failure it stops sending, waits for what is in flight, and fails:
-// the whole batch is published again (what was stored comes back as
-// duplicates), so the stream never holds an entry after one that is
-// missing.
-func (f *Forwarder) publish(ctx context.Context, batch []eventstore.Scanned) (int, int, error) {
+// send publishes the batch's entries that the filter selects, in order,
+// pipelined (PublishMsgAsync), and returns their acknowledgement futures.
+// It stops at the first message that cannot be sent.
+func (f *Forwarder) send(batch []eventstore.Scanned) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	var sendErr error
 	for _, s := range batch {
 		if !f.cfg.Types.Match(s.EventType) {
 			continue
@@ -511,11 +529,20 @@ func (f *Forwarder) publish(ctx context.Context, batch []eventstore.Scanned) (in
 		typeHeader(msg.Header, s.EventType)
 		fut, err := f.js.PublishMsgAsync(msg, jetstream.WithExpectStream(f.cfg.Stream))
 		if err != nil {
-			sendErr = fmt.Errorf("publish ledger offset %d: %w", s.Offset, err)
-			break
+			return futures, fmt.Errorf("publish ledger offset %d: %w", s.Offset, err)
 		}
 		futures = append(futures, fut)
 	}
+	return futures, nil
+}
+
+// await waits for every acknowledgement of futures and returns how many
+// messages were published and how many of those JetStream dropped as
+// duplicates. It fails when sending failed (sendErr) or a message was not
+// acknowledged: the whole batch is then published again (what was stored
+// comes back as duplicates), so the stream never holds an entry after one
+// that is missing.
+func (f *Forwarder) await(ctx context.Context, futures []jetstream.PubAckFuture, sendErr error) (int, int, error) {
 	dups := 0
 	var ackErr error
 	for _, fut := range futures {
