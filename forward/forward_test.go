@@ -348,3 +348,31 @@ func TestNoBrokerWaitsAndCountsFailures(t *testing.T) {
 	require.Equal(t, int64(10), lag.Events)
 	require.False(t, lag.Connected)
 }
+
+// An entry NATS refuses (a body over the server's max_payload, 1 MB by
+// default, which a 1 MiB delivery plus headers can reach) is never
+// skipped: the forwarder publishes what comes before it, then waits on it,
+// counting failures, and nothing after it is published out of order.
+func TestRefusedEntryIsNotSkipped(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	rows := makeRows(t, "msg_big", 3, []string{"user.updated"})
+	rows[1].payload = append([]byte(`{"pad":"`), append(make([]byte, 1<<20), `"}`...)...)
+	for i := 8; i < len(rows[1].payload)-2; i++ {
+		rows[1].payload[i] = 'x'
+	}
+	appendRows(t, h.db, rows, 1)
+	var failures atomic.Int64
+	f := h.start(func(c *forward.Config) {
+		c.Failed = func(reason string) {
+			if reason == forward.ReasonBroker {
+				failures.Add(1)
+			}
+		}
+	})
+	require.Eventually(t, func() bool { return failures.Load() >= 3 }, time.Minute, 10*time.Millisecond)
+	lag, err := f.MeasureLag(context.Background(), time.Now())
+	require.NoError(t, err)
+	require.Equal(t, int64(2), lag.Events, "the refused entry and the one after it wait")
+	requireExactlyOnce(t, h.prefix, readStream(t, h.url, h.stream), rows[:1], ledgerOrder(t, h.db))
+}

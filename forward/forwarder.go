@@ -421,7 +421,7 @@ func (f *Forwarder) lead(ctx context.Context, lock LeaderLock) error {
 			sleep(ctx, f.cfg.PollInterval)
 			continue
 		}
-		futures, sendErr := f.send(batch)
+		futures, covered, sendErr := f.send(batch)
 		// Behind a backlog, the next batch is read while JetStream
 		// acknowledges this one; it is dropped if this one fails.
 		next := make(chan []eventstore.Scanned, 1)
@@ -436,8 +436,20 @@ func (f *Forwarder) lead(ctx context.Context, lock LeaderLock) error {
 		} else {
 			next <- nil
 		}
-		published, dups, err := f.await(ctx, futures, sendErr)
+		published, dups, err := f.await(ctx, futures)
 		ahead := <-next
+		if err == nil && sendErr != nil {
+			// An entry could not be sent (NATS refused it, or the
+			// connection went): keep what was acknowledged before it, and
+			// retry from it.
+			if covered > 0 && f.commit(ctx, pos, batch[covered-1].Position) == nil {
+				pos = batch[covered-1].Position
+				if f.cfg.Published != nil {
+					f.cfg.Published(covered, published, dups, time.Since(start))
+				}
+			}
+			err = sendErr
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -507,11 +519,12 @@ func (f *Forwarder) commit(ctx context.Context, from, to eventstore.Position) er
 }
 
 // send publishes the batch's entries that the filter selects, in order,
-// pipelined (PublishMsgAsync), and returns their acknowledgement futures.
-// It stops at the first message that cannot be sent.
-func (f *Forwarder) send(batch []eventstore.Scanned) ([]jetstream.PubAckFuture, error) {
+// pipelined (PublishMsgAsync), and returns their acknowledgement futures
+// and how many of the batch's entries they cover: all, unless an entry
+// could not be sent (then the entries before it, and the error).
+func (f *Forwarder) send(batch []eventstore.Scanned) ([]jetstream.PubAckFuture, int, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	for _, s := range batch {
+	for i, s := range batch {
 		if !f.cfg.Types.Match(s.EventType) {
 			continue
 		}
@@ -529,20 +542,20 @@ func (f *Forwarder) send(batch []eventstore.Scanned) ([]jetstream.PubAckFuture, 
 		typeHeader(msg.Header, s.EventType)
 		fut, err := f.js.PublishMsgAsync(msg, jetstream.WithExpectStream(f.cfg.Stream))
 		if err != nil {
-			return futures, fmt.Errorf("publish ledger offset %d: %w", s.Offset, err)
+			return futures, i, fmt.Errorf("publish ledger offset %d: %w", s.Offset, err)
 		}
 		futures = append(futures, fut)
 	}
-	return futures, nil
+	return futures, len(batch), nil
 }
 
 // await waits for every acknowledgement of futures and returns how many
 // messages were published and how many of those JetStream dropped as
-// duplicates. It fails when sending failed (sendErr) or a message was not
-// acknowledged: the whole batch is then published again (what was stored
-// comes back as duplicates), so the stream never holds an entry after one
-// that is missing.
-func (f *Forwarder) await(ctx context.Context, futures []jetstream.PubAckFuture, sendErr error) (int, int, error) {
+// duplicates. It fails when a message was not acknowledged: the whole
+// batch is then published again (what was stored comes back as
+// duplicates), so the stream never holds an entry after one that is
+// missing.
+func (f *Forwarder) await(ctx context.Context, futures []jetstream.PubAckFuture) (int, int, error) {
 	dups := 0
 	var ackErr error
 	for _, fut := range futures {
@@ -559,8 +572,8 @@ func (f *Forwarder) await(ctx context.Context, futures []jetstream.PubAckFuture,
 			return 0, 0, ctx.Err()
 		}
 	}
-	if err := errors.Join(sendErr, ackErr); err != nil {
-		return 0, 0, err
+	if ackErr != nil {
+		return 0, 0, ackErr
 	}
 	return len(futures), dups, nil
 }
