@@ -101,12 +101,14 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 		require.NoError(b, err)
 		defer cc.Stop()
 		b.ResetTimer()
+		began := time.Now()
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		for _, r := range rows[1:] {
 			<-tick.C
 			appendRows(b, h.db, []row{r}, 1)
 		}
 		tick.Stop()
+		achieved := float64(total-1) / time.Since(began).Seconds()
 		for range total - 1 {
 			select {
 			case <-got:
@@ -122,6 +124,7 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 		b.ReportMetric(q(0.99), "p99_ms")
 		b.ReportMetric(q(1), "max_ms")
 		b.ReportMetric(float64(len(lags)), "entries")
+		b.ReportMetric(achieved, "appended/s")
 		b.ReportMetric(0, "ns/op")
 		mu.Unlock()
 	}
