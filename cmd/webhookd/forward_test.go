@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/forward"
 	"github.com/webhookd/webhookd/internal/clerkfake"
@@ -271,4 +274,58 @@ func TestForwarderKilledThreeTimesForwardsExactlyOnce(t *testing.T) {
 	msgs := requireStreamIsLedger(t, db, url, stream)
 	require.Len(t, msgs, backlog)
 	require.Equal(t, prefix+".session.created", msgs[0].Subject)
+}
+
+// The forwarder's log lines (leading, broker down, reconnected, an entry
+// NATS refuses) carry offsets and causes, never what the entries say:
+// events full of personal data, one whose type is an email address.
+func TestNoPersonalDataInForwarderLogs(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartServer(t)
+	stream := natstest.Stream(t, srv.URL())
+	logs := &syncBuffer{}
+	logger, err := redact.NewLogger(logs, redact.FormatJSON, slog.LevelDebug)
+	require.NoError(t, err)
+	h := start(t, withForward(srv.URL(), stream, ""), withConfig(func(c *AppConfig) { c.Logger = logger }))
+	pii := personal{}
+	deliver := func(i int) {
+		email := fmt.Sprintf("patient.%d@clinic-example.org", i)
+		body := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: int64(i + 1), Email: email, FirstName: "Siobhán", LastName: "Ó Súilleabháin"})
+		var v any
+		require.NoError(t, json.Unmarshal(body, &v))
+		pii.collect(v, "")
+		require.Equal(t, http.StatusOK, h.deliver(fmt.Sprintf("msg_fwdpii_%d", i), body).status)
+	}
+	for i := range 20 {
+		deliver(i)
+	}
+	// A row whose type is an email address (written by hand), and one too
+	// large for NATS, both full of personal data.
+	nc, _ := natstest.JetStream(t, srv.URL())
+	huge := `{"email_address":"` + strings.Repeat("olive.oyl@clinic-example.org ", int(nc.MaxPayload())/29+1) + `"}`
+	_, err = h.db.Pool.Exec(context.Background(), `INSERT INTO ledger_events
+		(uuid, svix_id, source, event_type, subject_id, instance_id, event_time, timestamp_unit, received_at, payload)
+		VALUES (gen_random_uuid()::text, 'whd_pii_type', 'webhookd', 'bertha.vanation@clinic-example.org', 'user_1', 'ins_1', now(), 'ms', now(), '{"name":"Bertha Vanation"}'),
+		       (gen_random_uuid()::text, 'whd_pii_huge', 'webhookd', 'user.updated', 'user_1', 'ins_1', now(), 'ms', now(), $1::text::bytea)`, huge)
+	require.NoError(t, err)
+	pii.add("bertha.vanation@clinic-example.org", "Bertha Vanation", "olive.oyl@clinic-example.org", "Siobhán", "Ó Súilleabháin")
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `"msg":"forwarder_broker_unavailable"`)
+	}, time.Minute, 20*time.Millisecond, "the refused entry is logged")
+
+	srv.Stop()
+	for i := 20; i < 30; i++ {
+		deliver(i)
+	}
+	srv.Start()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"msg":"forwarder_reconnected"`) }, time.Minute, 20*time.Millisecond)
+
+	out := logs.String()
+	for _, line := range []string{"forwarder_leading", "forwarder_stream_created", "forwarder_disconnected"} {
+		require.Contains(t, out, `"msg":"`+line+`"`)
+	}
+	require.Greater(t, len(pii), 40)
+	for s := range pii {
+		require.NotContains(t, out, s, "personal data in the logs")
+	}
 }
