@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -87,12 +88,28 @@ func TestForwarderOutlivesNATSRestart(t *testing.T) {
 	require.Equal(t, 1.0, m.value(fmt.Sprintf(`webhookd_forward_connected{stream=%q}`, stream)))
 	require.Equal(t, 50.0, m.value(`webhookd_forward_published_total`))
 
-	// Deliveries go on at a steady pace while NATS stops and starts.
-	var delivered atomic.Int64
-	var wg sync.WaitGroup
+	// Deliveries go on at a steady pace while NATS stops and starts; each
+	// answer is kept and checked below (not in the goroutine).
+	var (
+		delivered atomic.Int64
+		wg        sync.WaitGroup
+		statuses  = make([]int, 450)
+	)
+	bodies, headers := make([][]byte, 450), make([]http.Header, 450)
+	for i := 50; i < 450; i++ {
+		bodies[i] = clerkfake.MustBuild([]string{"user.created", "user.updated", "session.created"}[i%3], clerkfake.Options{Seed: int64(i + 1), Time: h.now})
+		headers[i] = signed(t, testSecret, fmt.Sprintf("msg_fwd_%05d", i), h.now, bodies[i])
+	}
 	wg.Go(func() {
 		for i := 50; i < 450; i++ {
-			h.deliverForwardN(i, 1)
+			req, err := http.NewRequest(http.MethodPost, h.url, bytes.NewReader(bodies[i]))
+			if err == nil {
+				req.Header = headers[i]
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					statuses[i] = resp.StatusCode
+					resp.Body.Close()
+				}
+			}
 			delivered.Add(1)
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -103,7 +120,8 @@ func TestForwarderOutlivesNATSRestart(t *testing.T) {
 	// The lag rises: entries wait in the ledger, nothing is dropped.
 	require.Eventually(t, func() bool {
 		m := scrape(t, h)
-		return m.value(fmt.Sprintf(`webhookd_forward_lag_events{stream=%q}`, stream)) >= 100 &&
+		return delivered.Load() >= stoppedAt+100 &&
+			m.value(fmt.Sprintf(`webhookd_forward_lag_events{stream=%q}`, stream)) >= 100 &&
 			m.value(fmt.Sprintf(`webhookd_forward_connected{stream=%q}`, stream)) == 0
 	}, time.Minute, 20*time.Millisecond, "forward lag rises while NATS is down")
 	require.Positive(t, scrape(t, h).value(`webhookd_forward_failures_total{reason="broker"}`))
@@ -112,10 +130,12 @@ func TestForwarderOutlivesNATSRestart(t *testing.T) {
 	fwd := ready.body["checks"].(map[string]any)["forwarder"].(map[string]any)
 	require.Equal(t, false, fwd["connected"])
 	require.Positive(t, fwd["events"].(float64))
-	require.Greater(t, delivered.Load(), stoppedAt+100, "deliveries went on while NATS was down")
 
 	srv.Start()
 	wg.Wait()
+	for i := 50; i < 450; i++ {
+		require.Equal(t, http.StatusOK, statuses[i], "delivery %d (NATS stopped after %d)", i, stoppedAt)
+	}
 	h.waitForwardLag(0)
 	require.Equal(t, 450, len(requireStreamIsLedger(t, h.db, srv.URL(), stream)))
 	m = scrape(t, h)
