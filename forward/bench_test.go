@@ -141,7 +141,9 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 		mu.Lock()
 		slices.Sort(lags)
 		slices.Sort(consumed)
-		q := func(d []time.Duration, p float64) float64 { return float64(d[int(p*float64(len(d)-1))].Microseconds()) / 1000 }
+		q := func(d []time.Duration, p float64) float64 {
+			return float64(d[int(p*float64(len(d)-1))].Microseconds()) / 1000
+		}
 		b.ReportMetric(q(lags, 0.5), "p50_ms")
 		b.ReportMetric(q(lags, 0.99), "p99_ms")
 		b.ReportMetric(q(lags, 1), "max_ms")
