@@ -319,7 +319,6 @@ func TestHostileEventTypesReachTheStream(t *testing.T) {
 // can move it has skipped nothing. Lag shows the backlog meanwhile.
 func TestNoBrokerWaitsAndCountsFailures(t *testing.T) {
 	t.Parallel()
-	natstest.URL(t)
 	db := testdb.New(t)
 	store, err := eventstore.New(db.Pool, nil)
 	require.NoError(t, err)
