@@ -62,8 +62,9 @@ func BenchmarkForwardBacklog(b *testing.B) {
 // reads the stream, and reports the forwarding lag from each entry's
 // receipt (its received_at, taken before the append commits) to its
 // storage in the stream (the message's JetStream timestamp; same machine,
-// same clock): p50, p99 and max, and the p99 to its arrival at the
-// consumer.
+// same clock): p50, p99 and max; the p99 to its arrival at the consumer;
+// and p50 and p99 from the append's commit (when the appender's INSERT
+// returned) to the stream, the part the forwarder controls.
 //
 //	go test ./forward/ -run '^$' -bench ForwardLagSteady -benchtime 1x
 func BenchmarkForwardLagSteady(b *testing.B) {
@@ -78,9 +79,12 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 		})
 		_, js := natstest.JetStream(b, h.url)
 		var (
-			mu       sync.Mutex
-			lags     []time.Duration // receipt → stored in the stream (JetStream's timestamp)
-			consumed []time.Duration // receipt → at the consumer
+			committedAt sync.Map // svix-id → when its append returned (committed)
+			mu          sync.Mutex
+			lags        []time.Duration // receipt → stored in the stream (JetStream's timestamp)
+			consumed    []time.Duration // receipt → at the consumer
+			stored      []time.Time     // JetStream's timestamp, by svix-id below
+			ids         []string
 		)
 		got := make(chan struct{}, total)
 		// The stream exists once the forwarder led; the first entry makes
@@ -102,6 +106,8 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 				mu.Lock()
 				lags = append(lags, md.Timestamp.Sub(at))
 				consumed = append(consumed, arrived.Sub(at))
+				stored = append(stored, md.Timestamp)
+				ids = append(ids, m.Headers().Get(forward.HeaderSvixID))
 				mu.Unlock()
 			}
 			got <- struct{}{}
@@ -118,6 +124,7 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 			appenders.Go(func() {
 				for r := range jobs {
 					appendRows(b, h.db, []row{r}, 1)
+					committedAt.Store(r.svixID, time.Now())
 				}
 			})
 		}
@@ -139,8 +146,17 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 		}
 		b.StopTimer()
 		mu.Lock()
+		// From the append's commit (as the appender saw it return) to the
+		// stream: the part the forwarder controls.
+		var fromCommit []time.Duration
+		for i, id := range ids {
+			if c, ok := committedAt.Load(id); ok {
+				fromCommit = append(fromCommit, max(0, stored[i].Sub(c.(time.Time))))
+			}
+		}
 		slices.Sort(lags)
 		slices.Sort(consumed)
+		slices.Sort(fromCommit)
 		q := func(d []time.Duration, p float64) float64 {
 			return float64(d[int(p*float64(len(d)-1))].Microseconds()) / 1000
 		}
@@ -148,6 +164,8 @@ func BenchmarkForwardLagSteady(b *testing.B) {
 		b.ReportMetric(q(lags, 0.99), "p99_ms")
 		b.ReportMetric(q(lags, 1), "max_ms")
 		b.ReportMetric(q(consumed, 0.99), "consumer_p99_ms")
+		b.ReportMetric(q(fromCommit, 0.5), "commit_p50_ms")
+		b.ReportMetric(q(fromCommit, 0.99), "commit_p99_ms")
 		b.ReportMetric(float64(len(lags)), "entries")
 		b.ReportMetric(achieved, "appended/s")
 		b.ReportMetric(0, "ns/op")
