@@ -379,49 +379,57 @@ func (s *Store) IndexedCount(ctx context.Context) (int64, error) {
 	return n, translate(err, "count sealed entries")
 }
 
-// SealerLock is leadership among sealers: a session advisory lock held on
-// a connection of its own, so it is released when the process or its
-// connection dies.
-type SealerLock struct {
+// LeaderLock is leadership among replicas for one job (the sealer, the
+// NATS forwarder): a session advisory lock held on a connection of its
+// own, so it is released when the process or its connection dies.
+type LeaderLock struct {
 	conn *pgx.Conn
 	key  int64
 	held bool
 }
 
-// NewSealerLock opens the lock's dedicated connection. The lock key is
-// derived from the schema, so deployments in different schemas of one
-// database each have their own sealer.
+// SealerLock is the sealer's LeaderLock.
+type SealerLock = LeaderLock
+
+// NewSealerLock opens the sealer's lock (NewLeaderLock "sealer").
 func (s *Store) NewSealerLock(ctx context.Context) (*SealerLock, error) {
+	return s.NewLeaderLock(ctx, "sealer")
+}
+
+// NewLeaderLock opens the lock's dedicated connection. The lock key is
+// derived from job and the schema, so each job has one leader and
+// deployments in different schemas of one database each have their own.
+func (s *Store) NewLeaderLock(ctx context.Context, job string) (*LeaderLock, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return nil, translate(err, "open sealer lock connection")
+		return nil, translate(err, "open "+job+" lock connection")
 	}
 	var schema string
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		_ = conn.Close(ctx)
-		return nil, translate(err, "open sealer lock connection")
+		return nil, translate(err, "open "+job+" lock connection")
 	}
 	h := fnv.New64a()
-	_, _ = h.Write([]byte("webhookd sealer " + schema))
-	return &SealerLock{conn: conn, key: int64(h.Sum64() >> 1)}, nil
+	_, _ = h.Write([]byte("webhookd " + job + " " + schema))
+	return &LeaderLock{conn: conn, key: int64(h.Sum64() >> 1)}, nil
 }
 
 // TryAcquire takes the lock if no other session holds it.
-func (l *SealerLock) TryAcquire(ctx context.Context) (bool, error) {
+func (l *LeaderLock) TryAcquire(ctx context.Context) (bool, error) {
 	if l.held {
 		return true, nil
 	}
 	err := l.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&l.held)
-	return l.held, translate(err, "take sealer lock")
+	return l.held, translate(err, "take leader lock")
 }
 
 // Check fails when the lock's connection is gone (and with it the lock).
-func (l *SealerLock) Check(ctx context.Context) error {
-	return translate(l.conn.Ping(ctx), "sealer lock connection")
+func (l *LeaderLock) Check(ctx context.Context) error {
+	return translate(l.conn.Ping(ctx), "leader lock connection")
 }
 
 // Close releases the lock by closing its connection.
-func (l *SealerLock) Close(ctx context.Context) error {
+func (l *LeaderLock) Close(ctx context.Context) error {
 	l.held = false
 	return l.conn.Close(ctx)
 }

@@ -420,3 +420,46 @@ func isVerificationReason(reason string) bool {
 	}
 	return strings.HasPrefix(reason, "timestamp_too_") || reason == "no_matching_signature"
 }
+
+// ForwardLag is the NATS forwarder's lag as the forwarder collector
+// reports it.
+type ForwardLag struct {
+	// Events is the number of ledger entries not yet forwarded.
+	Events int64
+	// Seconds is the age of the oldest of them (0 when caught up).
+	Seconds float64
+	// Connected is whether the NATS connection is up.
+	Connected bool
+}
+
+// RegisterForwardLag reports, at scrape time, the forwarder's lag behind
+// the ledger and its connection to NATS, labelled with the stream. When
+// measure fails, webhookd_forward_lag_up is 0 and nothing else is
+// reported.
+func (m *Metrics) RegisterForwardLag(stream string, measure func(ctx context.Context) (ForwardLag, error), timeout time.Duration) {
+	m.registry.MustRegister(&scrapeCollector{
+		up: forwardUpDesc, descs: []*prometheus.Desc{forwardEventsDesc, forwardSecondsDesc, forwardConnectedDesc}, timeout: timeout,
+		measure: func(ctx context.Context, gauge func(*prometheus.Desc, float64, ...string)) error {
+			lag, err := measure(ctx)
+			gauge(forwardEventsDesc, float64(lag.Events), stream)
+			gauge(forwardSecondsDesc, lag.Seconds, stream)
+			connected := 0.0
+			if lag.Connected {
+				connected = 1
+			}
+			gauge(forwardConnectedDesc, connected, stream)
+			return err
+		},
+	})
+}
+
+var (
+	forwardEventsDesc = prometheus.NewDesc(MetricsNamespace+"_forward_lag_events",
+		"Committed ledger entries the NATS forwarder has not published (or passed over by its type filter) yet.", []string{"stream"}, nil)
+	forwardSecondsDesc = prometheus.NewDesc(MetricsNamespace+"_forward_lag_seconds",
+		"Age of the oldest committed ledger entry the NATS forwarder has not published yet (0 when caught up).", []string{"stream"}, nil)
+	forwardConnectedDesc = prometheus.NewDesc(MetricsNamespace+"_forward_connected",
+		"1 if this process's connection to NATS is up.", []string{"stream"}, nil)
+	forwardUpDesc = prometheus.NewDesc(MetricsNamespace+"_forward_lag_up",
+		"1 if the forwarder's lag could be measured at this scrape, 0 if the database did not answer in time.", nil, nil)
+)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/webhookd/webhookd/eventstore"
 )
@@ -23,26 +22,7 @@ type Lag struct {
 // MeasureLag reads a projection's lag. A projection that never ran counts
 // the whole ledger.
 func MeasureLag(ctx context.Context, pool *pgxpool.Pool, projection string, now time.Time) (Lag, error) {
-	var (
-		n      int64
-		oldest *time.Time
-	)
-	// The rows after the position, found by a range scan of the primary
-	// key. The position is only known at run time, so the planner guesses
-	// a third of the ledger and picks a full scan, which on a large ledger
-	// costs a second per scrape of /metrics or /readyz even when the
-	// projection is caught up; the range scan costs what the lag is.
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `
-		SELECT count(*), min(received_at) FROM `+eventstore.EventsTable+`
-		WHERE `+eventstore.AfterPosition(
-			`coalesce((SELECT last_processed_transaction_id FROM `+eventstore.OffsetsTable+` WHERE consumer_group = $1), '0'::xid8)`,
-			`coalesce((SELECT offset_acked FROM `+eventstore.OffsetsTable+` WHERE consumer_group = $1), 0)`),
-			ConsumerGroup(projection)).Scan(&n, &oldest)
-	})
+	n, oldest, err := eventstore.GroupLag(ctx, pool, ConsumerGroup(projection))
 	if err != nil {
 		return Lag{}, fmt.Errorf("measure %s projection lag: %w", projection, err)
 	}

@@ -213,6 +213,7 @@ func TestReadyzFailsOnProjectionLag(t *testing.T) {
 		"projections":        "projection users is 1 events and 120s behind the ledger (limit 1m0s)",
 		"ledger_append_lock": "ok",
 		"sealer":             "disabled",
+		"forwarder":          "disabled",
 	}}, a.body)
 	m := scrape(t, h)
 	require.Equal(t, 1.0, m.value(`webhookd_projection_lag_events{projection="users"}`))

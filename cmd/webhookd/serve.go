@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/eventstore"
+	"github.com/webhookd/webhookd/forward"
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/migrations"
 	"github.com/webhookd/webhookd/projections"
@@ -61,6 +62,11 @@ type ServeCmd struct {
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
 	ReconcileEvery  time.Duration `name:"reconcile-interval" env:"WEBHOOKD_RECONCILE_INTERVAL" help:"Reconcile the users read model with Clerk's Backend API this often (as webhookd reconcile does; one replica at a time); needs CLERK_SECRET_KEY. Default 0: off."`
 	ClerkAPI
+	ForwardURL    string        `name:"forward-nats-url" env:"WEBHOOKD_FORWARD_NATS_URL" help:"NATS server URL(s), comma-separated (nats://127.0.0.1:4222): publish every ledger entry, in ledger order, to a JetStream stream on subject clerk.<event type>. Unset: no forwarding."`
+	ForwardStream string        `name:"forward-stream" env:"WEBHOOKD_FORWARD_STREAM" default:"CLERK" help:"JetStream stream the forwarder publishes to; created (subjects clerk.>) if missing."`
+	ForwardPrefix string        `name:"forward-subject-prefix" env:"WEBHOOKD_FORWARD_SUBJECT_PREFIX" default:"clerk" help:"First token(s) of the forwarder's subjects, <prefix>.<event type>; another prefix lets two deployments share one NATS account."`
+	ForwardTypes  string        `name:"forward-types" env:"WEBHOOKD_FORWARD_TYPES" help:"Event types to forward, as glob patterns separated by spaces or commas (user.*, organization*); default every type."`
+	ForwardDupes  time.Duration `name:"forward-duplicate-window" env:"WEBHOOKD_FORWARD_DUPLICATE_WINDOW" default:"10m" help:"Duplicate window (Nats-Msg-Id) of a stream the forwarder creates; an existing stream keeps its own."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -105,7 +111,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		RejectLogEvery:  c.RejectLogEvery,
 		TrustedProxies:  c.TrustedProxies,
 		Reconcile:       ReconcileConfig{Interval: c.ReconcileEvery, Clerk: c.ClerkAPI},
-		Logger:          logger,
+		Forward: ForwardConfig{URL: c.ForwardURL, Stream: c.ForwardStream, SubjectPrefix: c.ForwardPrefix, Types: c.ForwardTypes,
+			DuplicateWindow: c.ForwardDupes},
+		Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -213,6 +221,9 @@ type AppConfig struct {
 	// Reconcile configures periodic reconciliation with Clerk's Backend
 	// API (reconcile.go). Off by default.
 	Reconcile ReconcileConfig
+	// Forward configures the NATS JetStream forwarder (forward.go); off
+	// without a URL.
+	Forward ForwardConfig
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -223,6 +234,8 @@ type App struct {
 	store  *eventstore.Store
 	runner *projections.Runner
 	sealer *ledgerSealer
+	// forwarder publishes the ledger to NATS JetStream; nil when off.
+	forwarder *forward.Forwarder
 	// origin checks ledger rows' origin for the sealer and projections.
 	origin   *seal.OriginVerifier
 	listener net.Listener
@@ -285,6 +298,9 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err := checkLimits(cfg); err != nil {
 		return nil, err
 	}
+	if err := checkForward(cfg.Forward); err != nil {
+		return nil, err
+	}
 	if cfg.DatabaseURL == "" {
 		return nil, errNoDatabase("serve")
 	}
@@ -339,6 +355,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "projections", Run: a.checkLag},
 			{Name: "ledger_append_lock", Run: a.checkAppendLock},
 			{Name: "sealer", Run: a.checkSealer},
+			{Name: "forwarder", Run: a.checkForwarder},
 		},
 		Metrics:         metrics,
 		TrustedProxies:  proxies,
@@ -359,8 +376,15 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
+	if a.forwarder, err = a.newForwarder(metrics); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	a.listener, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		if a.forwarder != nil {
+			a.forwarder.Close()
+		}
 		pool.Close()
 		return nil, fmt.Errorf("WEBHOOKD_ADDR: cannot listen on %s: %v", cfg.Addr, err)
 	}
@@ -470,6 +494,8 @@ func (a *App) Run(ctx context.Context) error {
 	go func() { runnerErr <- a.runner.Run(runCtx) }()
 	// The sealer (when configured) stops with the projections, after the drain.
 	sealerDone := a.startSealer(runCtx)
+	// So does the forwarder.
+	forwarderDone := a.startForwarder(runCtx)
 	rejectsDone := a.summariseRejections(runCtx)
 	reconcileDone := a.startReconciler(runCtx)
 
@@ -501,6 +527,7 @@ func (a *App) Run(ctx context.Context) error {
 		failure = errors.Join(failure, fmt.Errorf("projections: %w", err))
 	}
 	<-sealerDone
+	<-forwarderDone
 	<-rejectsDone
 	<-reconcileDone
 	if failure != nil {

@@ -280,5 +280,6 @@ func TestStatusAndHealthEndpoints(t *testing.T) {
 			map[string]any{"projection": "memberships", "events": 0.0, "seconds": 0.0}},
 		"ledger_append_lock": "ok",
 		"sealer":             "disabled",
+		"forwarder":          "disabled",
 	}}, h.get("/readyz").body)
 }
