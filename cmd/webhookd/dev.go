@@ -230,6 +230,7 @@ type devBanner struct {
 	secret      devFile
 	key         devFile
 	seal        time.Duration
+	adminAddr   string // the admin console's listen address
 }
 
 // print writes the banner. Secrets are printed only on the start that
@@ -256,6 +257,9 @@ func (b devBanner) print(w io.Writer) {
 		cmd += " --to " + to
 	}
 	fmt.Fprintf(w, "webhookd: send a sample event with:\n\n    %s\n\n", cmd)
+	if b.adminAddr != "" {
+		fmt.Fprintf(w, "webhookd: the audit console is at http://%s/ ; make a token to sign in with:\n\n    bin/webhookd tokens create --name me --role admin\n\n", b.adminAddr)
+	}
 }
 
 // webhookURL is the webhook endpoint of a server listening on addr, as a

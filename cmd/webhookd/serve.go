@@ -59,6 +59,8 @@ type ServeCmd struct {
 	BodyReadTimeout time.Duration `name:"body-read-timeout" env:"WEBHOOKD_BODY_READ_TIMEOUT" default:"10s" help:"Time allowed to receive a request body; a body not complete by then is answered 400 body_unreadable and counts as a failed verification (at most 30s)."`
 	RejectLogEvery  time.Duration `name:"reject-log-interval" env:"WEBHOOKD_REJECT_LOG_INTERVAL" default:"10s" help:"Rejected requests (4xx) are logged in full once per source address, event and reason in this interval and summarised in one rejections_suppressed line at its end; 0 logs every one. Metrics count every request."`
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
+	AdminAddr       string        `name:"admin-addr" env:"WEBHOOKD_ADMIN_ADDR" help:"Listen address of the admin API (/api/) and audit console (/); unset, they are off (with --dev: 127.0.0.1:8081). Keep it private: behind TLS and a network you trust."`
+	AdminIdle       time.Duration `name:"admin-idle-timeout" env:"WEBHOOKD_ADMIN_IDLE_TIMEOUT" default:"15m" help:"A console session ends after this long without a request."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -102,6 +104,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		BodyReadTimeout: c.BodyReadTimeout,
 		RejectLogEvery:  c.RejectLogEvery,
 		TrustedProxies:  c.TrustedProxies,
+		AdminAddr:       c.AdminAddr,
+		AdminIdle:       c.AdminIdle,
 		Logger:          logger,
 	})
 	if err != nil {
@@ -149,6 +153,10 @@ func (c *ServeCmd) startDevMode(ctx context.Context, logger *slog.Logger, out io
 	if c.SealInterval <= 0 {
 		c.SealInterval = devSealInterval
 	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = devAdminAddr
+	}
+	banner.adminAddr = c.AdminAddr
 	banner.seal = c.SealInterval
 	logger.Info("development_mode", slog.String("data_dir", filepath.Join(devDir, devPostgresDir)), slog.String("database", describeURL(pg.url)))
 	banner.print(out)
@@ -157,6 +165,9 @@ func (c *ServeCmd) startDevMode(ctx context.Context, logger *slog.Logger, out io
 
 // defaultAddr is WEBHOOKD_ADDR's default, for serve and send.
 const defaultAddr = ":8080"
+
+// devAdminAddr is WEBHOOKD_ADMIN_ADDR's default in development mode.
+const devAdminAddr = "127.0.0.1:8081"
 
 // AppConfig is everything a running webhookd needs.
 type AppConfig struct {
@@ -207,6 +218,14 @@ type AppConfig struct {
 	// TrustedProxies is a list of CIDR prefixes whose X-Forwarded-For is
 	// honoured. Defaults to none.
 	TrustedProxies string
+	// AdminAddr is the admin API and console's listen address (package
+	// admin). Defaults to none: off.
+	AdminAddr string
+	// AdminIdle ends idle console sessions. Defaults to 15 minutes.
+	AdminIdle time.Duration
+	// AdminNow is the console sessions' clock. Defaults to time.Now (not
+	// Now: tests move the sessions' clock alone).
+	AdminNow func() time.Time
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -222,6 +241,9 @@ type App struct {
 	listener net.Listener
 	server   *http.Server
 	handler  *ingress.Handler
+	// admin is the admin listener's server (nil when off).
+	adminListener net.Listener
+	adminServer   *http.Server
 }
 
 // rejectLogInterval maps the setting (0: log every rejection) to
@@ -352,6 +374,11 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, fmt.Errorf("WEBHOOKD_ADDR: cannot listen on %s: %v", cfg.Addr, err)
 	}
+	if err := a.newAdmin(metrics); err != nil {
+		a.listener.Close()
+		pool.Close()
+		return nil, err
+	}
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -452,6 +479,7 @@ func (a *App) Run(ctx context.Context) error {
 	// stops the other.
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- a.server.Serve(a.listener) }()
+	adminErr := a.serveAdmin()
 	runCtx, cancelRunner := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRunner()
 	runnerErr := make(chan error, 1)
@@ -471,6 +499,9 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		failure = fmt.Errorf("projections: %w", err)
 		runnerErr <- nil
+	case err := <-adminErr:
+		failure = fmt.Errorf("admin server: %w", err)
+		adminErr <- nil
 	case <-ctx.Done():
 	}
 	a.cfg.Logger.Info("webhookd_stopping", slog.Duration("drain_timeout", a.cfg.ShutdownTimeout))
@@ -480,6 +511,9 @@ func (a *App) Run(ctx context.Context) error {
 		failure = errors.Join(failure, fmt.Errorf("drain in-flight requests: %w", err))
 	}
 	if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		failure = errors.Join(failure, err)
+	}
+	if err := a.stopAdmin(shutdownCtx, adminErr); err != nil {
 		failure = errors.Join(failure, err)
 	}
 	// Requests are drained; the projections finish the entry in hand.
