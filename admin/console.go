@@ -8,11 +8,13 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -54,8 +56,26 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		return *s
 	},
 	"join": strings.Join,
-	"text": func(b []byte) string { return string(b) },
+	// clip keeps a page under 100 KB whatever the bodies: each shows at
+	// most consoleBodyChars (the API and exports have them whole).
+	"clip": func(b []byte) string {
+		if len(b) <= consoleBodyChars {
+			return string(b)
+		}
+		cut := consoleBodyChars
+		for cut > 0 && !utf8.RuneStart(b[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%s … [%d more bytes: the API's timeline or an export has the whole body]", b[:cut], len(b)-cut)
+	},
 }).ParseFS(templateFS, "templates/*.html"))
+
+// Console timeline pages: consoleTimelineLimit entries, each body clipped
+// to consoleBodyChars, so a page stays under 100 KB.
+const (
+	consoleTimelineLimit = 30
+	consoleBodyChars     = 2000
+)
 
 // session is a signed-in console user.
 type session struct {
@@ -286,7 +306,7 @@ func (s *Server) userView(ctx context.Context, sess *session, id string, after i
 	if err != nil {
 		return userData{}, err
 	}
-	tl, err := s.userTimeline(ctx, sess.Principal, "console", id, after, DefaultTimelineLimit, reveal, reason)
+	tl, err := s.userTimeline(ctx, sess.Principal, "console", id, after, consoleTimelineLimit, reveal, reason)
 	if err != nil {
 		return userData{}, err
 	}
