@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -455,6 +456,8 @@ func (s *Server) apiReveal(w http.ResponseWriter, r *http.Request, p Principal) 
 	writeJSON(w, http.StatusOK, out)
 }
 
+var orgIDPattern = regexp.MustCompile(`^org_[A-Za-z0-9]{1,60}$`)
+
 // AccessRequest is the body of POST /api/users/{id}/access: the fields of
 // `webhookd users assign`.
 type AccessRequest struct {
@@ -471,6 +474,12 @@ func (s *Server) changeAccess(ctx context.Context, p Principal, id string, req A
 	}
 	if err := validReason(req.Reason); err != nil {
 		return domain.LedgerEntry{}, err
+	}
+	// Error answers must not echo personal data: a practice id that is
+	// not one is refused without quoting it (RecordAccessChange's messages
+	// quote the id, for the command line).
+	if req.Practice != nil && *req.Practice != "" && !orgIDPattern.MatchString(*req.Practice) {
+		return domain.LedgerEntry{}, domain.Errorf(domain.EINVALID, "invalid_practice_id", "a practice id is a Clerk organization id: org_ followed by letters and digits (empty removes the practice)")
 	}
 	if err := s.userExists(ctx, id); err != nil {
 		return domain.LedgerEntry{}, err

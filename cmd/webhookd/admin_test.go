@@ -49,16 +49,7 @@ func startAdminOn(t *testing.T, db *testdb.DB, opts ...option) *adminHarness {
 	t.Helper()
 	now := time.Now().UTC()
 	h := startOn(t, db, append([]option{withSeal(sealKey), withAdmin(&now)}, opts...)...)
-	ah := &adminHarness{harness: h, adminNow: &now}
-	var addr string
-	require.Eventually(t, func() bool {
-		for _, l := range h.logLines("admin_started") {
-			addr, _ = l["addr"].(string)
-		}
-		return addr != ""
-	}, 10*time.Second, 5*time.Millisecond)
-	ah.admin = "http://" + addr
-	return ah
+	return &adminHarness{harness: h, adminNow: &now, admin: "http://" + h.app.AdminAddr()}
 }
 
 // token runs `webhookd tokens create` and returns the token it printed.
@@ -269,6 +260,7 @@ func TestAdminAPIAnswersEveryStatus(t *testing.T) {
 		{"POST", "/api/users/" + id + "/access", `{"role":"admin","reason":"lower case"}`, "invalid_access_change"},
 		{"POST", "/api/users/" + id + "/access", `{"role":"ADMIN"}`, "reason_required"},
 		{"POST", "/api/users/" + id + "/access", `{"practice":"org_nowhere","reason":"move"}`, "unknown_practice"},
+		{"POST", "/api/users/" + id + "/access", `{"practice":"dana@example.org","reason":"move"}`, "invalid_practice_id"},
 		{"POST", "/api/export", `{"from":"yesterday"}`, "invalid_from"},
 		{"POST", "/api/export", `{"user":"dana.scully@clinic-example.org"}`, "invalid_clerk_id"},
 		{"GET", "/api/deliveries?days=30", "", "invalid_days"},
