@@ -256,10 +256,10 @@ func (b devBanner) print(w io.Writer) {
 	if to := webhookURL(b.addr); to != webhookURL(b.sendAddr) {
 		cmd += " --to " + to
 	}
-	fmt.Fprintf(w, "webhookd: send a sample event with:\n\n    %s\n\n", cmd)
 	if b.adminAddr != "" {
-		fmt.Fprintf(w, "webhookd: the audit console is at http://%s/ ; make a token to sign in with:\n\n    bin/webhookd tokens create --name me --role admin\n\n", b.adminAddr)
+		fmt.Fprintf(w, "webhookd: the audit console is at http://%s/ (sign in with a token: bin/webhookd tokens create --name me --role admin)\n", b.adminAddr)
 	}
+	fmt.Fprintf(w, "webhookd: send a sample event with:\n\n    %s\n\n", cmd)
 }
 
 // webhookURL is the webhook endpoint of a server listening on addr, as a
