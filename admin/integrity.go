@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/webhookd/webhookd/audit/bundle"
+	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/projections"
@@ -139,7 +140,11 @@ func (g *Integrity) verify(ctx context.Context, actor string) (Verification, err
 	}
 	defer g.verifying.Unlock()
 	v := Verification{StartedAt: g.server.cfg.Now().UTC(), Actor: actor}
-	r, err := bundle.VerifyLedger(ctx, g.Store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}})
+	src, err := checkpointsFirst(ctx, g.Store)
+	if err != nil {
+		return Verification{}, unavailable(err)
+	}
+	r, err := bundle.VerifyLedger(ctx, src, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}})
 	if err != nil {
 		return Verification{}, unavailable(err)
 	}
@@ -154,6 +159,27 @@ func (g *Integrity) verify(ctx context.Context, actor string) (Verification, err
 		return Verification{}, unavailable(err)
 	}
 	return v, nil
+}
+
+// frozenCheckpoints is a ledger whose checkpoints were read before its
+// rows. VerifyLedger reads the rows, then the checkpoints; on a live
+// ledger the sealer may index and sign more in between, and the latest
+// checkpoint would then cover rows the verification did not read (a false
+// failure). Read first, every checkpoint covers only rows that are there
+// when the rows are read: the ledger is append-only.
+type frozenCheckpoints struct {
+	*eventstore.Store
+	checkpoints []seal.Checkpoint
+}
+
+func checkpointsFirst(ctx context.Context, store *eventstore.Store) (frozenCheckpoints, error) {
+	cps, err := store.Checkpoints(ctx)
+	return frozenCheckpoints{Store: store, checkpoints: cps}, err
+}
+
+// Checkpoints returns the checkpoints read first.
+func (f frozenCheckpoints) Checkpoints(context.Context) ([]seal.Checkpoint, error) {
+	return f.checkpoints, nil
 }
 
 // ExportRequest selects what an export holds, as webhookd export's flags.
