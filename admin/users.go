@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,7 +82,7 @@ type Users struct {
 // characters.
 func validQuery(q string) error {
 	q = strings.TrimSpace(q)
-	if len(q) < 2 || len(q) > 200 || strings.ContainsFunc(q, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if len(q) < 2 || utf8.RuneCountInString(q) > 200 || strings.ContainsFunc(q, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return domain.Errorf(domain.EINVALID, "invalid_query", "a search is 2 to 200 printable characters: a Clerk user id, or the start of an email address or name")
 	}
 	return nil
@@ -99,9 +100,11 @@ func (u *Users) Search(ctx context.Context, q string) ([]SearchResult, error) {
 	idPrefix := likeEscape(q) + "%"
 	rows, err := u.Pool.Query(ctx, `
 		SELECT clerk_id, role, practice_id, deleted_at,
-		       clerk_id LIKE $1, lower(email) LIKE $2, lower(name) LIKE $2 OR lower(first_name) LIKE $2 OR lower(last_name) LIKE $2
+		       clerk_id LIKE $1, left(lower(email), 200) LIKE $2,
+		       left(lower(name), 200) LIKE $2 OR left(lower(first_name), 200) LIKE $2 OR left(lower(last_name), 200) LIKE $2
 		FROM users
-		WHERE clerk_id LIKE $1 OR lower(email) LIKE $2 OR lower(name) LIKE $2 OR lower(first_name) LIKE $2 OR lower(last_name) LIKE $2
+		WHERE clerk_id LIKE $1 OR left(lower(email), 200) LIKE $2 OR left(lower(name), 200) LIKE $2
+		   OR left(lower(first_name), 200) LIKE $2 OR left(lower(last_name), 200) LIKE $2
 		ORDER BY clerk_id LIMIT $3`, idPrefix, prefix, searchLimit)
 	if err != nil {
 		return nil, unavailable(err)

@@ -27,10 +27,12 @@ func (a *App) newAdmin(metrics *ingress.Metrics) error {
 	}
 	var key ed25519.PrivateKey
 	if a.cfg.Seal.SigningKey != "" {
-		var err error
-		if key, err = seal.ParseSigningKey(a.cfg.Seal.SigningKey); err != nil {
-			return fmt.Errorf("WEBHOOKD_SIGNING_KEY: %w", err)
+		// The sealer's key, in any form the sealer takes.
+		logKey, err := seal.ParseLogKey(a.cfg.Seal.SigningKey, a.cfg.Seal.Origin)
+		if err != nil {
+			return err
 		}
+		key = logKey.Key
 	}
 	recorder := &admin.Recorder{Ledger: a.store, Key: key}
 	srv := admin.New(admin.Config{

@@ -571,3 +571,22 @@ func TestAdminVerifyOnABusyLedger(t *testing.T) {
 		require.Equal(t, true, a.body["ok"], "run %d: %s", runs, a.raw)
 	}
 }
+
+// Values no btree row could hold (Clerk does not bound them) are projected
+// and found by search: the search indexes hold their first 200 characters.
+func TestAdminSearchFindsUsersWithHugeValues(t *testing.T) {
+	t.Parallel()
+	h := startAdmin(t)
+	viewer := h.token("victor", "viewer")
+	long := strings.Repeat("ü", 3000)
+	id := h.user(12, clerkfake.Options{Email: "zed." + long + "@clinic-example.org", FirstName: "Zed" + long, LastName: long + "Quill"})
+	for _, q := range []string{"zed.ü", "ZED" + strings.Repeat("Ü", 197), "zed." + strings.Repeat("ü", 196)} {
+		a := h.call("POST", "/api/users/search", viewer, map[string]string{"q": q})
+		require.Equal(t, 200, a.status, "%s", a.raw)
+		users := a.body["users"].([]any)
+		require.Len(t, users, 1, "query of %d characters", len([]rune(q)))
+		require.Equal(t, id, users[0].(map[string]any)["clerk_id"])
+	}
+	a := h.call("POST", "/api/users/search", viewer, map[string]string{"q": "zed." + strings.Repeat("ü", 197)})
+	h.requireError(a, 400, "invalid", "invalid_query")
+}

@@ -45,15 +45,21 @@ CREATE TABLE ledger_verifications (
 -- A user's timeline: entries about one subject in ledger order, read a
 -- page at a time (ledger_events_subject_idx has no order).
 CREATE INDEX ledger_events_subject_offset_idx ON ledger_events (subject_id, "offset");
--- Membership history of a user, deleted memberships included.
-CREATE INDEX memberships_clerk_user_idx ON memberships (clerk_user_id);
+-- Membership history of a user, deleted memberships included. Hash, as
+-- memberships_user_idx: a btree row holds at most about 2.7 kB, and a
+-- signed event may carry a longer id (004_hostile_values.sql).
+CREATE INDEX memberships_clerk_user_idx ON memberships USING hash (clerk_user_id);
 -- User search: the start of a Clerk id, or of an email, name, first or
 -- last name, case-insensitive (LIKE 'prefix%' needs text_pattern_ops).
+-- The text columns are indexed by their first 200 characters (at most
+-- 800 bytes), so a longer value cannot exceed a btree row; a search query
+-- is at most 200 characters, so a prefix matches the whole value iff it
+-- matches its first 200 characters. clerk_id is bounded by its primary key.
 CREATE INDEX users_clerk_id_prefix_idx ON users (clerk_id text_pattern_ops);
-CREATE INDEX users_email_prefix_idx ON users (lower(email) text_pattern_ops);
-CREATE INDEX users_name_prefix_idx ON users (lower(name) text_pattern_ops);
-CREATE INDEX users_first_name_prefix_idx ON users (lower(first_name) text_pattern_ops);
-CREATE INDEX users_last_name_prefix_idx ON users (lower(last_name) text_pattern_ops);
+CREATE INDEX users_email_prefix_idx ON users (left(lower(email), 200) text_pattern_ops);
+CREATE INDEX users_name_prefix_idx ON users (left(lower(name), 200) text_pattern_ops);
+CREATE INDEX users_first_name_prefix_idx ON users (left(lower(first_name), 200) text_pattern_ops);
+CREATE INDEX users_last_name_prefix_idx ON users (left(lower(last_name), 200) text_pattern_ops);
 
 -- +goose Down
 DROP INDEX users_last_name_prefix_idx;
