@@ -590,3 +590,51 @@ func TestAdminSearchFindsUsersWithHugeValues(t *testing.T) {
 	a := h.call("POST", "/api/users/search", viewer, map[string]string{"q": "zed." + strings.Repeat("ü", 197)})
 	h.requireError(a, 400, "invalid", "invalid_query")
 }
+
+// The retry action is `webhookd projections retry`: the entry is applied
+// again and the retry recorded in the ledger, signed, with the token as
+// actor.
+func TestAdminRetriesProjectionFailures(t *testing.T) {
+	t.Parallel()
+	h := startAdmin(t)
+	admin := h.token("alice", "admin")
+	viewer := h.token("victor", "viewer")
+	ctx := context.Background()
+	_, err := h.db.Pool.Exec(ctx, `
+		CREATE FUNCTION refuse_membership() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'membership refused by the test'; END $$;
+		CREATE TRIGGER refuse_membership BEFORE INSERT OR UPDATE ON memberships
+			FOR EACH ROW WHEN (NEW.clerk_membership_id = 'orgmem_refused') EXECUTE FUNCTION refuse_membership();`)
+	require.NoError(t, err)
+	body := clerkfake.MustBuild("organizationMembership.created", clerkfake.Options{ID: "orgmem_refused", Seed: 13, Time: h.now})
+	require.Equal(t, 200, h.deliver("msg_refused", body).status)
+	var failures []any
+	require.Eventually(t, func() bool {
+		a := h.call("GET", "/api/integrity", viewer, nil)
+		failures, _ = a.body["projection_failures"].([]any)
+		return len(failures) == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, "memberships", failures[0].(map[string]any)["projection"])
+
+	h.requireError(h.call("POST", "/api/projections/retry", admin, map[string]any{"projection": "memberships"}), 400, "invalid", "reason_required")
+	h.requireError(h.call("POST", "/api/projections/retry", admin, map[string]any{"projection": "nothing", "reason": "fix"}), 400, "invalid", "invalid_projection")
+	_, err = h.db.Pool.Exec(ctx, `DROP TRIGGER refuse_membership ON memberships`)
+	require.NoError(t, err)
+	a := h.call("POST", "/api/projections/retry", admin, map[string]any{"projection": "memberships", "reason": "trigger removed"})
+	require.Equal(t, 200, a.status, "%s", a.raw)
+	results := a.body["results"].([]any)
+	require.Len(t, results, 1)
+	require.Equal(t, "applied", results[0].(map[string]any)["outcome"])
+	var n int
+	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT count(*) FROM memberships WHERE clerk_membership_id = 'orgmem_refused'`).Scan(&n))
+	require.Equal(t, 1, n)
+	require.Empty(t, h.call("GET", "/api/integrity", viewer, nil).body["projection_failures"])
+	h.requireError(h.call("POST", "/api/projections/retry", admin, map[string]any{"reason": "again"}), 404, "not_found", "no_failures")
+
+	var payload []byte
+	var signature string
+	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT payload, signature FROM ledger_events WHERE event_type = $1`, domain.EventProjectionRetried).Scan(&payload, &signature))
+	require.Contains(t, string(payload), `"actor":"token:alice"`)
+	require.Contains(t, string(payload), `"reason":"trigger removed"`)
+	require.True(t, strings.HasPrefix(signature, "ed25519:"))
+}
