@@ -176,9 +176,9 @@ func (m *Metrics) ProjectionFailed(projection, outcome string) {
 	m.projectionFailures.WithLabelValues(projection, outcome).Inc()
 }
 
-// delivered records one delivery's outcome. reason is set for
-// verification failures.
-func (m *Metrics) delivered(event, verifyReason, eventType string) {
+// delivered records one delivery's outcome at time at (the handler's
+// clock). reason is set for verification failures.
+func (m *Metrics) delivered(event, verifyReason, eventType string, at time.Time) {
 	if m == nil {
 		return
 	}
@@ -192,7 +192,7 @@ func (m *Metrics) delivered(event, verifyReason, eventType string) {
 	case "event_duplicate":
 		m.duplicates.Inc()
 	default:
-		m.rejections.add(time.Now())
+		m.rejections.add(at)
 	}
 }
 

@@ -638,3 +638,32 @@ func TestAdminRetriesProjectionFailures(t *testing.T) {
 	require.Contains(t, string(payload), `"reason":"trigger removed"`)
 	require.True(t, strings.HasPrefix(signature, "ed25519:"))
 }
+
+// The chart's numbers: appended deliveries per hour by type from the
+// ledger, rejected ones from the process's own count.
+func TestAdminDeliveriesPerHour(t *testing.T) {
+	t.Parallel()
+	// One clock for the deliveries, the rejections and the chart, so an
+	// hour that ends during the test cannot split them.
+	var h *adminHarness
+	h = startAdmin(t, withConfig(func(c *AppConfig) { c.AdminNow = func() time.Time { return h.now } }))
+	viewer := h.token("victor", "viewer")
+	h.deliverN(0, 3)
+	org := clerkfake.MustBuild("organization.created", clerkfake.Options{Seed: 14, Time: h.now})
+	require.Equal(t, 200, h.deliver("msg_chart_org", org).status)
+	body := clerkfake.MustBuild("user.created", clerkfake.Options{Seed: 15, Time: h.now})
+	for i := range 2 {
+		require.Equal(t, 401, h.post(h.url, signed(t, otherSecret, fmt.Sprintf("msg_forged_%d", i), h.now, body), body).status)
+	}
+	a := h.call("GET", "/api/deliveries?days=1", viewer, nil)
+	require.Equal(t, 200, a.status, "%s", a.raw)
+	require.Equal(t, map[string]any{"user.created": 3.0, "organization.created": 1.0}, a.body["totals"])
+	require.Equal(t, []any{"user.created", "organization.created"}, a.body["types"])
+	require.Equal(t, 2.0, a.body["rejected"])
+	hours := a.body["hours"].([]any)
+	require.Len(t, hours, 24)
+	last := hours[23].(map[string]any)
+	require.Equal(t, h.now.Truncate(time.Hour).Format(time.RFC3339), last["hour"], "the current hour is the last")
+	require.Equal(t, map[string]any{"user.created": 3.0, "organization.created": 1.0}, last["by_type"])
+	require.Equal(t, 2.0, last["rejected"])
+}
