@@ -10,7 +10,7 @@ LDFLAGS := -X main.version=$(VERSION)
 TESTFLAGS ?=
 DEVPG   := bin/devpg
 
-.PHONY: build run test vet fmt migrate bench bench-replay test-faults check-alerts
+.PHONY: build run test vet fmt migrate bench bench-replay bench-admin test-faults check-alerts
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/webhookd
@@ -59,6 +59,12 @@ bench: build
 # WEBHOOKD_BENCH_USERS change the size).
 bench-replay:
 	$(GO) test -run '^$$' -bench '^BenchmarkRebuild$$' -benchtime 1x -timeout 30m ./projections/
+
+# The admin API's user search and a 10,000-entry user timeline on a
+# synthetic 1,000,000-entry ledger (WEBHOOKD_BENCH_EVENTS, WEBHOOKD_BENCH_USERS,
+# WEBHOOKD_BENCH_HEAVY change the sizes); p50/p99 per request.
+bench-admin:
+	$(GO) test -run '^$$' -bench '^BenchmarkAdminOnLargeLedger$$' -benchtime 300x -timeout 30m ./admin/
 
 # gofmt over the tree, not `git ls-files`: a copy without .git (a release
 # tarball, CI's bare copy) is checked too.

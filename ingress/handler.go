@@ -368,7 +368,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", strconv.Itoa(h.failures.retryAfter()))
 		}
 	}
-	h.cfg.Metrics.delivered(o.event, verifyReason, o.env.Type)
+	h.cfg.Metrics.delivered(o.event, verifyReason, o.env.Type, h.cfg.Now())
 
 	attrs := []slog.Attr{
 		slog.String("svix_id", o.delivery.ID),

@@ -54,6 +54,8 @@ var VerificationReasons = []string{"no_matching_signature", "timestamp_too_old",
 // so that several instances in one process (tests) do not collide.
 type Metrics struct {
 	registry *prometheus.Registry
+	// rejections feeds RejectedPerHour.
+	rejections rejectionHistory
 
 	requests           *prometheus.CounterVec
 	verifyFailures     *prometheus.CounterVec
@@ -174,9 +176,9 @@ func (m *Metrics) ProjectionFailed(projection, outcome string) {
 	m.projectionFailures.WithLabelValues(projection, outcome).Inc()
 }
 
-// delivered records one delivery's outcome. reason is set for
-// verification failures.
-func (m *Metrics) delivered(event, verifyReason, eventType string) {
+// delivered records one delivery's outcome at time at (the handler's
+// clock). reason is set for verification failures.
+func (m *Metrics) delivered(event, verifyReason, eventType string, at time.Time) {
 	if m == nil {
 		return
 	}
@@ -189,6 +191,8 @@ func (m *Metrics) delivered(event, verifyReason, eventType string) {
 		m.events.WithLabelValues(eventTypeLabel(eventType)).Inc()
 	case "event_duplicate":
 		m.duplicates.Inc()
+	default:
+		m.rejections.add(at)
 	}
 }
 

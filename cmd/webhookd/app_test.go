@@ -53,6 +53,8 @@ type harness struct {
 	logs  *syncBuffer
 	now   time.Time
 	stop  func()
+	// app is the running webhookd.
+	app *App
 	// roots holds the root hashes of the checkpoints waitCheckpoint saw,
 	// by tree size.
 	roots map[int]string
@@ -90,6 +92,7 @@ func startOn(t *testing.T, db *testdb.DB, opts ...option) *harness {
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
+	h.app = app
 	h.base = "http://" + app.Addr()
 	h.url = h.base + ingress.WebhookPath
 	h.stop = func() {

@@ -230,6 +230,7 @@ type devBanner struct {
 	secret      devFile
 	key         devFile
 	seal        time.Duration
+	adminAddr   string // the admin console's listen address
 }
 
 // print writes the banner. Secrets are printed only on the start that
@@ -254,6 +255,9 @@ func (b devBanner) print(w io.Writer) {
 	cmd := "bin/webhookd send user.created"
 	if to := webhookURL(b.addr); to != webhookURL(b.sendAddr) {
 		cmd += " --to " + to
+	}
+	if b.adminAddr != "" {
+		fmt.Fprintf(w, "webhookd: the audit console is at http://%s/ (sign in with a token: bin/webhookd tokens create --name me --role admin)\n", b.adminAddr)
 	}
 	fmt.Fprintf(w, "webhookd: send a sample event with:\n\n    %s\n\n", cmd)
 }

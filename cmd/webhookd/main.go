@@ -29,6 +29,7 @@ type CLI struct {
 	Migrate     MigrateCmd     `cmd:"" help:"Apply the database migrations this webhookd knows."`
 	Send        SendCmd        `cmd:"" help:"Send realistic, signed Clerk events to a webhookd, as Clerk's Svix does."`
 	Users       UsersCmd       `cmd:"" help:"Manage application-owned user fields (role, practice) through the ledger."`
+	Tokens      TokensCmd      `cmd:"" help:"Manage the tokens of the admin API and audit console (WEBHOOKD_ADMIN_ADDR)."`
 	Replay      ReplayCmd      `cmd:"" help:"Rebuild a read model from the ledger without downtime (or --check it for drift)."`
 	Projections ProjectionsCmd `cmd:"" help:"List and retry the ledger entries projections skipped."`
 	Reconcile   ReconcileCmd   `cmd:"" help:"Compare Clerk's users (Backend API) with the users table and append what differs to the ledger. Exit status 1 when incomplete."`

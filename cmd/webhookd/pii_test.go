@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -305,4 +306,81 @@ func TestNoPersonalDataInReconcileLogs(t *testing.T) {
 func domainEnvelope(body []byte) (string, error) {
 	env, err := domain.ParseEnvelope(body)
 	return env.SubjectID, err
+}
+// TestNoPersonalDataInAdminLogs sends personal data to every admin path
+// (query strings, paths, bodies, headers, forms, answered 200 and every
+// error status) and looks for it in the logs.
+func TestNoPersonalDataInAdminLogs(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	proxy, viaProxy := testdb.NewProxy(t, db)
+	logs := &syncBuffer{}
+	logger, err := redact.NewLogger(logs, redact.FormatJSON, slog.LevelDebug)
+	require.NoError(t, err)
+	h := startAdminOn(t, db, withDatabaseURL(viaProxy), withConfig(func(c *AppConfig) { c.Logger = logger }))
+	admin := h.token("alice", "admin")
+	viewer := h.token("victor", "viewer")
+	pii := personal{}
+	pii.add("gwendolyn.pryce@clinic-example.org", "Gwendolyn", "Pryce", "+1 555 010 7788", "Tobias Quarrington", "tobias.q@clinic-example.org")
+	id := h.user(10, clerkfake.Options{Email: "gwendolyn.pryce@clinic-example.org", FirstName: "Gwendolyn", LastName: "Pryce"})
+
+	calls := []struct {
+		method, path, token, body string
+	}{
+		{"GET", "/api/users?q=gwendolyn.pryce@clinic-example.org", viewer, ""},
+		{"GET", "/api/users?q=Pryce", viewer, ""},
+		{"GET", "/api/users?q=" + url.QueryEscape("Tobias Quarrington\x01"), viewer, ""},
+		{"POST", "/api/users/search", viewer, `{"q":"Gwendolyn"}`},
+		{"POST", "/api/users/search", viewer, `{"q":"tobias.q@clinic-example.org","extra":"+1 555 010 7788"}`},
+		{"GET", "/api/users/gwendolyn.pryce@clinic-example.org", viewer, ""},
+		{"GET", "/api/users/" + url.PathEscape("Tobias Quarrington") + "/timeline", viewer, ""},
+		{"GET", "/api/users/user_tobias.q@clinic-example.org", viewer, ""},
+		{"GET", "/api/users/" + id + "/timeline?after=Pryce", viewer, ""},
+		{"GET", "/api/users/" + id, viewer, ""},
+		{"GET", "/api/users/" + id + "/timeline", viewer, ""},
+		{"POST", "/api/users/" + id + "/reveal", viewer, `{"reason":"Tobias Quarrington asked"}`},
+		{"POST", "/api/users/" + id + "/reveal", admin, `{"reason":"+1 555 010 7788","timeline":true}`},
+		{"POST", "/api/users/" + id + "/reveal", admin, `{"reason":"` + strings.Repeat("tobias.q@clinic-example.org ", 3000) + `"}`},
+		{"POST", "/api/users/" + id + "/access", admin, `{"role":"Tobias Quarrington","reason":"x"}`},
+		{"POST", "/api/users/" + id + "/access", admin, `{"practice":"tobias.q@clinic-example.org","reason":"move"}`},
+		{"POST", "/api/export", admin, `{"user":"gwendolyn.pryce@clinic-example.org","from":"Gwendolyn"}`},
+		{"GET", "/api/tobias.q@clinic-example.org", viewer, ""},
+		{"DELETE", "/api/users/" + id + "?q=Pryce", viewer, ""},
+		{"GET", "/api/me", "whdadm_tobias.q@clinic-example.org", ""},
+		{"GET", "/api/me", "Tobias Quarrington", ""},
+	}
+	for _, c := range calls {
+		a := h.call(c.method, c.path, c.token, c.body)
+		require.NotContains(t, []int{0, 500}, a.status, "%s %s", c.method, c.path)
+		for s := range pii {
+			if a.status >= 400 {
+				require.NotContains(t, string(a.raw), s, "an error answer holds personal data: %s %s", c.method, c.path)
+			}
+		}
+	}
+	// The console: sign in, search and reveal with personal data in the
+	// forms, and a wrong token that is an email.
+	b := h.browser()
+	p := b.do("GET", "/signin", nil, nil)
+	b.do("POST", "/signin", url.Values{"csrf_token": {csrfOf(t, p.body)}, "token": {"tobias.q@clinic-example.org"}}, nil)
+	home := b.signIn(admin)
+	csrf := csrfOf(t, home.body)
+	b.do("POST", "/search", url.Values{"q": {"gwendolyn.pryce@clinic-example.org"}, "csrf_token": {csrf}}, nil)
+	b.do("POST", "/search", url.Values{"q": {"Tobias Quarrington"}}, nil)
+	b.do("POST", "/users/"+id+"/reveal", url.Values{"reason": {"Tobias Quarrington asked"}, "csrf_token": {csrf}}, nil)
+	b.do("GET", "/users/gwendolyn.pryce@clinic-example.org", nil, nil)
+	b.do("POST", "/export", url.Values{"user": {"tobias.q@clinic-example.org"}, "csrf_token": {csrf}}, nil)
+
+	// The database down while personal data is asked for.
+	proxy.Cut()
+	require.Equal(t, 503, h.call("GET", "/api/users?q=gwendolyn.pryce@clinic-example.org", viewer, "").status)
+	require.Equal(t, 503, b.do("POST", "/search", url.Values{"q": {"Gwendolyn"}, "csrf_token": {csrf}}, nil).status)
+	proxy.Restore()
+
+	out := logs.String()
+	require.Contains(t, out, `"msg":"admin_request_rejected"`)
+	require.Contains(t, out, `"msg":"admin_signed_in"`)
+	for s := range pii {
+		require.NotContains(t, out, s, "personal data in the logs")
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -109,7 +110,8 @@ func TestDevModeQuickStart(t *testing.T) {
 	pgPort := freeTCPPort(t)
 	// WEBHOOKD_ADDR as a developer exports it; send follows it.
 	shell := []string{"WEBHOOKD_ADDR=" + addr}
-	serve := startMain(t, work, append(shell, fmt.Sprintf("WEBHOOKD_DEV_PORT=%d", pgPort)), "serve", "--dev")
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	serve := startMain(t, work, append(shell, fmt.Sprintf("WEBHOOKD_DEV_PORT=%d", pgPort), "WEBHOOKD_ADMIN_ADDR="+adminAddr), "serve", "--dev")
 	serve.waitReady(t, addr)
 
 	devURL := fmt.Sprintf("postgres://postgres:postgres@127.0.0.1:%d/webhookd?sslmode=disable", pgPort)
@@ -118,6 +120,7 @@ func TestDevModeQuickStart(t *testing.T) {
 	require.Regexp(t, `webhookd: generated a signing secret and kept it in \.webhookd/signing-secret: whsec_`, banner)
 	require.Contains(t, banner, "webhookd: generated a checkpoint signing key and kept it in .webhookd/signing-key (development only); checkpoints are signed every 1s, and export and verify run here use it.\n")
 	require.True(t, strings.HasSuffix(banner, "\n    bin/webhookd send user.created\n\n"), banner)
+	require.Contains(t, banner, "webhookd: the audit console is at http://"+adminAddr+"/ (sign in with a token: bin/webhookd tokens create --name me --role admin)\n")
 	for _, name := range []string{devSecretFile, devKeyFile} {
 		info, err := os.Stat(filepath.Join(work, devDir, name))
 		require.NoError(t, err)
@@ -171,6 +174,25 @@ func TestDevModeQuickStart(t *testing.T) {
 	stdout, stderr, code = runMain(t, work, nil, "users", "assign", "--clerk-id", subject, "--role", "ADMIN", "--reason", "quick start")
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, `"status":"recorded"`)
+	// The console's walkthrough: a token, then the API and the console
+	// answer it.
+	stdout, stderr, code = runMain(t, work, nil, "tokens", "create", "--name", "me", "--role", "admin")
+	require.Equal(t, 0, code, stderr)
+	token := strings.TrimSpace(stdout)
+	require.Regexp(t, `^whdadm_[A-Za-z0-9_-]{43}$`, token)
+	req, err := http.NewRequest("GET", "http://"+adminAddr+"/api/users/"+subject, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, "%s", body)
+	require.Contains(t, string(body), `"clerk_id":"`+subject+`"`)
+	resp, err = http.Get("http://" + adminAddr + "/signin")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
 	stdout, stderr, code = runMain(t, work, nil, "migrate")
 	require.Equal(t, 0, code, stderr)
 	require.Regexp(t, `^schema is up to date at version \d+\n$`, stdout)

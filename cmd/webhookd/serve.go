@@ -67,6 +67,8 @@ type ServeCmd struct {
 	ForwardPrefix string        `name:"forward-subject-prefix" env:"WEBHOOKD_FORWARD_SUBJECT_PREFIX" default:"clerk" help:"First token(s) of the forwarder's subjects, <prefix>.<event type>; another prefix lets two deployments share one NATS account."`
 	ForwardTypes  string        `name:"forward-types" env:"WEBHOOKD_FORWARD_TYPES" help:"Event types to forward, as glob patterns separated by spaces or commas (user.*, organization*); default every type."`
 	ForwardDupes  time.Duration `name:"forward-duplicate-window" env:"WEBHOOKD_FORWARD_DUPLICATE_WINDOW" default:"10m" help:"Duplicate window (Nats-Msg-Id) of a stream the forwarder creates; an existing stream keeps its own."`
+	AdminAddr     string        `name:"admin-addr" env:"WEBHOOKD_ADMIN_ADDR" help:"Listen address of the admin API (/api/) and audit console (/); unset, they are off (with --dev: 127.0.0.1:8081). Keep it private: behind TLS and a network you trust."`
+	AdminIdle     time.Duration `name:"admin-idle-timeout" env:"WEBHOOKD_ADMIN_IDLE_TIMEOUT" default:"15m" help:"A console session ends after this long without a request."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -113,7 +115,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		Reconcile:       ReconcileConfig{Interval: c.ReconcileEvery, Clerk: c.ClerkAPI},
 		Forward: ForwardConfig{URL: c.ForwardURL, Stream: c.ForwardStream, SubjectPrefix: c.ForwardPrefix, Types: c.ForwardTypes,
 			DuplicateWindow: c.ForwardDupes},
-		Logger: logger,
+		AdminAddr: c.AdminAddr,
+		AdminIdle: c.AdminIdle,
+		Logger:    logger,
 	})
 	if err != nil {
 		return err
@@ -160,6 +164,10 @@ func (c *ServeCmd) startDevMode(ctx context.Context, logger *slog.Logger, out io
 	if c.SealInterval <= 0 {
 		c.SealInterval = devSealInterval
 	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = devAdminAddr
+	}
+	banner.adminAddr = c.AdminAddr
 	banner.seal = c.SealInterval
 	logger.Info("development_mode", slog.String("data_dir", filepath.Join(devDir, devPostgresDir)), slog.String("database", describeURL(pg.url)))
 	banner.print(out)
@@ -168,6 +176,9 @@ func (c *ServeCmd) startDevMode(ctx context.Context, logger *slog.Logger, out io
 
 // defaultAddr is WEBHOOKD_ADDR's default, for serve and send.
 const defaultAddr = ":8080"
+
+// devAdminAddr is WEBHOOKD_ADMIN_ADDR's default in development mode.
+const devAdminAddr = "127.0.0.1:8081"
 
 // AppConfig is everything a running webhookd needs.
 type AppConfig struct {
@@ -224,6 +235,14 @@ type AppConfig struct {
 	// Forward configures the NATS JetStream forwarder (forward.go); off
 	// without a URL.
 	Forward ForwardConfig
+	// AdminAddr is the admin API and console's listen address (package
+	// admin). Defaults to none: off.
+	AdminAddr string
+	// AdminIdle ends idle console sessions. Defaults to 15 minutes.
+	AdminIdle time.Duration
+	// AdminNow is the console sessions' clock. Defaults to time.Now (not
+	// Now: tests move the sessions' clock alone).
+	AdminNow func() time.Time
 }
 
 // App is a running webhookd: its listener is bound once NewApp returns, so
@@ -243,6 +262,9 @@ type App struct {
 	handler  *ingress.Handler
 	// reconciler is periodic reconciliation; nil when off.
 	reconciler *appReconciler
+	// admin is the admin listener's server (nil when off).
+	adminListener net.Listener
+	adminServer   *http.Server
 }
 
 // rejectLogInterval maps the setting (0: log every rejection) to
@@ -388,6 +410,11 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 		pool.Close()
 		return nil, fmt.Errorf("WEBHOOKD_ADDR: cannot listen on %s: %v", cfg.Addr, err)
 	}
+	if err := a.newAdmin(metrics); err != nil {
+		a.listener.Close()
+		pool.Close()
+		return nil, err
+	}
 	a.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -488,6 +515,7 @@ func (a *App) Run(ctx context.Context) error {
 	// stops the other.
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- a.server.Serve(a.listener) }()
+	adminErr := a.serveAdmin()
 	runCtx, cancelRunner := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRunner()
 	runnerErr := make(chan error, 1)
@@ -510,6 +538,9 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		failure = fmt.Errorf("projections: %w", err)
 		runnerErr <- nil
+	case err := <-adminErr:
+		failure = fmt.Errorf("admin server: %w", err)
+		adminErr <- nil
 	case <-ctx.Done():
 	}
 	a.cfg.Logger.Info("webhookd_stopping", slog.Duration("drain_timeout", a.cfg.ShutdownTimeout))
@@ -519,6 +550,9 @@ func (a *App) Run(ctx context.Context) error {
 		failure = errors.Join(failure, fmt.Errorf("drain in-flight requests: %w", err))
 	}
 	if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		failure = errors.Join(failure, err)
+	}
+	if err := a.stopAdmin(shutdownCtx, adminErr); err != nil {
 		failure = errors.Join(failure, err)
 	}
 	// Requests are drained; the projections finish the entry in hand.

@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"time"
 
-	"github.com/webhookd/webhookd/audit/seal"
+	"github.com/webhookd/webhookd/admin"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
-	"github.com/webhookd/webhookd/projections"
 )
 
 // UsersCmd groups the commands on the users read model.
@@ -52,21 +51,6 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer conn.Close()
-	// The check is here, not in the projection: the ledger records what
-	// the operator decided, and the users projection applies it whatever
-	// the order organization events arrive in.
-	if c.Practice != nil && *c.Practice != "" && !c.Force {
-		state, err := projections.LookupPractice(ctx, pool, *c.Practice)
-		if err != nil {
-			return err
-		}
-		switch state {
-		case projections.PracticeUnknown:
-			return fmt.Errorf("practice %q is not in the practices table (no organization.created for it has been applied); check the id, or give --force to assign it anyway", *c.Practice)
-		case projections.PracticeDeleted:
-			return fmt.Errorf("practice %q is deleted (organization.deleted); give --force to assign it anyway", *c.Practice)
-		}
-	}
 	store, err := eventstore.New(pool, nil)
 	if err != nil {
 		return err
@@ -76,14 +60,13 @@ func (c *UsersAssignCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	entry, err := domain.NewInternalEntry(domain.EventUserAccessChanged, change.ClerkID, change, time.Now())
-	if err != nil {
-		return err
-	}
-	if key != nil {
-		seal.SignInternalEntry(key, &entry)
-	}
-	if _, err := store.Append(ctx, entry); err != nil {
+	// The same code as the admin API's POST /api/users/{id}/access.
+	entry, err := admin.RecordAccessChange(ctx, pool, &admin.Recorder{Ledger: store, Key: key}, change, c.Force)
+	switch domain.ErrorCode(err) {
+	case "":
+	case domain.EINVALID:
+		return errors.New(domain.ErrorMessage(err))
+	default:
 		return fmt.Errorf("record access change: %s", domain.ErrorMessage(err))
 	}
 	out, _ := json.Marshal(map[string]any{"status": "recorded", "svix_id": entry.SvixID, "event_type": entry.EventType, "clerk_id": change.ClerkID, "actor": change.Actor})
