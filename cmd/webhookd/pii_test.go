@@ -307,6 +307,7 @@ func domainEnvelope(body []byte) (string, error) {
 	env, err := domain.ParseEnvelope(body)
 	return env.SubjectID, err
 }
+
 // TestNoPersonalDataInAdminLogs sends personal data to every admin path
 // (query strings, paths, bodies, headers, forms, answered 200 and every
 // error status) and looks for it in the logs.
