@@ -243,12 +243,16 @@ const (
 	MaxTimelineLimit     = 1000
 )
 
+// ReconcileActor is the actor a timeline shows for a soft delete that
+// reconciliation with Clerk's Backend API recorded.
+const ReconcileActor = "webhookd reconcile"
+
 // SourceName names a ledger source for people.
 func SourceName(source string) string {
 	switch source {
 	case domain.SourceClerk:
 		return "Clerk webhook"
-	case "clerk-api":
+	case domain.SourceClerkAPI:
 		return "Clerk API snapshot"
 	case domain.SourceWebhookd:
 		return "operator (webhookd)"
@@ -316,7 +320,7 @@ func (u *Users) Timeline(ctx context.Context, id string, after int64, limit int,
 
 // actorAndReason reads who and why from webhookd's own entries.
 func actorAndReason(source, eventType string, payload []byte) (string, string) {
-	if source != domain.SourceWebhookd {
+	if source != domain.SourceWebhookd && source != domain.SourceClerkAPI {
 		return "", ""
 	}
 	env, err := domain.ParseEnvelope(payload)
@@ -324,6 +328,12 @@ func actorAndReason(source, eventType string, payload []byte) (string, string) {
 		return "", ""
 	}
 	switch eventType {
+	case domain.EventUserNotFound:
+		var n domain.UserNotFound
+		if json.Unmarshal(env.Data, &n) != nil {
+			return "", ""
+		}
+		return ReconcileActor, n.Reason
 	case domain.EventUserAccessChanged:
 		c, err := domain.ParseAccessChange(env.Data)
 		if err != nil {

@@ -667,3 +667,44 @@ func TestAdminDeliveriesPerHour(t *testing.T) {
 	require.Equal(t, map[string]any{"user.created": 3.0, "organization.created": 1.0}, last["by_type"])
 	require.Equal(t, 2.0, last["rejected"])
 }
+
+// TestAdminTimelineNamesReconciliationEntries: what `webhookd reconcile`
+// appended shows as a Clerk API entry, and its soft delete says who and
+// why, as an operator's access change does.
+func TestAdminTimelineNamesReconciliationEntries(t *testing.T) {
+	t.Parallel()
+	h := startAdmin(t)
+	viewer := h.token("victor", "viewer")
+	id := h.user(7, clerkfake.Options{})
+	store, err := eventstore.New(h.db.Pool, nil)
+	require.NoError(t, err)
+	defer store.Close()
+	snapshot, err := clerkfake.APIUser(clerkfake.Options{Seed: 7, Time: h.now.Add(time.Minute)})
+	require.NoError(t, err)
+	snap, _, err := domain.NewUserSnapshotEntry(snapshot, time.Now())
+	require.NoError(t, err)
+	gone, err := domain.NewUserNotFoundEntry(id, time.Now())
+	require.NoError(t, err)
+	for _, e := range []*domain.LedgerEntry{&snap, &gone} {
+		seal.SignInternalEntry(sealKey, e)
+		_, err := store.Append(context.Background(), *e)
+		require.NoError(t, err)
+	}
+
+	a := h.call("GET", "/api/users/"+id+"/timeline", viewer, nil)
+	require.Equal(t, 200, a.status, "%s", a.raw)
+	byID := map[string]map[string]any{}
+	for _, e := range a.body["entries"].([]any) {
+		byID[e.(map[string]any)["svix_id"].(string)] = e.(map[string]any)
+	}
+	require.Contains(t, byID, snap.SvixID)
+	require.Equal(t, "clerk-api", byID[snap.SvixID]["source"])
+	require.Equal(t, "Clerk API snapshot", byID[snap.SvixID]["source_name"])
+	require.Contains(t, byID, gone.SvixID)
+	require.Equal(t, "Clerk API snapshot", byID[gone.SvixID]["source_name"])
+	require.Equal(t, "webhookd reconcile", byID[gone.SvixID]["actor"])
+	require.Equal(t, domain.UserNotFoundReason, byID[gone.SvixID]["reason"])
+	require.Equal(t, "Clerk webhook", byID["msg_admin_7"]["source_name"])
+	_, hasActor := byID["msg_admin_7"]["actor"]
+	require.False(t, hasActor && byID["msg_admin_7"]["actor"] != "", "a webhook has no actor")
+}
