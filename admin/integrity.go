@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/webhookd/webhookd/audit/bundle"
-	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/projections"
@@ -129,7 +128,8 @@ func (g *Integrity) status(ctx context.Context) (Status, error) {
 var errVerifying = domain.Errorf(domain.ECONFLICT, "verification_running", "a verification is running already; wait for its result")
 
 // verify re-checks the whole ledger (webhookd verify --db) against the key
-// this webhookd seals with, and keeps the result.
+// this webhookd seals with, and keeps the result. bundle.VerifyLedger reads
+// the checkpoints before the rows, so a live ledger verifies.
 func (g *Integrity) verify(ctx context.Context, actor string) (Verification, error) {
 	key := g.server.cfg.Recorder.Key
 	if key == nil {
@@ -140,11 +140,7 @@ func (g *Integrity) verify(ctx context.Context, actor string) (Verification, err
 	}
 	defer g.verifying.Unlock()
 	v := Verification{StartedAt: g.server.cfg.Now().UTC(), Actor: actor}
-	src, err := checkpointsFirst(ctx, g.Store)
-	if err != nil {
-		return Verification{}, unavailable(err)
-	}
-	r, err := bundle.VerifyLedger(ctx, src, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}})
+	r, err := bundle.VerifyLedger(ctx, g.Store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}})
 	if err != nil {
 		return Verification{}, unavailable(err)
 	}
@@ -159,27 +155,6 @@ func (g *Integrity) verify(ctx context.Context, actor string) (Verification, err
 		return Verification{}, unavailable(err)
 	}
 	return v, nil
-}
-
-// frozenCheckpoints is a ledger whose checkpoints were read before its
-// rows. VerifyLedger reads the rows, then the checkpoints; on a live
-// ledger the sealer may index and sign more in between, and the latest
-// checkpoint would then cover rows the verification did not read (a false
-// failure). Read first, every checkpoint covers only rows that are there
-// when the rows are read: the ledger is append-only.
-type frozenCheckpoints struct {
-	*eventstore.Store
-	checkpoints []seal.Checkpoint
-}
-
-func checkpointsFirst(ctx context.Context, store *eventstore.Store) (frozenCheckpoints, error) {
-	cps, err := store.Checkpoints(ctx)
-	return frozenCheckpoints{Store: store, checkpoints: cps}, err
-}
-
-// Checkpoints returns the checkpoints read first.
-func (f frozenCheckpoints) Checkpoints(context.Context) ([]seal.Checkpoint, error) {
-	return f.checkpoints, nil
 }
 
 // ExportRequest selects what an export holds, as webhookd export's flags.

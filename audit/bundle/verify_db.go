@@ -28,7 +28,9 @@ type VerifyLedgerSource interface {
 // gapless from 0, every checkpoint's signature and root (against the tree
 // of recomputed leaves, and the latest also against an independent
 // recursive computation), and the consistency proof between each pair of
-// successive checkpoints. Rows not sealed yet are counted, not checked.
+// successive checkpoints. The checkpoints are read before the rows, so a
+// checkpoint signed while the ledger is read is not seen (a live ledger
+// verifies). Rows not sealed yet are counted, not checked.
 // Every checkpoint must be signed by one of opts.TrustedKeys (required:
 // whoever can write to the database could otherwise re-sign it all with a
 // key of their own). The error is ErrNoTrustedKey without trusted keys, and
@@ -38,11 +40,20 @@ func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOption
 	if len(opts.TrustedKeys) == 0 {
 		return Report{}, ErrNoTrustedKey
 	}
+	// Checkpoints first, then rows: on a live ledger the sealer may index
+	// and sign more between the two reads. Read after the rows, the latest
+	// checkpoint could cover rows this run did not read (a false failure);
+	// read before, every checkpoint covers only rows that are there when
+	// the rows are read, the ledger being append-only.
+	cps, err := src.Checkpoints(ctx)
+	if err != nil {
+		return Report{}, err
+	}
 	var r Report
 	var leaves []merkle.Hash
 	tree := &merkle.Tree{}
 	firstEntryProblem := ""
-	err := src.EachLedgerRow(ctx, func(le domain.LedgerEntry, index uint64, stored merkle.Hash, indexed bool) error {
+	err = src.EachLedgerRow(ctx, func(le domain.LedgerEntry, index uint64, stored merkle.Hash, indexed bool) error {
 		if !indexed {
 			r.Unsealed++
 			return nil
@@ -70,10 +81,6 @@ func VerifyLedger(ctx context.Context, src VerifyLedgerSource, opts VerifyOption
 	}
 	if firstEntryProblem != "" {
 		r.Problems = append(r.Problems, firstEntryProblem)
-	}
-	cps, err := src.Checkpoints(ctx)
-	if err != nil {
-		return r, err
 	}
 	var prev *seal.Checkpoint
 	for i := range cps {

@@ -214,8 +214,12 @@ func (c *VerifyCmd) verifyDB(ctx context.Context, g *Globals, logger *slog.Logge
 	if n, err := store.IndexedCount(ctx); err == nil {
 		p.total = n
 	}
-	return bundle.VerifyLedger(ctx, store, opts)
+	return bundle.VerifyLedger(ctx, ledgerSource(store), opts)
 }
+
+// ledgerSource is what verify --db reads the ledger through: the store. A
+// test replaces it to let the sealer sign between VerifyLedger's reads.
+var ledgerSource = func(s *eventstore.Store) bundle.VerifyLedgerSource { return s }
 
 // printVerifyReport writes the verdict: "OK …" or "FAIL …" then each
 // problem. The first line names the key the checkpoint is signed by (its
