@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
 )
 
@@ -185,6 +187,46 @@ func (s *Server) loadSession(ctx context.Context, r *http.Request) (*session, er
 
 var errExpired = errors.New("session expired")
 
+// EndIdleSessions removes the sessions idle for longer than IdleTimeout
+// (each would be refused at its next request anyway) and returns how many
+// it removed. One indexed DELETE (admin_sessions_last_seen_idx).
+func (s *Server) EndIdleSessions(ctx context.Context) (int64, error) {
+	tag, err := s.cfg.Pool.Exec(ctx, `DELETE FROM admin_sessions WHERE last_seen_at < $1`, s.cfg.Now().UTC().Add(-s.cfg.IdleTimeout))
+	if err != nil {
+		return 0, fmt.Errorf("end idle console sessions: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DefaultSessionSweep is how often SweepSessions runs by default.
+const DefaultSessionSweep = time.Minute
+
+// SweepSessions calls EndIdleSessions at once and then every interval
+// (DefaultSessionSweep when not positive) until ctx is done, so that a
+// session nobody comes back to does not stay in admin_sessions until
+// the next sign-in. Failures are logged and retried at the next tick.
+func (s *Server) SweepSessions(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultSessionSweep
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		n, err := s.EndIdleSessions(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.cfg.Logger.Warn("admin_sessions_sweep_failed", slog.String("cause", redact.SafeError(err)))
+		case n > 0:
+			s.cfg.Logger.Info("admin_sessions_ended", slog.Int64("sessions", n), slog.Duration("idle_timeout", s.cfg.IdleTimeout))
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // console wraps a console handler: a session is required (else the
 // sign-in page), every POST must carry the session's anti-forgery token,
 // and admin handlers need the admin role.
@@ -259,8 +301,9 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, nil, unavailable(err))
 		return
 	}
-	// Sessions idle past their time are removed as new ones start.
-	_, _ = s.cfg.Pool.Exec(r.Context(), `DELETE FROM admin_sessions WHERE last_seen_at < $1`, now.Add(-s.cfg.IdleTimeout))
+	// Sessions idle past their time are removed as new ones start (and
+	// by SweepSessions in serve).
+	_, _ = s.EndIdleSessions(r.Context())
 	s.setCookie(w, r, signinCookie, "", -1)
 	s.setCookie(w, r, sessionCookie, id, 0)
 	s.cfg.Logger.Info("admin_signed_in", "token", p.Name, "role", p.Role)

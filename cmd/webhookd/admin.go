@@ -53,6 +53,7 @@ func (a *App) newAdmin(metrics *ingress.Metrics) error {
 		return fmt.Errorf("WEBHOOKD_ADMIN_ADDR: cannot listen on %s: %v", a.cfg.AdminAddr, err)
 	}
 	a.adminListener = ln
+	a.admin = srv
 	a.adminServer = &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -103,6 +104,22 @@ func (a *App) serveAdmin() chan error {
 	}
 	a.cfg.Logger.Info("admin_started", slog.String("addr", a.AdminAddr()))
 	go func() { done <- a.adminServer.Serve(a.adminListener) }()
+	return done
+}
+
+// sweepAdminSessions removes idle console sessions every AdminSweep
+// until ctx is done (admin.Server.SweepSessions); the channel is closed
+// when it has stopped (at once when the admin listener is off).
+func (a *App) sweepAdminSessions(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if a.admin == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		a.admin.SweepSessions(ctx, a.cfg.AdminSweep)
+	}()
 	return done
 }
 

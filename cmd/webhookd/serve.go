@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/webhookd/webhookd/admin"
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/eventstore"
 	"github.com/webhookd/webhookd/forward"
@@ -240,6 +241,9 @@ type AppConfig struct {
 	AdminAddr string
 	// AdminIdle ends idle console sessions. Defaults to 15 minutes.
 	AdminIdle time.Duration
+	// AdminSweep is how often idle console sessions are removed from
+	// admin_sessions. Defaults to admin.DefaultSessionSweep (a minute).
+	AdminSweep time.Duration
 	// AdminNow is the console sessions' clock. Defaults to time.Now (not
 	// Now: tests move the sessions' clock alone).
 	AdminNow func() time.Time
@@ -265,6 +269,7 @@ type App struct {
 	// admin is the admin listener's server (nil when off).
 	adminListener net.Listener
 	adminServer   *http.Server
+	admin         *admin.Server
 }
 
 // rejectLogInterval maps the setting (0: log every rejection) to
@@ -526,6 +531,7 @@ func (a *App) Run(ctx context.Context) error {
 	forwarderDone := a.startForwarder(runCtx)
 	rejectsDone := a.summariseRejections(runCtx)
 	reconcileDone := a.startReconciler(runCtx)
+	sessionsDone := a.sweepAdminSessions(runCtx)
 
 	var failure error
 	select {
@@ -564,6 +570,7 @@ func (a *App) Run(ctx context.Context) error {
 	<-forwarderDone
 	<-rejectsDone
 	<-reconcileDone
+	<-sessionsDone
 	if failure != nil {
 		return failure
 	}
