@@ -19,6 +19,7 @@ import (
 	"github.com/webhookd/webhookd/ingress"
 	"github.com/webhookd/webhookd/internal/fixtures"
 	"github.com/webhookd/webhookd/internal/testdb"
+	"github.com/webhookd/webhookd/projections"
 )
 
 const (
@@ -156,6 +157,21 @@ func readAnswer(t *testing.T, resp *http.Response) answer {
 func (h *harness) deliver(msgID string, body []byte) answer {
 	h.t.Helper()
 	return h.post(h.url, signed(h.t, testSecret, msgID, h.now, body), body)
+}
+
+// waitProjected waits until every read model has applied every entry
+// the ledger holds now.
+func (h *harness) waitProjected() {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool {
+		for _, name := range projections.Names() {
+			lag, err := projections.MeasureLag(context.Background(), h.db.Pool, name, time.Now())
+			if err != nil || lag.Events > 0 {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 10*time.Millisecond)
 }
 
 func (h *harness) get(path string) answer {

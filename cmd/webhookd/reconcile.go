@@ -249,8 +249,10 @@ func (a *App) reconcileNow(ctx context.Context) {
 		m.runs.WithLabelValues("incomplete").Inc()
 		return
 	}
-	m.runs.WithLabelValues("complete").Inc()
+	// The time first: a scrape between the two never sees a complete run
+	// without its time.
 	m.lastSuccess.Set(float64(a.cfg.Now().UnixNano()) / 1e9)
+	m.runs.WithLabelValues("complete").Inc()
 }
 
 // ReconcileConfig configures serve's periodic reconciliation.
