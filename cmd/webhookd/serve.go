@@ -59,6 +59,7 @@ type ServeCmd struct {
 	BodyReadTimeout time.Duration `name:"body-read-timeout" env:"WEBHOOKD_BODY_READ_TIMEOUT" default:"10s" help:"Time allowed to receive a request body; a body not complete by then is answered 400 body_unreadable and counts as a failed verification (at most 30s)."`
 	RejectLogEvery  time.Duration `name:"reject-log-interval" env:"WEBHOOKD_REJECT_LOG_INTERVAL" default:"10s" help:"Rejected requests (4xx) are logged in full once per source address, event and reason in this interval and summarised in one rejections_suppressed line at its end; 0 logs every one. Metrics count every request."`
 	TrustedProxies  string        `name:"trusted-proxies" env:"WEBHOOKD_TRUSTED_PROXIES" help:"CIDR prefixes of proxies whose X-Forwarded-For is honoured, separated by spaces or commas; default none."`
+	ProfileDir      string        `name:"profile-dir" env:"WEBHOOKD_PROFILE_DIR" hidden:"" help:"Write a CPU profile of the whole run (cpu.pprof) and an allocation profile at exit (allocs.pprof) into this directory (webhookd bench --profile sets it)."`
 }
 
 // Run serves until ctx is cancelled (SIGINT/SIGTERM).
@@ -75,6 +76,13 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	tuneGC()
+	if c.ProfileDir != "" {
+		stop, err := startProfiles(c.ProfileDir)
+		if err != nil {
+			return err
+		}
+		defer stop(logger)
+	}
 	if dev {
 		// An embedded PostgreSQL, stopped once serving ends (dev.go).
 		pg, err := c.startDevMode(ctx, logger, g.stdout())
