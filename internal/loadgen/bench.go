@@ -195,6 +195,11 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}
 	defer admin.Close(context.Background())
 	_ = admin.QueryRow(ctx, `SHOW server_version`).Scan(&rep.Postgres)
+	// PostgreSQL's CPU is that of this server's processes only: other
+	// servers on a shared machine are not the run's.
+	var backend int
+	_ = admin.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend)
+	postmaster := postmasterOf(backend)
 
 	var suffix [3]byte
 	_, _ = rand.Read(suffix[:])
@@ -268,14 +273,14 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}
 	defer pool.Close()
 	fmt.Fprintf(cfg.Log, "database ceiling: single-row INSERT per transaction, %d connections…\n", cfg.Concurrency)
-	cpuBefore, err := sampleCPU(child)
+	cpuBefore, err := sampleCPU(child, postmaster)
 	if err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
 	if rep.Ceiling, err = measureCeiling(ctx, pool, events, cfg.Concurrency); err != nil {
 		return rep, err
 	}
-	cpuAfter, err := sampleCPU(child)
+	cpuAfter, err := sampleCPU(child, postmaster)
 	if err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
@@ -302,7 +307,7 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}()
 
 	statementsOn := cfg.ProfileDir != "" && resetStatements(ctx, admin)
-	if cpuBefore, err = sampleCPU(child); err != nil {
+	if cpuBefore, err = sampleCPU(child, postmaster); err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
 	var (
@@ -319,7 +324,7 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		drain := lastDelivery.Sub(start)
 		// CPU per event is the drain's: the trickle after it is mostly
 		// idle time, which would blur it.
-		if cpuAfter, err = sampleCPU(child); err != nil {
+		if cpuAfter, err = sampleCPU(child, postmaster); err != nil {
 			return rep, fmt.Errorf("CPU time: %w", err)
 		}
 		rep.CPU = perEvent(cpuBefore, cpuAfter, cfg.Backlog)
@@ -352,7 +357,7 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		return rep, fmt.Errorf("projection watcher: %w", res.err)
 	}
 	if sender == nil {
-		if cpuAfter, err = sampleCPU(child); err != nil {
+		if cpuAfter, err = sampleCPU(child, postmaster); err != nil {
 			return rep, fmt.Errorf("CPU time: %w", err)
 		}
 		rep.CPU = perEvent(cpuBefore, cpuAfter, len(events))
