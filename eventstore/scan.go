@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
@@ -48,14 +49,37 @@ type Scanned struct {
 // the ledger was small (a fresh install) is a sequential scan and a sort,
 // and a prepared statement keeps it for the connection's life.
 func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([]Scanned, error) {
+	return scanAfter(ctx, q, pos, upTo, limit, nil)
+}
+
+// ScanAfterForTypes is ScanAfter for a reader that only looks into the
+// payloads of some event types (a projection): entries of every type are
+// returned, in order, so that the reader's position can move past them,
+// but only those whose event_type is one of types carry their Payload; the
+// others have a nil Payload. The database neither sends nor the driver
+// copies bodies nobody reads: three projections read every entry, and
+// each applies only its own types.
+func ScanAfterForTypes(ctx context.Context, q Querier, pos Position, limit int, types []string) ([]Scanned, error) {
+	if types == nil {
+		types = []string{}
+	}
+	return scanAfter(ctx, q, pos, Position{}, limit, types)
+}
+
+func scanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int, types []string) ([]Scanned, error) {
 	bound := ""
 	args := []any{pgx.QueryExecModeCacheDescribe, fmt.Sprint(pos.TxID), pos.Offset, limit}
 	if upTo != (Position{}) {
 		bound = ` AND (transaction_id, "offset") <= ($4::text::xid8, $5)`
 		args = append(args, fmt.Sprint(upTo.TxID), upTo.Offset)
 	}
+	columns := selectColumns
+	if types != nil {
+		args = append(args, types)
+		columns = strings.Replace(selectColumns, ` payload,`, fmt.Sprintf(` CASE WHEN event_type = ANY($%d::text[]) THEN payload END,`, len(args)-1), 1)
+	}
 	rows, err := q.Query(ctx, `
-		SELECT `+selectColumns+` FROM `+EventsTable+`
+		SELECT `+columns+` FROM `+EventsTable+`
 		WHERE `+AfterPosition(`$1::text::xid8`, `$2`)+bound+`
 		ORDER BY `+SafeOrder+`
 		LIMIT $3`, args...)
