@@ -22,8 +22,9 @@ type RunnerConfig struct {
 	Projections []Projection
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// PollInterval is how long a caught-up projection waits before looking
-	// for new ledger entries: the floor of projection lag. Defaults to 25ms.
+	// PollInterval is how often a caught-up projection looks for new
+	// ledger entries (from the start of one batch to the start of the
+	// next): the floor of projection lag. Defaults to 25ms.
 	PollInterval time.Duration
 	// BatchSize is how many entries one transaction applies. Defaults to 100.
 	BatchSize int
@@ -160,7 +161,13 @@ func (r *Runner) loop(ctx context.Context, p Projection) {
 			}
 			sleep(ctx, r.cfg.RetryInterval)
 		case n < r.cfg.BatchSize:
-			sleep(ctx, r.cfg.PollInterval)
+			// Caught up: the next batch starts PollInterval after this
+			// one started, not after it ended, so that a batch that
+			// took long (the machine under load) does not add its own
+			// time to the next entry's wait.
+			if wait := r.cfg.PollInterval - time.Since(start); wait > 0 {
+				sleep(ctx, wait)
+			}
 		}
 	}
 }
