@@ -491,7 +491,7 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, r
 		return outcome{event: "overloaded", delivery: d, err: errOverloaded}
 	}
 	defer h.release()
-	env, err := domain.ParseEnvelope(body)
+	env, err := domain.ReadEnvelope(body)
 	if err != nil {
 		return outcome{event: "event_invalid", delivery: d, err: err, signed: true}
 	}

@@ -145,7 +145,7 @@ func (v *OriginVerifier) clerk(e domain.LedgerEntry) string {
 	}
 	// The facts beside the payload must be the payload's: the projections
 	// read some of them (subject, event time) from the columns.
-	env, err := domain.ParseEnvelope(e.Payload)
+	env, err := domain.ReadEnvelope(e.Payload)
 	if err != nil {
 		return "its signed payload is not a Clerk event envelope"
 	}
