@@ -538,10 +538,14 @@ func (a *App) summariseRejections(ctx context.Context) <-chan struct{} {
 // dozens of times a second under load, about a third of its CPU (perf
 // under make bench). At 400, make bench measured 168–190 µs of webhookd
 // CPU per event instead of 208–230, for a peak RSS of 38 MiB instead of
-// 26. The soft memory limit keeps a large live heap (many 1 MiB bodies in
-// flight) from growing fivefold before a collection.
+// 26. 300 since the backlog bench (64 deliveries in flight): peak RSS
+// 47–50 MiB instead of 52–54 (62–64 over 100,000 events, above the
+// 64 MB target), webhookd CPU per event 112 µs against 109–124 (within
+// the machine's noise). The soft memory limit keeps a large live heap
+// (many 1 MiB bodies in flight) from growing fourfold before a
+// collection.
 const (
-	servingGCPercent  = 400
+	servingGCPercent  = 300
 	servingSoftMemMiB = 512
 )
 
