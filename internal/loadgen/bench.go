@@ -338,7 +338,13 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		for _, n := range rep.Statuses {
 			rep.Non2xx += n
 		}
-		rep.Statuses["200"] = len(events)
+		delivered := 0
+		for _, at := range w.acceptedAt {
+			if !at.IsZero() {
+				delivered++
+			}
+		}
+		rep.Statuses["200"] = delivered
 	} else {
 		statuses, connErrs, through := sendLoad(ctx, child.Addr(), requests, cfg.Concurrency, w)
 		rep.Webhookd = through
