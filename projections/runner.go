@@ -39,7 +39,8 @@ type RunnerConfig struct {
 	RetryInterval time.Duration
 	// Applied, when set, is called after a batch committed, for each entry
 	// the batch took (applied, or of a type the projection does not apply),
-	// with the projection name and the entry.
+	// with the projection name and the entry (without its Payload when it
+	// is of a type the projection does not apply: it was read without it).
 	Applied func(projection string, e domain.LedgerEntry)
 	// Failed, when set, is called each time applying an entry fails, with
 	// the projection name, the entry and what happens next:
