@@ -96,6 +96,10 @@ type Config struct {
 	// answered 400 body_unreadable and counts as a failed verification.
 	// Defaults to DefaultBodyReadTimeout.
 	BodyReadTimeout time.Duration
+	// Verified, when set, is called with each delivery whose signature
+	// verified and whose envelope was read, as the ledger entry about to be
+	// appended (seal.Recent.Remember). Defaults to none.
+	Verified func(domain.LedgerEntry)
 	// RejectLogInterval is the interval over which rejected requests (4xx
 	// answers) are logged in aggregate: the first rejection of each
 	// source address, event and reason in an interval is logged in full,
@@ -508,6 +512,9 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, r
 		ReceivedAt:    receivedAt,
 		SourceIP:      addrText(sourceOf(r).addr),
 		Payload:       body,
+	}
+	if h.cfg.Verified != nil {
+		h.cfg.Verified(entry)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AppendTimeout)
 	defer cancel()

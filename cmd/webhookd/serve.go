@@ -278,6 +278,10 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Deliveries the handler verified are not verified again when the
+	// projections (and the sealer) read their rows back unchanged.
+	recent := seal.NewRecent(0)
+	origin.WithRecent(recent)
 	proxies, err := ingress.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_TRUSTED_PROXIES: %w", err)
@@ -341,6 +345,7 @@ func NewApp(ctx context.Context, cfg AppConfig) (*App, error) {
 			{Name: "sealer", Run: a.checkSealer},
 		},
 		Metrics:         metrics,
+		Verified:        recent.Remember,
 		TrustedProxies:  proxies,
 		FailedAuthRate:  cfg.FailedAuthRate,
 		FailedAuthBurst: cfg.FailedAuthBurst,
