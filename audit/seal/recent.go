@@ -2,6 +2,7 @@ package seal
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -26,32 +27,22 @@ import (
 // for concurrent use.
 type Recent struct {
 	mu   sync.Mutex
-	byID map[string]recentDelivery
-	ring []string
+	seen map[[sha256.Size]byte]struct{}
+	ring [][sha256.Size]byte
 	next int
 }
 
 // DefaultRecentCapacity is NewRecent's capacity when given 0: about
-// 1.5 MiB of records.
+// 700 kB of records (a record is one SHA-256, not the delivery: the
+// collector's heap goal grows with what stays live).
 const DefaultRecentCapacity = 8192
-
-type recentDelivery struct {
-	payload       [sha256.Size]byte
-	svixTimestamp time.Time
-	signature     string
-	eventType     string
-	subjectID     string
-	instanceID    string
-	eventTime     time.Time
-	timestampUnit string
-}
 
 // NewRecent returns an empty Recent keeping capacity deliveries.
 func NewRecent(capacity int) *Recent {
 	if capacity <= 0 {
 		capacity = DefaultRecentCapacity
 	}
-	return &Recent{byID: make(map[string]recentDelivery, capacity), ring: make([]string, capacity)}
+	return &Recent{seen: make(map[[sha256.Size]byte]struct{}, capacity), ring: make([][sha256.Size]byte, capacity)}
 }
 
 // Remember records e, a Clerk delivery whose signature the caller verified
@@ -61,17 +52,16 @@ func (r *Recent) Remember(e domain.LedgerEntry) {
 	if e.Source != domain.SourceClerk {
 		return
 	}
-	d := recentOf(e)
+	d := recentDigest(e)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, known := r.byID[e.SvixID]; !known {
-		if old := r.ring[r.next]; old != "" {
-			delete(r.byID, old)
-		}
-		r.ring[r.next] = e.SvixID
-		r.next = (r.next + 1) % len(r.ring)
+	if _, known := r.seen[d]; known {
+		return
 	}
-	r.byID[e.SvixID] = d
+	delete(r.seen, r.ring[r.next])
+	r.ring[r.next] = d
+	r.next = (r.next + 1) % len(r.ring)
+	r.seen[d] = struct{}{}
 }
 
 // covers reports whether e is, fact for fact and byte for byte, a
@@ -80,23 +70,38 @@ func (r *Recent) covers(e domain.LedgerEntry) bool {
 	if r == nil || e.Source != domain.SourceClerk {
 		return false
 	}
+	d := recentDigest(e)
 	r.mu.Lock()
-	d, ok := r.byID[e.SvixID]
-	r.mu.Unlock()
-	return ok && d == recentOf(e)
+	defer r.mu.Unlock()
+	_, ok := r.seen[d]
+	return ok
 }
 
-func recentOf(e domain.LedgerEntry) recentDelivery {
-	return recentDelivery{
-		payload:       sha256.Sum256(e.Payload),
-		svixTimestamp: e.SvixTimestamp.UTC(),
-		signature:     e.Signature,
-		eventType:     e.EventType,
-		subjectID:     e.SubjectID,
-		instanceID:    e.InstanceID,
-		eventTime:     e.EventTime.UTC(),
-		timestampUnit: e.TimestampUnit,
+// recentDigest is the SHA-256 of everything the full origin check of a
+// Clerk row covers: svix id, timestamp and signature, the facts, the
+// payload, each preceded by its length so that no two entries give the
+// same input.
+func recentDigest(e domain.LedgerEntry) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
 	}
+	text := func(s string) { field([]byte(s)) }
+	text(e.SvixID)
+	text(e.SvixTimestamp.UTC().Format(time.RFC3339Nano))
+	text(e.Signature)
+	text(e.EventType)
+	text(e.SubjectID)
+	text(e.InstanceID)
+	text(e.EventTime.UTC().Format(time.RFC3339Nano))
+	text(e.TimestampUnit)
+	field(e.Payload)
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
 }
 
 // WithRecent makes v accept the rows of deliveries r recorded without
