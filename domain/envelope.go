@@ -69,6 +69,19 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	return decodeEnvelope(body)
 }
 
+// ReadEnvelope is ParseEnvelope without the copies: the envelope's Data
+// and EventAttributes may be slices of body, valid while body is and
+// unchanged. For a caller that keeps body as it is, or only reads the
+// envelope's facts (type, subject, instance, time): the delivery handler
+// and the origin check, once per delivery each, where the copy of data
+// was most of what parsing allocated.
+func ReadEnvelope(body []byte) (Envelope, error) {
+	if env, ok := readPlainEnvelope(body, nil, nil); ok {
+		return env, nil
+	}
+	return decodeEnvelope(body)
+}
+
 // decodeEnvelope is ParseEnvelope read member by member with
 // objectMembers: by exact, case-sensitive name, a duplicated name keeping
 // its last value, as PostgreSQL's jsonb reads the same bytes. It is the

@@ -321,6 +321,9 @@ func requireSameAsReference(t *testing.T, body []byte) {
 	wantEnv, wantErr := domain.DecodeEnvelope(body)
 	require.Equal(t, wantErr, err, "ParseEnvelope(%q)", body)
 	require.Equal(t, wantEnv, env, "ParseEnvelope(%q)", body)
+	read, err := domain.ReadEnvelope(body)
+	require.Equal(t, wantErr, err, "ReadEnvelope(%q)", body)
+	require.Equal(t, wantEnv, read, "ReadEnvelope(%q)", body)
 
 	user, err := domain.ParseUserEvent(body)
 	wantUser := domain.User{}
@@ -360,4 +363,21 @@ func requireSameAsReference(t *testing.T, body []byte) {
 	wantMembership, wantErr = domain.DecodeMembership(body, fallback)
 	require.Equal(t, wantErr, err, "ParseMembership(%q)", body)
 	require.Equal(t, wantMembership, membership, "ParseMembership(%q)", body)
+}
+
+// TestReadEnvelopeSharesTheBody: ReadEnvelope's data is the body's own
+// bytes (no copy), ParseEnvelope's a copy the caller may keep after
+// reusing the body.
+func TestReadEnvelopeSharesTheBody(t *testing.T) {
+	t.Parallel()
+	body := fixtures.ClerkEvent("user.created")
+	read, err := domain.ReadEnvelope(body)
+	require.NoError(t, err)
+	parsed, err := domain.ParseEnvelope(body)
+	require.NoError(t, err)
+	require.Equal(t, parsed, read)
+	start := strings.Index(string(body), `"data"`)
+	require.Positive(t, start)
+	require.True(t, &read.Data[0] == &body[strings.Index(string(body[start+6:]), "{")+start+6], "ReadEnvelope's data is a slice of the body")
+	require.False(t, &parsed.Data[0] == &read.Data[0], "ParseEnvelope's data is a copy")
 }

@@ -2,7 +2,9 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -50,14 +52,37 @@ type Scanned struct {
 // the ledger was small (a fresh install) is a sequential scan and a sort,
 // and a prepared statement keeps it for the connection's life.
 func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([]Scanned, error) {
+	return scanAfter(ctx, q, pos, upTo, limit, nil)
+}
+
+// ScanAfterForTypes is ScanAfter for a reader that only looks into the
+// payloads of some event types (a projection): entries of every type are
+// returned, in order, so that the reader's position can move past them,
+// but only those whose event_type is one of types carry their Payload; the
+// others have a nil Payload. The database neither sends nor the driver
+// copies bodies nobody reads: three projections read every entry, and
+// each applies only its own types.
+func ScanAfterForTypes(ctx context.Context, q Querier, pos Position, limit int, types []string) ([]Scanned, error) {
+	if types == nil {
+		types = []string{}
+	}
+	return scanAfter(ctx, q, pos, Position{}, limit, types)
+}
+
+func scanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int, types []string) ([]Scanned, error) {
 	bound := ""
 	args := []any{pgx.QueryExecModeCacheDescribe, fmt.Sprint(pos.TxID), pos.Offset, limit}
 	if upTo != (Position{}) {
 		bound = ` AND (transaction_id, "offset") <= ($4::text::xid8, $5)`
 		args = append(args, fmt.Sprint(upTo.TxID), upTo.Offset)
 	}
+	columns := selectColumns
+	if types != nil {
+		args = append(args, types)
+		columns = strings.Replace(selectColumns, ` payload,`, fmt.Sprintf(` CASE WHEN event_type = ANY($%d::text[]) THEN payload END,`, len(args)-1), 1)
+	}
 	rows, err := q.Query(ctx, `
-		SELECT `+selectColumns+` FROM `+EventsTable+`
+		SELECT `+columns+` FROM `+EventsTable+`
 		WHERE `+AfterPosition(`$1::text::xid8`, `$2`)+bound+`
 		ORDER BY `+SafeOrder+`
 		LIMIT $3`, args...)
@@ -79,16 +104,25 @@ func ScanAfter(ctx context.Context, q Querier, pos, upTo Position, limit int) ([
 // ConsumerPosition reads a consumer group's position, locking its row
 // until tx ends so that the consumer cannot move meanwhile. A group that
 // never ran is created at the zero Position.
+//
+// The row is created only when the lock finds none: a projection batch
+// (every few milliseconds under load) takes one round trip here, not two.
 func ConsumerPosition(ctx context.Context, tx pgx.Tx, group string) (Position, error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO `+OffsetsTable+` (consumer_group, offset_acked, last_processed_transaction_id)
-		VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, group); err != nil {
-		return Position{}, translate(err, "read consumer position")
-	}
 	var (
 		off  int64
 		txID wsql.XID8
 	)
-	err := tx.QueryRow(ctx, `SELECT offset_acked, last_processed_transaction_id FROM `+OffsetsTable+` WHERE consumer_group = $1 FOR UPDATE`, group).Scan(&off, &txID)
+	lock := func() error {
+		return tx.QueryRow(ctx, `SELECT offset_acked, last_processed_transaction_id FROM `+OffsetsTable+` WHERE consumer_group = $1 FOR UPDATE`, group).Scan(&off, &txID)
+	}
+	err := lock()
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+OffsetsTable+` (consumer_group, offset_acked, last_processed_transaction_id)
+			VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, group); err != nil {
+			return Position{}, translate(err, "read consumer position")
+		}
+		err = lock()
+	}
 	if err != nil {
 		return Position{}, translate(err, "read consumer position")
 	}

@@ -96,6 +96,10 @@ type Config struct {
 	// answered 400 body_unreadable and counts as a failed verification.
 	// Defaults to DefaultBodyReadTimeout.
 	BodyReadTimeout time.Duration
+	// Verified, when set, is called with each delivery whose signature
+	// verified and whose envelope was read, as the ledger entry about to be
+	// appended (seal.Recent.Remember). Defaults to none.
+	Verified func(domain.LedgerEntry)
 	// RejectLogInterval is the interval over which rejected requests (4xx
 	// answers) are logged in aggregate: the first rejection of each
 	// source address, event and reason in an interval is logged in full,
@@ -436,7 +440,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *rea
 	// An error means the writer cannot set deadlines (not a net/http
 	// connection); the server's own read timeout still applies.
 	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := readAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength, h.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -445,6 +449,34 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *rea
 		return nil, &readError{event: "event_invalid", err: domain.Errorf(domain.EINVALID, "body_unreadable", "could not read the request body within %s", h.cfg.BodyReadTimeout)}
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll into a buffer of the size the request announced
+// (Content-Length, when it is within max): one allocation for the body
+// instead of io.ReadAll's growing copies (about 3.8 kB allocated for a
+// 1.6 kB Clerk event). The announced size is only a hint: a body shorter
+// or longer than it is read whole all the same, and r stays bounded by
+// its MaxBytesReader.
+func readAll(r io.Reader, announced, max int64) ([]byte, error) {
+	if announced <= 0 || announced > max {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so that a body that is exactly as
+	// long is read without growing the buffer to see EOF.
+	buf := make([]byte, 0, announced+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
 }
 
 // process verifies, parses and appends a delivery whose body has been
@@ -463,7 +495,7 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, r
 		return outcome{event: "overloaded", delivery: d, err: errOverloaded}
 	}
 	defer h.release()
-	env, err := domain.ParseEnvelope(body)
+	env, err := domain.ReadEnvelope(body)
 	if err != nil {
 		return outcome{event: "event_invalid", delivery: d, err: err, signed: true}
 	}
@@ -480,6 +512,9 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, body []byte, r
 		ReceivedAt:    receivedAt,
 		SourceIP:      addrText(sourceOf(r).addr),
 		Payload:       body,
+	}
+	if h.cfg.Verified != nil {
+		h.cfg.Verified(entry)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AppendTimeout)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,8 +22,9 @@ type RunnerConfig struct {
 	Projections []Projection
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// PollInterval is how long a caught-up projection waits before looking
-	// for new ledger entries: the floor of projection lag. Defaults to 25ms.
+	// PollInterval is how often a caught-up projection looks for new
+	// ledger entries (from the start of one batch to the start of the
+	// next): the floor of projection lag. Defaults to 25ms.
 	PollInterval time.Duration
 	// BatchSize is how many entries one transaction applies. Defaults to 100.
 	BatchSize int
@@ -37,7 +39,8 @@ type RunnerConfig struct {
 	RetryInterval time.Duration
 	// Applied, when set, is called after a batch committed, for each entry
 	// the batch took (applied, or of a type the projection does not apply),
-	// with the projection name and the entry.
+	// with the projection name and the entry (without its Payload when it
+	// is of a type the projection does not apply: it was read without it).
 	Applied func(projection string, e domain.LedgerEntry)
 	// Failed, when set, is called each time applying an entry fails, with
 	// the projection name, the entry and what happens next:
@@ -159,7 +162,13 @@ func (r *Runner) loop(ctx context.Context, p Projection) {
 			}
 			sleep(ctx, r.cfg.RetryInterval)
 		case n < r.cfg.BatchSize:
-			sleep(ctx, r.cfg.PollInterval)
+			// Caught up: the next batch starts PollInterval after this
+			// one started, not after it ended, so that a batch that
+			// took long (the machine under load) does not add its own
+			// time to the next entry's wait.
+			if wait := r.cfg.PollInterval - time.Since(start); wait > 0 {
+				sleep(ctx, wait)
+			}
 		}
 	}
 }
@@ -192,11 +201,22 @@ func (r *Runner) step(ctx context.Context, p Projection) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	batch, err := eventstore.ScanAfter(ctx, tx, pos, eventstore.Position{}, r.cfg.BatchSize)
+	var (
+		batch []eventstore.Scanned
+		types []string // nil: every type
+	)
+	if typed, ok := p.(typedProjection); ok {
+		// Entries of other types come without their payload: this
+		// projection never decodes them.
+		types = typed.EventTypes()
+		batch, err = eventstore.ScanAfterForTypes(ctx, tx, pos, r.cfg.BatchSize, types)
+	} else {
+		batch, err = eventstore.ScanAfter(ctx, tx, pos, eventstore.Position{}, r.cfg.BatchSize)
+	}
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	done, skipped, stop := r.applyBatch(ctx, tx, p, batch)
+	done, skipped, stop := r.applyBatch(ctx, tx, p, batch, types)
 	if done == 0 {
 		return len(batch), stop
 	}
@@ -224,6 +244,14 @@ func (r *Runner) step(ctx context.Context, p Projection) (int, error) {
 	return len(batch), stop
 }
 
+// typedProjection is a projection that applies only the entries of the
+// event types it lists (a ReadModel): the runner reads the others without
+// their payload and passes over them without decoding.
+type typedProjection interface {
+	Projection
+	EventTypes() []string
+}
+
 // pendingEntry is an entry prepared by a Batched projection, waiting for
 // the batch's ApplyBatch.
 type pendingEntry struct {
@@ -234,14 +262,16 @@ type pendingEntry struct {
 // applyBatch applies batch in tx and returns how many of its entries are
 // done (applied, skipped as not the projection's, or recorded as poison:
 // those are in skipped): the position moves past those. stop is why it did not do them all; tx
-// can only be rolled back when done is 0 and stop is not nil.
+// can only be rolled back when done is 0 and stop is not nil. With types
+// set, entries of other types are passed over without a look (they were
+// read without their payload).
 //
 // A Batched projection's entries are prepared one by one and applied with
 // one ApplyBatch. An entry marked to be applied alone (after a batch
 // holding it failed) is applied by itself in a savepoint, the entries
 // prepared before it first, so that entries still take effect in ledger
 // order; so is every entry of a projection that is not Batched.
-func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch []eventstore.Scanned) (done int, skipped map[int64]bool, stop error) {
+func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch []eventstore.Scanned, types []string) (done int, skipped map[int64]bool, stop error) {
 	bp, batched := p.(Batched)
 	var pending []pendingEntry
 	flush := func() error {
@@ -254,6 +284,10 @@ func (r *Runner) applyBatch(ctx context.Context, tx pgx.Tx, p Projection, batch 
 	}
 	for i, s := range batch {
 		e := s.LedgerEntry
+		if types != nil && !slices.Contains(types, e.EventType) {
+			// Not this projection's (read without its payload).
+			continue
+		}
 		if batched && !r.isAlone(p.Name(), e.Offset) {
 			prepared, ok, err := bp.Prepare(e)
 			if err == nil {

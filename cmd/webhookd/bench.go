@@ -25,20 +25,26 @@ const benchDefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 // proves nothing.
 type BenchCmd struct {
 	Database
-	Events      int    `name:"events" short:"n" default:"20000" help:"How many unique events to send."`
-	Concurrency int    `name:"concurrency" short:"c" default:"8" help:"Requests (and ceiling inserts) in flight at once."`
-	Users       int    `name:"users" short:"u" default:"2000" help:"User population the created/updated/deleted events are spread over."`
-	Out         string `name:"out" default:"bench-results/bench.json" help:"Where to write the results as JSON."`
-	Keep        bool   `name:"keep" help:"Keep the bench schema afterwards."`
-	ChildLog    string `name:"child-log" placeholder:"FILE" help:"Write the webhookd child's logs to this file (default: discarded)."`
+	Events      int      `name:"events" short:"n" default:"20000" help:"How many unique events to send."`
+	Concurrency int      `name:"concurrency" short:"c" help:"Requests (and ceiling inserts) in flight at once. Defaults to 8, 64 with --backlog."`
+	Backlog     int      `name:"backlog" placeholder:"N" help:"Measure the drain of a backlog instead of a steady load: N deliveries pending at once, as Svix sends them after an outage, at --concurrency with Svix's retries of every non-2xx, then a trickle of one event every 10 ms for 3 s; -n is ignored."`
+	Users       int      `name:"users" short:"u" default:"2000" help:"User population the created/updated/deleted events are spread over."`
+	Out         string   `name:"out" default:"bench-results/bench.json" help:"Where to write the results as JSON."`
+	Keep        bool     `name:"keep" help:"Keep the bench schema afterwards."`
+	ChildLog    string   `name:"child-log" placeholder:"FILE" help:"Write the webhookd child's logs to this file (default: discarded)."`
+	Summarize   []string `name:"summarize" placeholder:"FILE" help:"Run nothing: print the results of earlier runs (their --out files, comma-separated) as one Markdown table, one row per run (make bench-table)."`
+	Profile     string   `name:"profile" placeholder:"DIR" help:"Write webhookd's CPU and allocation profiles (cpu.pprof, allocs.pprof: go tool pprof) and PostgreSQL's top statements during the load (pg_stat_statements.txt, when the extension is installed) into DIR."`
 }
 
 // Run runs the benchmark and prints the results. The server is
 // DATABASE_URL, else (unless --dev) TEST_DATABASE_URL, else the local test
 // database; a schema bench_<time> is created there and dropped.
 func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
-	if c.Events < 1 || c.Concurrency < 1 || c.Users < 1 {
-		return fmt.Errorf("--events, --concurrency and --users must be 1 or more")
+	if len(c.Summarize) > 0 {
+		return summarize(g.stdout(), c.Summarize)
+	}
+	if c.Events < 1 || c.Concurrency < 0 || c.Users < 1 || c.Backlog < 0 {
+		return fmt.Errorf("--events, --concurrency and --users must be 1 or more, --backlog 0 or more")
 	}
 	dbURL := c.URL
 	if dev, _, err := c.devMode(false); err != nil {
@@ -62,8 +68,8 @@ func (c *BenchCmd) Run(ctx context.Context, g *Globals) error {
 		dbURL = benchDefaultURL
 	}
 	cfg := loadgen.BenchConfig{
-		DatabaseURL: dbURL, Events: c.Events, Concurrency: c.Concurrency, Users: c.Users,
-		Keep: c.Keep, Log: os.Stderr,
+		DatabaseURL: dbURL, Events: c.Events, Concurrency: c.Concurrency, Users: c.Users, Backlog: c.Backlog,
+		Keep: c.Keep, Log: os.Stderr, ProfileDir: c.Profile,
 		// The child logs one line per request; at warn it spends its CPU
 		// on the requests, as a production deployment at info would not
 		// have to share two cores with the load generator.
@@ -123,4 +129,46 @@ func printReport(out io.Writer, r loadgen.Report) {
 		r.CPU.Generator, r.CPU.Webhookd, r.CPU.Postgres, r.CPU.Total,
 		r.CeilingCPU.Generator, r.CeilingCPU.Postgres, r.CeilingCPU.Total)
 	fmt.Fprintf(out, "webhookd peak RSS  %.1f MiB\n", r.PeakRSSMiB)
+	if b := r.Backlog; b != nil {
+		fmt.Fprintf(out, "\nbacklog of %d events at concurrency %d (Svix retries every non-2xx)\n", b.Events, b.Concurrency)
+		fmt.Fprintf(out, "drained in         %.2f s: %.0f events/s, %.2f× the ceiling at the same concurrency\n", b.DrainSeconds, b.EventsPerSec, b.Ratio)
+		fmt.Fprintf(out, "requests           %d (%d retries %v); latency p50 %.1f ms, p99 %.1f ms; first attempt → 2xx p50 %.1f ms, p99 %.1f ms\n",
+			b.Attempts, b.Retries, b.Statuses, b.Latency.P50, b.Latency.P99, b.Delivery.P50, b.Delivery.P99)
+		fmt.Fprintf(out, "lag during drain   p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", b.LagDuring.P50, b.LagDuring.P99, b.LagDuring.Max)
+		fmt.Fprintf(out, "caught up          %.0f ms after the last delivery of the backlog\n", b.CaughtUpMs)
+		fmt.Fprintf(out, "lag after drain    p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d events, one every %g ms)\n", b.LagAfter.P50, b.LagAfter.P99, b.LagAfter.Max, b.TrickleEvents, b.TrickleEveryMs)
+	}
+	if len(r.Statements) > 0 {
+		fmt.Fprintf(out, "\nPostgreSQL's top statements during the load (pg_stat_statements)\n")
+		loadgen.PrintStatements(out, r.Statements)
+	}
+}
+
+// summarize prints the reports in files as the table of README's
+// Performance section: one row per run, each against the ceiling measured
+// in the same run.
+func summarize(out io.Writer, files []string) error {
+	fmt.Fprintln(out, "| run | webhookd | DB ceiling (1-row INSERT per tx) | ratio | p99 | projection lag p50 / p99 | appends per INSERT | CPU per event: webhookd / PostgreSQL (ceiling: client + PostgreSQL per insert) | peak RSS |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var r loadgen.Report
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		run := fmt.Sprintf("c=%d, %d events", r.Concurrency, r.Events)
+		lag := fmt.Sprintf("%.0f / %.0f ms", r.Lag.P50, r.Lag.P99)
+		if b := r.Backlog; b != nil {
+			run = fmt.Sprintf("backlog of %d at c=%d: drained in %.1f s", b.Events, b.Concurrency, b.DrainSeconds)
+			lag = fmt.Sprintf("during %.0f / %.0f ms; after %.0f / %.0f ms; caught up %.0f ms after the last delivery",
+				b.LagDuring.P50, b.LagDuring.P99, b.LagAfter.P50, b.LagAfter.P99, b.CaughtUpMs)
+		}
+		fmt.Fprintf(out, "| %s | %.0f/s | %.0f/s | %.2f× | %.1f ms | %s | %.1f | %.0f / %.0f µs (%.0f + %.0f µs) | %.1f MiB |\n",
+			run, r.Webhookd.EventsPerSec, r.Ceiling.EventsPerSec, r.Ratio, r.Webhookd.Latency.P99, lag, r.AppendsPerInsert,
+			r.CPU.Webhookd, r.CPU.Postgres, r.CeilingCPU.Generator, r.CeilingCPU.Postgres, r.PeakRSSMiB)
+	}
+	return nil
 }

@@ -9,7 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,8 +29,13 @@ type BenchConfig struct {
 	// DatabaseURL is the PostgreSQL server; the run creates a schema
 	// bench_<time> on it for webhookd and the ceiling table.
 	DatabaseURL string
-	// Events, Concurrency and Users default to 20000, 8 and 2000.
+	// Events, Concurrency and Users default to 20000, 8 (64 with
+	// Backlog) and 2000.
 	Events, Concurrency, Users int
+	// Backlog, when above 0, makes the run a backlog drain instead of a
+	// steady load (backlog.go): Backlog events pending at once, sent at
+	// Concurrency with Svix's retries, then a trickle; Events is ignored.
+	Backlog int
 	// Keep leaves the bench schema in place afterwards.
 	Keep bool
 	// Binary is the webhookd executable to run as `webhookd serve`.
@@ -39,6 +47,11 @@ type BenchConfig struct {
 	ChildOutput io.Writer
 	// Log receives progress lines. Defaults to discarding them.
 	Log io.Writer
+	// ProfileDir, when set, is where the child writes its CPU and
+	// allocation profiles (cpu.pprof, allocs.pprof) and the run writes
+	// PostgreSQL's top statements during the load
+	// (pg_stat_statements.txt, when the extension is installed).
+	ProfileDir string
 	// LagTimeout bounds the wait, after the load, for the users
 	// projection to reach the ledger's last row; events it has not
 	// reached by then count as not visible. Defaults to 60s.
@@ -88,7 +101,8 @@ type Report struct {
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	// CPU is the CPU time per event of the load generator, webhookd (all
 	// its work: HTTP, appends, the users projection) and PostgreSQL, from
-	// the start of the load until the projection caught up; CeilingCPU
+	// the start of the load until the projection caught up (a backlog run:
+	// until the backlog's last 2xx, per backlog event); CeilingCPU
 	// the same for the ceiling's inserts. On a machine the three share,
 	// these say where the time goes, and depend less than throughput on
 	// what else the machine is doing.
@@ -100,6 +114,14 @@ type Report struct {
 	// webhookd_ledger_batch_entries metric.
 	LedgerInserts    int     `json:"ledger_inserts"`
 	AppendsPerInsert float64 `json:"appends_per_insert"`
+
+	// Backlog holds a backlog run's own figures (BenchConfig.Backlog).
+	Backlog *Backlog `json:"backlog,omitempty"`
+
+	// Statements are PostgreSQL's ten most expensive statements while
+	// webhookd took the load (with --profile, when pg_stat_statements is
+	// installed).
+	Statements []Statement `json:"pg_statements,omitempty"`
 }
 
 func (c *BenchConfig) defaults() {
@@ -108,6 +130,12 @@ func (c *BenchConfig) defaults() {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
+		if c.Backlog > 0 {
+			c.Concurrency = 64
+		}
+	}
+	if c.Backlog > 0 {
+		c.Events = c.Backlog + trickleEvents()
 	}
 	if c.Users <= 0 {
 		c.Users = 2000
@@ -167,6 +195,11 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}
 	defer admin.Close(context.Background())
 	_ = admin.QueryRow(ctx, `SHOW server_version`).Scan(&rep.Postgres)
+	// PostgreSQL's CPU is that of this server's processes only: other
+	// servers on a shared machine are not the run's.
+	var backend int
+	_ = admin.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend)
+	postmaster := postmasterOf(backend)
 
 	var suffix [3]byte
 	_, _ = rand.Read(suffix[:])
@@ -201,9 +234,20 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}
 	rep.BodyBytes = total / len(events)
 
+	env := cfg.ChildEnv
+	if cfg.ProfileDir != "" {
+		dir, err := filepath.Abs(cfg.ProfileDir)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return rep, err
+		}
+		env = append(slices.Clip(env), "WEBHOOKD_PROFILE_DIR="+dir)
+	}
 	child, err := Start(ProcessConfig{
 		Binary: cfg.Binary, DatabaseURL: schemaURL, Secret: secret, Migrate: true,
-		Env: cfg.ChildEnv, Output: cfg.ChildOutput,
+		Env: env, Output: cfg.ChildOutput,
 	})
 	if err != nil {
 		return rep, err
@@ -229,14 +273,14 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	}
 	defer pool.Close()
 	fmt.Fprintf(cfg.Log, "database ceiling: single-row INSERT per transaction, %d connections…\n", cfg.Concurrency)
-	cpuBefore, err := sampleCPU(child)
+	cpuBefore, err := sampleCPU(child, postmaster)
 	if err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
 	if rep.Ceiling, err = measureCeiling(ctx, pool, events, cfg.Concurrency); err != nil {
 		return rep, err
 	}
-	cpuAfter, err := sampleCPU(child)
+	cpuAfter, err := sampleCPU(child, postmaster)
 	if err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
@@ -262,16 +306,54 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 		watched <- watchResult{reached, err}
 	}()
 
-	if cpuBefore, err = sampleCPU(child); err != nil {
+	statementsOn := cfg.ProfileDir != "" && resetStatements(ctx, admin)
+	if cpuBefore, err = sampleCPU(child, postmaster); err != nil {
 		return rep, fmt.Errorf("CPU time: %w", err)
 	}
-	statuses, connErrs, through := sendLoad(ctx, child.Addr(), requests, cfg.Concurrency, w)
-	rep.Webhookd = through
-	rep.ConnErrors = connErrs
-	for status, n := range statuses {
-		rep.Statuses[strconv.Itoa(status)] = n
-		if status < 200 || status > 299 {
+	var (
+		sender       *backlogSender
+		deliveries   []time.Duration
+		lastDelivery time.Time
+	)
+	if cfg.Backlog > 0 {
+		sender = &backlogSender{addr: child.Addr(), secret: secret, target: child.WebhookURL(),
+			events: events, requests: requests, w: w, statuses: map[int]int{}}
+		start := time.Now()
+		var latencies []time.Duration
+		latencies, deliveries, lastDelivery = sender.send(ctx, 0, cfg.Backlog, cfg.Concurrency)
+		drain := lastDelivery.Sub(start)
+		// CPU per event is the drain's: the trickle after it is mostly
+		// idle time, which would blur it.
+		if cpuAfter, err = sampleCPU(child, postmaster); err != nil {
+			return rep, fmt.Errorf("CPU time: %w", err)
+		}
+		rep.CPU = perEvent(cpuBefore, cpuAfter, cfg.Backlog)
+		fmt.Fprintf(cfg.Log, "backlog drained in %s; trickle of %d events, one every %s…\n", drain.Round(time.Millisecond), len(events)-cfg.Backlog, trickleEvery)
+		sender.trickle(ctx, cfg.Backlog, len(events), trickleEvery)
+		rep.Webhookd = Throughput{Events: cfg.Backlog, Seconds: drain.Seconds(),
+			EventsPerSec: float64(cfg.Backlog) / drain.Seconds(), Latency: Summarize(latencies)}
+		rep.Statuses = sender.nonOK()
+		rep.ConnErrors = rep.Statuses["connection_error"]
+		delete(rep.Statuses, "connection_error")
+		for _, n := range rep.Statuses {
 			rep.Non2xx += n
+		}
+		delivered := 0
+		for _, at := range w.acceptedAt {
+			if !at.IsZero() {
+				delivered++
+			}
+		}
+		rep.Statuses["200"] = delivered
+	} else {
+		statuses, connErrs, through := sendLoad(ctx, child.Addr(), requests, cfg.Concurrency, w)
+		rep.Webhookd = through
+		rep.ConnErrors = connErrs
+		for status, n := range statuses {
+			rep.Statuses[strconv.Itoa(status)] = n
+			if status < 200 || status > 299 {
+				rep.Non2xx += n
+			}
 		}
 	}
 	close(loadDone)
@@ -280,10 +362,20 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	if res.err != nil {
 		return rep, fmt.Errorf("projection watcher: %w", res.err)
 	}
-	if cpuAfter, err = sampleCPU(child); err != nil {
-		return rep, fmt.Errorf("CPU time: %w", err)
+	if sender == nil {
+		if cpuAfter, err = sampleCPU(child, postmaster); err != nil {
+			return rep, fmt.Errorf("CPU time: %w", err)
+		}
+		rep.CPU = perEvent(cpuBefore, cpuAfter, len(events))
 	}
-	rep.CPU = perEvent(cpuBefore, cpuAfter, len(events))
+	if statementsOn {
+		if rep.Statements, err = topStatements(ctx, admin, 10, len(events)); err != nil {
+			return rep, err
+		}
+		if err := writeStatements(cfg.ProfileDir, rep.Statements); err != nil {
+			return rep, err
+		}
+	}
 	if !res.reached {
 		fmt.Fprintf(cfg.Log, "the users projection did not reach the end of the ledger within %s\n", cfg.LagTimeout)
 	}
@@ -294,6 +386,19 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	lags, notVisible := projectionLags(w.timeline, w.acceptedAt, ledger)
 	rep.Lag, rep.LagEvents, rep.NotVisible = Summarize(lags), len(lags), notVisible
 	rep.LagResolutionMs = ms(positionPoll)
+	if sender != nil {
+		b := &Backlog{Events: cfg.Backlog, Concurrency: cfg.Concurrency,
+			DrainSeconds: rep.Webhookd.Seconds, EventsPerSec: rep.Webhookd.EventsPerSec,
+			Latency: rep.Webhookd.Latency, Delivery: Summarize(deliveries),
+			Attempts: int(sender.attempts.Load()), Retries: int(sender.retries.Load()), Statuses: sender.nonOK(),
+			TrickleEvents: len(events) - cfg.Backlog, TrickleEveryMs: ms(trickleEvery)}
+		during, after, caughtUp, ok := backlogLags(w.timeline, w.acceptedAt, ledger, cfg.Backlog)
+		b.LagDuring, b.LagAfter = Summarize(during), Summarize(after)
+		if ok {
+			b.CaughtUpMs = ms(caughtUp.Sub(lastDelivery))
+		}
+		rep.Backlog = b
+	}
 	check, err := checkUsers(ctx, watchConn, events, ledger)
 	if err != nil {
 		return rep, err
@@ -316,6 +421,9 @@ func Run(ctx context.Context, cfg BenchConfig) (Report, error) {
 	rep.PeakRSSMiB = float64(rep.PeakRSSBytes*10/(1<<20)) / 10
 	if rep.Ceiling.EventsPerSec > 0 {
 		rep.Ratio = float64(int(rep.Webhookd.EventsPerSec/rep.Ceiling.EventsPerSec*100+0.5)) / 100
+		if rep.Backlog != nil {
+			rep.Backlog.Ratio = rep.Ratio
+		}
 	}
 	if err := child.Stop(30 * time.Second); err != nil {
 		return rep, fmt.Errorf("webhookd serve did not stop cleanly: %w", err)

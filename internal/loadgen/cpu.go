@@ -16,8 +16,9 @@ type cpuSample struct {
 	generator, webhookd, postgres time.Duration
 }
 
-// sampleCPU reads the CPU times from /proc.
-func sampleCPU(child *Process) (cpuSample, error) {
+// sampleCPU reads the CPU times from /proc. postmaster is the pid of the
+// server's postmaster (0: every process named postgres, see postgresCPU).
+func sampleCPU(child *Process, postmaster int) (cpuSample, error) {
 	var s cpuSample
 	var err error
 	if s.generator, err = cpuTime(os.Getpid()); err != nil {
@@ -26,14 +27,19 @@ func sampleCPU(child *Process) (cpuSample, error) {
 	if s.webhookd, err = child.CPUTime(); err != nil {
 		return s, err
 	}
-	s.postgres = postgresCPU()
+	s.postgres = postgresCPU(postmaster)
 	return s, nil
 }
 
-// postgresCPU sums the CPU time of the processes named postgres, and of
-// those that have exited: a backend or autovacuum worker that ends is
-// reaped by the postmaster, whose children's times then hold its time.
-func postgresCPU() time.Duration {
+// postgresCPU sums the CPU time of the server's processes, and of those
+// that have exited: a backend or autovacuum worker that ends is reaped by
+// the postmaster, whose children's times then hold its time. The server's
+// processes are its postmaster and the postmaster's children; other
+// PostgreSQL servers on the machine (another cluster, another user's
+// tests) are not counted. With postmaster 0 (the server is not on this
+// machine, or its postmaster is unknown) every process named postgres
+// counts.
+func postgresCPU(postmaster int) time.Duration {
 	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
 	var total time.Duration
 	for _, c := range comms {
@@ -45,6 +51,11 @@ func postgresCPU() time.Duration {
 		if err != nil {
 			continue
 		}
+		if postmaster != 0 && pid != postmaster {
+			if ppid, err := parentPID(pid); err != nil || ppid != postmaster {
+				continue
+			}
+		}
 		if t, err := cpuTime(pid); err == nil {
 			total += t
 		}
@@ -53,6 +64,35 @@ func postgresCPU() time.Duration {
 		}
 	}
 	return total
+}
+
+// parentPID returns the parent of pid (field 4 of /proc/<pid>/stat).
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	fields := strings.Fields(rest)
+	if len(fields) < 2 {
+		return 0, os.ErrInvalid
+	}
+	return strconv.Atoi(fields[1])
+}
+
+// postmasterOf returns the postmaster of the backend serving a
+// connection (the parent of pg_backend_pid()), or 0 when that backend is
+// not a process of this machine (a remote server, another PID namespace).
+func postmasterOf(backend int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(backend) + "/comm")
+	if err != nil || strings.TrimSpace(string(b)) != "postgres" {
+		return 0
+	}
+	ppid, err := parentPID(backend)
+	if err != nil {
+		return 0
+	}
+	return ppid
 }
 
 // CPUPerEvent is CPU time per event, in microseconds, of each party
