@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webhookd/webhookd/internal/testlog"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/audit/seal"
@@ -47,22 +49,7 @@ type env struct {
 	retried []string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testlog.Buffer
 
 func setup(t *testing.T) *env {
 	t.Helper()

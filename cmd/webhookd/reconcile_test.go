@@ -194,7 +194,7 @@ func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
 	g, out := testGlobals()
 	dir := filepath.Join(t.TempDir(), "bundle")
 	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
-	out.b.Reset()
+	out.Reset()
 	require.NoError(t, (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText}).Run(context.Background(), g))
 	require.Regexp(t, `^OK: 1204 entries `, out.String())
 	entries, err := os.ReadFile(filepath.Join(dir, "entries.jsonl"))

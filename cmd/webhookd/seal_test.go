@@ -165,7 +165,7 @@ func exportedBundle(t *testing.T) (*harness, *Globals, string) {
 	dir := filepath.Join(t.TempDir(), "bundle")
 	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
 	require.Contains(t, out.String(), `"entries": 12,`, "the manifest is printed")
-	out.b.Reset()
+	out.Reset()
 	return h, g, dir
 }
 
@@ -188,7 +188,7 @@ func TestUnsignedManifestIsRefusedUnlessAllowed(t *testing.T) {
 	require.EqualError(t, err, "verification failed: the bundle has no manifest.sig: its manifest is not signed, so what it says of the export (range, completeness, counts, file hashes) is not authenticated and the bundle may have been cut short (--allow-unsigned-manifest accepts it)")
 	require.Regexp(t, `^FAIL: 0 entries .* signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\)\n  the bundle has no manifest.sig`, out.String())
 
-	out.b.Reset()
+	out.Reset()
 	require.NoError(t, (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText, AllowUnsignedManifest: true}).Run(ctx, g))
 	require.Regexp(t, `^OK: 12 entries \(0 redacted, inclusion only\) against checkpoint tree size 12 signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\); manifest NOT signed \(--allow-unsigned-manifest\): what it says of the export \(actor, range, completeness, counts\) is not authenticated\n$`, out.String())
 
@@ -213,7 +213,7 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	out := g.Stdout.(*syncBuffer)
 	require.NoError(t, (&VerifyCmd{Bundle: dir, PublicKey: []string{pem}}).Run(ctx, g))
 	require.Equal(t, "OK: 12 entries (0 redacted, inclusion only) against checkpoint tree size 12 signed by key "+sealKeyID+" (--public-key); manifest signed by the same key\n", out.String())
-	out.b.Reset()
+	out.Reset()
 	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText}).Run(ctx, g))
 	require.Regexp(t, `^OK: 12 sealed entries, \d+ checkpoints \(latest tree size 12, signed by key `+sealKeyID+` \(the public half of WEBHOOKD_SIGNING_KEY\)\), 1 entries not sealed yet\n$`, out.String())
 
@@ -231,16 +231,16 @@ func TestExportThenVerifyCommands(t *testing.T) {
 	require.NoError(t, err)
 	trust := filepath.Join(t.TempDir(), "trusted-keys")
 	require.NoError(t, os.WriteFile(trust, []byte("# webhookd keys\n"+otherB64+" # old key\n"+string(pemData)), 0o600))
-	out.b.Reset()
+	out.Reset()
 	require.NoError(t, (&VerifyCmd{Bundle: dir, TrustFile: trust}).Run(ctx, g))
 	require.Contains(t, out.String(), "signed by key "+sealKeyID+" (--trust-file "+trust+")")
-	out.b.Reset()
+	out.Reset()
 	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, TrustFile: trust}).Run(ctx, g))
 	require.NoError(t, os.WriteFile(trust, []byte("# nothing\n"), 0o600))
 	require.EqualError(t, (&VerifyCmd{Bundle: dir, TrustFile: trust}).Run(ctx, g), "--trust-file "+trust+": holds no public key")
 
 	// --trust-bundle-key: accepted, and the key it trusted is named.
-	out.b.Reset()
+	out.Reset()
 	require.NoError(t, (&VerifyCmd{Bundle: dir, TrustBundleKey: true}).Run(ctx, g))
 	require.Contains(t, out.String(), "signed by key "+sealKeyID+" (the bundle's own key, trusted with --trust-bundle-key: this proves the bundle intact, not who made it)")
 	require.EqualError(t, (&VerifyCmd{Bundle: dir, TrustBundleKey: true, PublicKey: []string{pem}}).Run(ctx, g),
@@ -267,7 +267,7 @@ func TestExportThenVerifyCommands(t *testing.T) {
 		_, err := h.db.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	out.b.Reset()
+	out.Reset()
 	err = (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText}).Run(ctx, g)
 	require.ErrorIs(t, err, errVerifyFailed)
 	require.Regexp(t, fmt.Sprintf(`^verification failed: ledger index 5 \(offset %d, svix_id msg_seal_005\): the ledger_events row does not match its sealed leaf hash`, offset), err.Error())
@@ -336,7 +336,7 @@ func TestExportArchiveThenVerifyCommands(t *testing.T) {
 	var lines []string
 	for _, path := range []string{dir, archive} {
 		out := g.Stdout.(*syncBuffer)
-		out.b.Reset()
+		out.Reset()
 		require.NoError(t, (&VerifyCmd{Bundle: path, PublicKey: []string{pem}}).Run(ctx, g))
 		lines = append(lines, out.String())
 	}

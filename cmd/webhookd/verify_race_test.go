@@ -67,7 +67,7 @@ func TestVerifyDBWhileTheSealerSignsPasses(t *testing.T) {
 	require.Regexp(t, `^OK: \d+ sealed entries, \d+ checkpoints \(latest tree size \d+, signed by key `+sealKeyID, out.String())
 
 	// And the ledger as it is now, still whole, verifies.
-	out.b.Reset()
+	out.Reset()
 	ledgerSource = func(s *eventstore.Store) bundle.VerifyLedgerSource { return s }
 	require.NoError(t, (&VerifyCmd{DB: true, Database: Database{URL: h.db.URL}, SigningKey: sealKeyText}).Run(ctx, g), "report: %s", out.String())
 }
