@@ -137,7 +137,7 @@ func Run(ctx context.Context, conn *pgx.Conn, cfg Config) (Summary, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &run{cfg: cfg, conn: conn, sum: Summary{Found: map[string]int64{}}}
+	r := &run{cfg: cfg, conn: conn, sum: Summary{Found: map[string]int64{}}, inFlight: make(chan struct{}, maxInFlight)}
 	start := time.Now()
 	err := r.do(ctx)
 	r.sum.Took = time.Since(start)
@@ -153,9 +153,20 @@ func Run(ctx context.Context, conn *pgx.Conn, cfg Config) (Summary, error) {
 type run struct {
 	cfg  Config
 	conn *pgx.Conn
-	mu   sync.Mutex
-	sum  Summary
+	// mu guards sum while appends are in flight.
+	mu  sync.Mutex
+	sum Summary
+	// appends are the appends in flight; inFlight bounds them (a slot per
+	// entry), so that memory stays flat when the database is slower than
+	// the listing.
+	appends  sync.WaitGroup
+	inFlight chan struct{}
 }
+
+// maxInFlight is how many entries may be in flight at once: two pages'
+// worth, so that one page is signed and appended while the next is
+// fetched and compared, and the store's batches fill up.
+const maxInFlight = 2 * MaxPageSize
 
 // seenTable is the session's temporary table of the ids the listing
 // returned: memory stays flat whatever the number of users.
@@ -196,25 +207,32 @@ func (r *run) do(ctx context.Context) error {
 			}
 		}
 	}()
+	// And a page's differences are signed and appended while the next
+	// pages are fetched and compared (append does not wait for them):
+	// the entries of several pages fill the store's batches.
+	defer r.appends.Wait()
 	complete := false
 	for p := range pages {
 		if p.err != nil {
-			r.sum.Errors++
-			r.cfg.Logger.Error("reconcile_listing_failed", slog.Int64("listed", r.sum.Listed), slog.String("cause", p.err.Error()))
+			r.count(&r.sum.Errors, 1)
+			r.cfg.Logger.Error("reconcile_listing_failed", slog.Int64("listed", r.listed()), slog.String("cause", p.err.Error()))
 			break
 		}
 		if err := r.compare(ctx, p.users); err != nil {
 			return err
 		}
-		r.sum.Listed += int64(len(p.users))
+		listed := r.count(&r.sum.Listed, int64(len(p.users)))
 		if r.cfg.Progress != nil {
-			r.cfg.Progress(r.sum.Listed, max(total, r.sum.Listed))
+			r.cfg.Progress(listed, max(total, listed))
 		}
 		if len(p.users) < r.cfg.PageSize {
 			complete = true
 		}
 	}
 	stopFetch()
+	// Every append ends (and counts its error) before absences are
+	// considered: an append that failed makes the run incomplete.
+	r.appends.Wait()
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: cancelled", Incomplete)
 	}
@@ -242,8 +260,8 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 		if err != nil {
 			// Named by position: a user object that does not parse may
 			// have no usable id, and its values are not for logs.
-			r.sum.Errors++
-			r.cfg.Logger.Error("reconcile_user_unreadable", slog.Int64("position", r.sum.Listed+int64(i)), slog.String("reason", domain.ErrorReason(err)))
+			r.count(&r.sum.Errors, 1)
+			r.cfg.Logger.Error("reconcile_user_unreadable", slog.Int64("position", r.listed()+int64(i)), slog.String("reason", domain.ErrorReason(err)))
 			continue
 		}
 		users = append(users, listed{raw, u})
@@ -293,7 +311,7 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 		case held.Before(l.user.UpdatedAt):
 			kind = KindStale
 		default:
-			r.sum.Unchanged++
+			r.count(&r.sum.Unchanged, 1)
 			continue
 		}
 		e := domain.UserSnapshotEntry(l.raw, l.user, now)
@@ -317,7 +335,7 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 		if inLedger[d.entry.SvixID] {
 			// The snapshot is already in the ledger: a projection has
 			// yet to apply it.
-			r.sum.Unchanged++
+			r.count(&r.sum.Unchanged, 1)
 			continue
 		}
 		r.found(d.kind, d.entry.SubjectID)
@@ -336,17 +354,31 @@ func (r *run) found(kind, id string) {
 	}
 }
 
-// append appends entries concurrently, so the store writes them in a few
-// multi-row INSERTs rather than one transaction each, and returns how many
-// it appended.
-func (r *run) append(ctx context.Context, entries []domain.LedgerEntry) (appended int64) {
-	if r.cfg.DryRun || len(entries) == 0 {
-		return 0
+// count adds n to one of the summary's counters and returns its new value.
+func (r *run) count(counter *int64, n int64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	*counter += n
+	return *counter
+}
+
+// listed is how many users were listed so far.
+func (r *run) listed() int64 { return r.count(&r.sum.Listed, 0) }
+
+// append signs and appends entries concurrently, so the store writes them
+// in a few multi-row INSERTs rather than one transaction each. It returns
+// once every entry is in flight (r.appends.Wait waits for them), waiting
+// only while maxInFlight entries are; each entry's outcome is counted in
+// the summary.
+func (r *run) append(ctx context.Context, entries []domain.LedgerEntry) {
+	if r.cfg.DryRun {
+		return
 	}
-	var wg sync.WaitGroup
 	for i := range entries {
 		e := &entries[i]
-		wg.Go(func() {
+		r.inFlight <- struct{}{}
+		r.appends.Go(func() {
+			defer func() { <-r.inFlight }()
 			if r.cfg.Sign != nil {
 				r.cfg.Sign(e)
 			}
@@ -363,12 +395,9 @@ func (r *run) append(ctx context.Context, entries []domain.LedgerEntry) (appende
 				r.sum.Unchanged++
 			default:
 				r.sum.Appended++
-				appended++
 			}
 		})
 	}
-	wg.Wait()
-	return appended
 }
 
 // absent checks the users the read model holds as active and the listing
@@ -389,7 +418,7 @@ func (r *run) absent(ctx context.Context) error {
 	for _, id := range ids {
 		raw, found, err := r.cfg.API.GetUser(ctx, id)
 		if err != nil {
-			r.sum.Errors++
+			r.count(&r.sum.Errors, 1)
 			r.cfg.Logger.Error("reconcile_check_failed", slog.String("clerk_id", id), slog.String("cause", err.Error()))
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w: cancelled", Incomplete)
@@ -399,7 +428,7 @@ func (r *run) absent(ctx context.Context) error {
 		if found {
 			// Created or moved while the listing ran: compare it as a
 			// listed user.
-			r.sum.Listed++
+			r.count(&r.sum.Listed, 1)
 			if err := r.compare(ctx, []json.RawMessage{raw}); err != nil {
 				return err
 			}
@@ -407,7 +436,7 @@ func (r *run) absent(ctx context.Context) error {
 		}
 		e, err := domain.NewUserNotFoundEntry(id, r.cfg.Now())
 		if err != nil {
-			r.sum.Errors++
+			r.count(&r.sum.Errors, 1)
 			continue
 		}
 		var held bool
@@ -415,12 +444,20 @@ func (r *run) absent(ctx context.Context) error {
 			return fmt.Errorf("find absent users: %s", redact.SafeError(err))
 		}
 		if held {
-			r.sum.Unchanged++
+			r.count(&r.sum.Unchanged, 1)
 			continue
 		}
 		r.found(KindDeleted, id)
-		if r.cfg.DryRun || r.append(ctx, []domain.LedgerEntry{e}) == 1 {
-			r.sum.Deleted++
+		if r.cfg.DryRun {
+			r.count(&r.sum.Deleted, 1)
+			continue
+		}
+		r.appends.Wait()
+		before := r.count(&r.sum.Appended, 0)
+		r.append(ctx, []domain.LedgerEntry{e})
+		r.appends.Wait()
+		if r.count(&r.sum.Appended, 0) > before {
+			r.count(&r.sum.Deleted, 1)
 		}
 	}
 	return nil

@@ -574,3 +574,48 @@ func TestDatabaseCutMidRunInfersNothing(t *testing.T) {
 	v.project()
 	v.requireActiveEqualsClerk()
 }
+
+// Appends run behind the listing (a page is appended while the next ones
+// are compared): an append refused after the last page was listed must
+// still make the run incomplete before any absence is acted on.
+func TestAnAppendRefusedAfterTheListingInfersNothing(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	v.addClerk(1, 1500)
+	_, err := v.run(v.client(reconcile.ClientConfig{}), false)
+	require.NoError(t, err)
+	v.project()
+	gone, refused := idOf(t, user(t, 1200, 0)), idOf(t, user(t, 1499, 9))
+	v.api.Delete(gone)
+	require.NoError(t, v.api.Put(user(t, 1499, 9)))
+	// PostgreSQL itself refuses the last page's snapshot.
+	_, err = v.db.Pool.Exec(context.Background(), fmt.Sprintf(`
+		CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.subject_id = '%s' THEN RAISE EXCEPTION 'refused for the test'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_one BEFORE INSERT ON ledger_events FOR EACH ROW EXECUTE FUNCTION refuse_one();`,
+		refused))
+	require.NoError(t, err)
+
+	sum, err := v.run(v.client(reconcile.ClientConfig{}), false)
+	require.ErrorIs(t, err, reconcile.Incomplete)
+	require.False(t, sum.Complete)
+	require.Equal(t, int64(1500-1), sum.Listed)
+	require.Equal(t, int64(1), sum.Errors)
+	require.Zero(t, sum.Appended)
+	require.Zero(t, sum.Deleted)
+	require.Contains(t, v.logs.String(), `"msg":"reconcile_append_failed"`)
+	v.project()
+	require.False(t, v.users()[gone].Deleted, "nothing inferred from an incomplete run")
+
+	_, err = v.db.Pool.Exec(context.Background(), `DROP TRIGGER refuse_one ON ledger_events`)
+	require.NoError(t, err)
+	sum, err = v.run(v.client(reconcile.ClientConfig{}), false)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), sum.Appended, "the refused snapshot and the deletion")
+	require.Equal(t, int64(1), sum.Deleted)
+	v.project()
+	v.requireActiveEqualsClerk()
+}
