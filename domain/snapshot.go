@@ -120,3 +120,125 @@ func clerkAPIEntry(eventType, key, subject string, data json.RawMessage, at, rec
 		Payload:       body,
 	}
 }
+
+// Event types of the reconciliation of organizations and memberships
+// (source SourceClerkAPI). The practices projection applies an
+// organization snapshot with the rules of organization.updated and a
+// not-found like organization.deleted; the memberships projection applies
+// a membership snapshot with the rules of organizationMembership.updated
+// and a not-found like organizationMembership.deleted.
+const (
+	// EventOrganizationSnapshot carries an organization object exactly
+	// as GET /v1/organizations returned it.
+	EventOrganizationSnapshot = "clerk.organization.snapshot"
+	// EventOrganizationNotFound soft-deletes an organization absent from
+	// a complete listing that GET /v1/organizations/{id} answered 404 for.
+	EventOrganizationNotFound = "clerk.organization.not_found"
+	// EventMembershipSnapshot carries an organization membership object
+	// exactly as GET /v1/organizations/{id}/memberships returned it.
+	EventMembershipSnapshot = "clerk.organizationMembership.snapshot"
+	// EventMembershipNotFound soft-deletes a membership Clerk no longer
+	// knows (see MembershipNotFoundReason).
+	EventMembershipNotFound = "clerk.organizationMembership.not_found"
+)
+
+// OrganizationNotFoundReason is the reason recorded in every
+// EventOrganizationNotFound.
+const OrganizationNotFoundReason = "absent from a complete listing of GET /v1/organizations, and GET /v1/organizations/{id} answered 404"
+
+// MembershipNotFoundReason is the reason recorded in every
+// EventMembershipNotFound. Clerk's Backend API has no GET for one
+// membership: a membership is named by its organization and its user, so
+// the check is the listing of its organization filtered to its user.
+const MembershipNotFoundReason = "absent from a complete listing of GET /v1/organizations/{org_id}/memberships, and GET /v1/organizations/{org_id}/memberships?user_id={user_id} answered 404 (organization gone) or without this membership"
+
+// ParseSnapshotOrganization reads an organization object of Clerk's
+// Backend API as ParseOrganization does, and also requires the updated_at
+// a snapshot is keyed by and an id that fits the ledger.
+func ParseSnapshotOrganization(org json.RawMessage) (Organization, error) {
+	o, err := ParseOrganization(org, time.Time{})
+	if err != nil {
+		return Organization{}, err
+	}
+	if o.UpdatedAt.IsZero() || o.UpdatedAt.UnixMilli() <= 0 {
+		return Organization{}, Errorf(EINVALID, "not_clerk_organization", "data.updated_at is missing")
+	}
+	if err := checkID("data.id", o.ClerkID); err != nil {
+		return Organization{}, err
+	}
+	return o, nil
+}
+
+// OrganizationSnapshotEntry is the ledger entry of an organization object
+// org that ParseSnapshotOrganization read as o, read at receivedAt: source
+// clerk-api, type clerk.organization.snapshot, built as
+// UserSnapshotEntry's.
+func OrganizationSnapshotEntry(org json.RawMessage, o Organization, receivedAt time.Time) LedgerEntry {
+	at := o.UpdatedAt.UTC().Truncate(time.Millisecond)
+	return clerkAPIEntry(EventOrganizationSnapshot, SnapshotKey(o.ClerkID, at), o.ClerkID, org, at, receivedAt)
+}
+
+// ParseSnapshotMembership reads an organization membership object of
+// Clerk's Backend API as ParseMembership does, and also requires the
+// object to be a whole membership (not a deletion marker), the updated_at
+// a snapshot is keyed by and an id that fits the ledger.
+func ParseSnapshotMembership(membership json.RawMessage) (Membership, error) {
+	m, err := ParseMembership(membership, time.Time{})
+	if err != nil {
+		return Membership{}, err
+	}
+	if !m.Profile {
+		return Membership{}, Errorf(EINVALID, "not_clerk_membership", `data is not a Clerk organization membership object: field "object" must be "organization_membership"`)
+	}
+	if m.UpdatedAt.IsZero() || m.UpdatedAt.UnixMilli() <= 0 {
+		return Membership{}, Errorf(EINVALID, "not_clerk_membership", "data.updated_at is missing")
+	}
+	if err := checkID("data.id", m.ClerkID); err != nil {
+		return Membership{}, err
+	}
+	return m, nil
+}
+
+// MembershipSnapshotEntry is the ledger entry of a membership object that
+// ParseSnapshotMembership read as m: source clerk-api, type
+// clerk.organizationMembership.snapshot, built as UserSnapshotEntry's.
+func MembershipSnapshotEntry(membership json.RawMessage, m Membership, receivedAt time.Time) LedgerEntry {
+	at := m.UpdatedAt.UTC().Truncate(time.Millisecond)
+	return clerkAPIEntry(EventMembershipSnapshot, SnapshotKey(m.ClerkID, at), m.ClerkID, membership, at, receivedAt)
+}
+
+// NewOrganizationNotFoundEntry builds the ledger entry that soft-deletes
+// organization id, as NewUserNotFoundEntry does for a user.
+func NewOrganizationNotFoundEntry(id string, checkedAt time.Time) (LedgerEntry, error) {
+	return notFoundEntry(EventOrganizationNotFound, "organization", OrganizationNotFoundReason, id, checkedAt)
+}
+
+// NewMembershipNotFoundEntry builds the ledger entry that soft-deletes
+// membership id, as NewUserNotFoundEntry does for a user.
+func NewMembershipNotFoundEntry(id string, checkedAt time.Time) (LedgerEntry, error) {
+	return notFoundEntry(EventMembershipNotFound, "organization_membership", MembershipNotFoundReason, id, checkedAt)
+}
+
+// NotFound is the data of a not-found entry (EventUserNotFound,
+// EventOrganizationNotFound, EventMembershipNotFound). Its object is the
+// kind of what was not found, under "not_found_object" for organizations
+// and memberships so that their parsers never read it as the object
+// itself.
+type NotFound struct {
+	ClerkID string `json:"id"`
+	Object  string `json:"object"`
+	Kind    string `json:"not_found_object"`
+	Reason  string `json:"reason"`
+}
+
+func notFoundEntry(eventType, object, reason, id string, checkedAt time.Time) (LedgerEntry, error) {
+	if err := checkID("data.id", id); err != nil || id == "" {
+		return LedgerEntry{}, Errorf(EINVALID, "invalid_id", "%s id is empty or not printable", object)
+	}
+	data, err := json.Marshal(NotFound{ClerkID: id, Object: "not_found", Kind: object, Reason: reason})
+	if err != nil {
+		return LedgerEntry{}, err
+	}
+	at := checkedAt.UTC().Truncate(time.Millisecond)
+	return clerkAPIEntry(eventType, NotFoundKey(id), id, data, at, checkedAt), nil
+}

@@ -37,12 +37,20 @@ type MembershipEvent struct {
 
 // DecodeMembershipEvent decodes e for the memberships projection; ok is
 // false for entries of other types.
+//
+// Reconciliation's entries (source clerk-api) are read like Clerk's: a
+// membership snapshot as organizationMembership.updated (Clerk's
+// updated_at decides, so an older snapshot changes nothing), a not-found
+// as a deletion that carries no fields (the membership is its subject).
 func DecodeMembershipEvent(e domain.LedgerEntry) (ev MembershipEvent, ok bool, err error) {
-	if e.Source != domain.SourceClerk {
-		return ev, false, nil
-	}
-	switch e.EventType {
-	case domain.EventMembershipCreated, domain.EventMembershipUpdated, domain.EventMembershipDeleted:
+	switch {
+	case e.Source == domain.SourceClerk && (e.EventType == domain.EventMembershipCreated || e.EventType == domain.EventMembershipUpdated || e.EventType == domain.EventMembershipDeleted),
+		e.Source == domain.SourceClerkAPI && e.EventType == domain.EventMembershipSnapshot:
+	case e.Source == domain.SourceClerkAPI && e.EventType == domain.EventMembershipNotFound:
+		if e.SubjectID == "" {
+			return ev, false, domain.Errorf(domain.EINVALID, "not_clerk_membership", "a membership not-found names no membership")
+		}
+		return MembershipEvent{Offset: e.Offset, Time: e.EventTime, Deleted: true, Membership: domain.Membership{ClerkID: e.SubjectID}}, true, nil
 	default:
 		return ev, false, nil
 	}
@@ -79,15 +87,17 @@ func (s *MembershipState) Apply(ev MembershipEvent) bool {
 	return changed
 }
 
-// Memberships projects Clerk organization membership events into the
-// memberships table.
+// Memberships projects Clerk organization membership events, and
+// reconciliation's membership snapshots and not-founds (source
+// clerk-api), into the memberships table.
 var Memberships = NewModel(ModelSpec[MembershipState, MembershipEvent]{
 	Name:  "memberships",
 	Table: "memberships",
 	Columns: []Column{{"clerk_membership_id", "text"}, {"clerk_org_id", "text"}, {"clerk_user_id", "text"}, {"role", "text"},
 		{"created_at", "timestamptz"}, {"updated_at", "timestamptz"}, {"deleted_at", "timestamptz"},
 		{"clerk_updated_at", "timestamptz"}, {"last_offset", "bigint"}},
-	EventTypes: []string{domain.EventMembershipCreated, domain.EventMembershipUpdated, domain.EventMembershipDeleted},
+	EventTypes: []string{domain.EventMembershipCreated, domain.EventMembershipUpdated, domain.EventMembershipDeleted,
+		domain.EventMembershipSnapshot, domain.EventMembershipNotFound},
 	Decode:     DecodeMembershipEvent,
 	KeyOf:      func(ev MembershipEvent) string { return ev.Membership.ClerkID },
 	New:        func(key string) MembershipState { return MembershipState{ClerkMembershipID: key} },

@@ -40,18 +40,22 @@ type PracticeEvent struct {
 
 // DecodePracticeEvent decodes e for the practices projection; ok is false
 // for entries of other types.
+//
+// Reconciliation's entries (source clerk-api) are read like Clerk's: an
+// organization snapshot as organization.updated (Clerk's updated_at
+// decides, so an older snapshot changes nothing), a not-found as
+// organization.deleted.
 func DecodePracticeEvent(e domain.LedgerEntry) (ev PracticeEvent, ok bool, err error) {
-	if e.Source != domain.SourceClerk {
-		return ev, false, nil
-	}
 	ev = PracticeEvent{Offset: e.Offset, ClerkOrgID: e.SubjectID, Time: e.EventTime}
-	switch e.EventType {
-	case domain.EventOrganizationCreated, domain.EventOrganizationUpdated:
+	switch {
+	case e.Source == domain.SourceClerk && (e.EventType == domain.EventOrganizationCreated || e.EventType == domain.EventOrganizationUpdated),
+		e.Source == domain.SourceClerkAPI && e.EventType == domain.EventOrganizationSnapshot:
 		if ev.Org, err = domain.ParseOrganizationEvent(e.Payload); err != nil {
 			return ev, false, err
 		}
 		ev.ClerkOrgID = ev.Org.ClerkID
-	case domain.EventOrganizationDeleted:
+	case e.Source == domain.SourceClerk && e.EventType == domain.EventOrganizationDeleted,
+		e.Source == domain.SourceClerkAPI && e.EventType == domain.EventOrganizationNotFound:
 		ev.Deleted = true
 	default:
 		return ev, false, nil
@@ -80,14 +84,17 @@ func (s *PracticeState) Apply(ev PracticeEvent) bool {
 	return true
 }
 
-// Practices projects Clerk organization events into the practices table.
+// Practices projects Clerk organization events, and reconciliation's
+// organization snapshots and not-founds (source clerk-api), into the
+// practices table.
 var Practices = NewModel(ModelSpec[PracticeState, PracticeEvent]{
 	Name:  "practices",
 	Table: "practices",
 	Columns: []Column{{"clerk_org_id", "text"}, {"name", "text"}, {"slug", "text"}, {"image_url", "text"},
 		{"created_at", "timestamptz"}, {"updated_at", "timestamptz"}, {"deleted_at", "timestamptz"},
 		{"clerk_updated_at", "timestamptz"}, {"last_offset", "bigint"}},
-	EventTypes: []string{domain.EventOrganizationCreated, domain.EventOrganizationUpdated, domain.EventOrganizationDeleted},
+	EventTypes: []string{domain.EventOrganizationCreated, domain.EventOrganizationUpdated, domain.EventOrganizationDeleted,
+		domain.EventOrganizationSnapshot, domain.EventOrganizationNotFound},
 	Decode:     DecodePracticeEvent,
 	KeyOf:      func(ev PracticeEvent) string { return ev.ClerkOrgID },
 	New:        func(key string) PracticeState { return PracticeState{ClerkOrgID: key} },
