@@ -3,8 +3,8 @@ package projections_test
 import (
 	"encoding/json"
 	"slices"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/webhookd/webhookd/domain"

@@ -98,10 +98,10 @@ var Memberships = NewModel(ModelSpec[MembershipState, MembershipEvent]{
 		{"clerk_updated_at", "timestamptz"}, {"last_offset", "bigint"}},
 	EventTypes: []string{domain.EventMembershipCreated, domain.EventMembershipUpdated, domain.EventMembershipDeleted,
 		domain.EventMembershipSnapshot, domain.EventMembershipNotFound},
-	Decode:     DecodeMembershipEvent,
-	KeyOf:      func(ev MembershipEvent) string { return ev.Membership.ClerkID },
-	New:        func(key string) MembershipState { return MembershipState{ClerkMembershipID: key} },
-	Apply:      (*MembershipState).Apply,
+	Decode: DecodeMembershipEvent,
+	KeyOf:  func(ev MembershipEvent) string { return ev.Membership.ClerkID },
+	New:    func(key string) MembershipState { return MembershipState{ClerkMembershipID: key} },
+	Apply:  (*MembershipState).Apply,
 	Values: func(s *MembershipState) []any {
 		return []any{s.ClerkMembershipID, s.ClerkOrgID, s.ClerkUserID, s.Role, s.CreatedAt, s.UpdatedAt, s.DeletedAt, s.ClerkUpdatedAt, s.LastOffset}
 	},

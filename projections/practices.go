@@ -95,10 +95,10 @@ var Practices = NewModel(ModelSpec[PracticeState, PracticeEvent]{
 		{"clerk_updated_at", "timestamptz"}, {"last_offset", "bigint"}},
 	EventTypes: []string{domain.EventOrganizationCreated, domain.EventOrganizationUpdated, domain.EventOrganizationDeleted,
 		domain.EventOrganizationSnapshot, domain.EventOrganizationNotFound},
-	Decode:     DecodePracticeEvent,
-	KeyOf:      func(ev PracticeEvent) string { return ev.ClerkOrgID },
-	New:        func(key string) PracticeState { return PracticeState{ClerkOrgID: key} },
-	Apply:      (*PracticeState).Apply,
+	Decode: DecodePracticeEvent,
+	KeyOf:  func(ev PracticeEvent) string { return ev.ClerkOrgID },
+	New:    func(key string) PracticeState { return PracticeState{ClerkOrgID: key} },
+	Apply:  (*PracticeState).Apply,
 	Values: func(s *PracticeState) []any {
 		return []any{s.ClerkOrgID, s.Name, s.Slug, s.ImageURL, s.CreatedAt, s.UpdatedAt, s.DeletedAt, s.ClerkUpdatedAt, s.LastOffset}
 	},
