@@ -416,3 +416,119 @@ func (b *cancelBody) Close() error {
 	b.cancel()
 	return err
 }
+
+// rawList is a page of one of Clerk's paginated lists
+// ({"data":[…],"total_count":n}), each object kept as the API's bytes.
+type rawList struct {
+	Data       []json.RawMessage `json:"data"`
+	TotalCount int64             `json:"total_count"`
+}
+
+// Read implements clerk.ResponseReader.
+func (*rawList) Read(*clerk.APIResponse) {}
+
+// list gets one page of the list at path (offset, limit, oldest first by
+// created_at, as ListUsers), with extra query parameters.
+func (c *Client) list(ctx context.Context, path string, offset, limit int, extra url.Values) (rawList, error) {
+	lim, off, order := int64(limit), int64(offset), "+created_at"
+	params := &listParams{ListParams: clerk.ListParams{Limit: &lim, Offset: &off}, orderBy: order, extra: extra}
+	req := clerk.NewAPIRequest(http.MethodGet, path)
+	req.SetParams(params)
+	var page rawList
+	if err := c.backend.Call(ctx, req, &page); err != nil {
+		return rawList{}, err
+	}
+	return page, nil
+}
+
+// listParams are a list's query: the SDK's paging, order_by and extras.
+type listParams struct {
+	clerk.APIParams
+	clerk.ListParams
+	orderBy string
+	extra   url.Values
+}
+
+// ToQuery implements clerk.Params.
+func (p *listParams) ToQuery() url.Values {
+	q := p.ListParams.ToQuery()
+	q.Set("order_by", p.orderBy)
+	for k, v := range p.extra {
+		q[k] = v
+	}
+	return q
+}
+
+// ListOrganizations returns the organizations at offset (at most limit,
+// oldest first by created_at) as the API's bytes, and the total Clerk
+// announced. Like ListUsers, it calls the SDK's backend directly rather
+// than organization.List, which decodes into structs.
+func (c *Client) ListOrganizations(ctx context.Context, offset, limit int) ([]json.RawMessage, int64, error) {
+	page, err := c.list(ctx, "/organizations", offset, limit, nil)
+	if err != nil {
+		return nil, 0, describe("GET /v1/organizations", err)
+	}
+	return page.Data, page.TotalCount, nil
+}
+
+// GetOrganization returns organization id as the API returned it, or
+// found false when Clerk answered 404 with its resource_not_found error
+// (any other answer is an error, as for GetUser).
+func (c *Client) GetOrganization(ctx context.Context, id string) (raw json.RawMessage, found bool, err error) {
+	path, err := clerk.JoinPath("/organizations", url.PathEscape(id))
+	if err != nil {
+		return nil, false, err
+	}
+	var o rawUser
+	err = c.backend.Call(ctx, clerk.NewAPIRequest(http.MethodGet, path), &o)
+	if resourceNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, describe("GET /v1/organizations/{id}", err)
+	}
+	return json.RawMessage(o), true, nil
+}
+
+// ListMemberships returns the memberships of organization orgID at offset
+// (at most limit, oldest first by created_at) as the API's bytes. An
+// organization Clerk answers 404 for is an error here: the caller lists
+// organizations it has just listed.
+func (c *Client) ListMemberships(ctx context.Context, orgID string, offset, limit int) ([]json.RawMessage, error) {
+	path, err := clerk.JoinPath("/organizations", url.PathEscape(orgID), "memberships")
+	if err != nil {
+		return nil, err
+	}
+	page, err := c.list(ctx, path, offset, limit, nil)
+	if err != nil {
+		return nil, describe("GET /v1/organizations/{id}/memberships", err)
+	}
+	return page.Data, nil
+}
+
+// FindMemberships returns the memberships of user userID in organization
+// orgID (GET /v1/organizations/{org_id}/memberships?user_id=…: Clerk's
+// Backend API has no GET for one membership, which it names by its
+// organization and user), or orgFound false when Clerk answered 404 with
+// resource_not_found for the organization.
+func (c *Client) FindMemberships(ctx context.Context, orgID, userID string) (memberships []json.RawMessage, orgFound bool, err error) {
+	path, err := clerk.JoinPath("/organizations", url.PathEscape(orgID), "memberships")
+	if err != nil {
+		return nil, false, err
+	}
+	page, err := c.list(ctx, path, 0, MaxPageSize, url.Values{"user_id": {userID}})
+	if resourceNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, describe("GET /v1/organizations/{id}/memberships?user_id=", err)
+	}
+	return page.Data, true, nil
+}
+
+// resourceNotFound is Clerk's own 404 (resource_not_found), not a proxy's
+// page or a wrong URL's.
+func resourceNotFound(err error) bool {
+	var apiErr *clerk.APIErrorResponse
+	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusNotFound && len(apiErr.Errors) > 0 && apiErr.Errors[0].Code == "resource_not_found"
+}

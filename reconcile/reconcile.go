@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,8 +30,21 @@ const (
 	KindDeleted = "deleted"
 )
 
+// Kinds of difference between Clerk and the practices and memberships
+// read models: the users' kinds for organizations and memberships.
+const (
+	KindOrganizationMissing = "organization_missing"
+	KindOrganizationStale   = "organization_stale"
+	KindOrganizationDeleted = "organization_deleted"
+	KindMembershipMissing   = "membership_missing"
+	KindMembershipStale     = "membership_stale"
+	KindMembershipDeleted   = "membership_deleted"
+)
+
 // Kinds lists every kind of difference.
-var Kinds = []string{KindMissing, KindStale, KindDeleted}
+var Kinds = []string{KindMissing, KindStale, KindDeleted,
+	KindOrganizationMissing, KindOrganizationStale, KindOrganizationDeleted,
+	KindMembershipMissing, KindMembershipStale, KindMembershipDeleted}
 
 // Lister is the part of Clerk's Backend API a reconciliation reads;
 // *Client is one.
@@ -37,6 +52,10 @@ type Lister interface {
 	CountUsers(ctx context.Context) (int64, error)
 	ListUsers(ctx context.Context, offset, limit int) ([]json.RawMessage, error)
 	GetUser(ctx context.Context, id string) (raw json.RawMessage, found bool, err error)
+	ListOrganizations(ctx context.Context, offset, limit int) (orgs []json.RawMessage, total int64, err error)
+	GetOrganization(ctx context.Context, id string) (raw json.RawMessage, found bool, err error)
+	ListMemberships(ctx context.Context, orgID string, offset, limit int) ([]json.RawMessage, error)
+	FindMemberships(ctx context.Context, orgID, userID string) (memberships []json.RawMessage, orgFound bool, err error)
 }
 
 // Appender appends ledger entries; *eventstore.Store is one.
@@ -62,10 +81,12 @@ type Config struct {
 	PageSize int
 	// Samples is how many differences Summary.Samples keeps. Defaults to 20.
 	Samples int
-	// Progress, when set, is called after each page with the users listed
-	// so far and the total Clerk announced (which may change during the
-	// run).
-	Progress func(listed, total int64)
+	// Progress, when set, is called after each page with the object
+	// listed ("users", "organizations", "memberships"), how many were
+	// listed so far and the total Clerk announced (which may change during
+	// the run; for memberships, the organizations whose memberships were
+	// listed and the organizations).
+	Progress func(object string, listed, total int64)
 	// Logger defaults to slog.Default(). It receives ids, counts and
 	// error codes, never a user's profile or the secret key.
 	Logger *slog.Logger
@@ -73,31 +94,43 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Difference is one difference found, by user id only.
+// Difference is one difference found, by id only.
 type Difference struct {
 	Kind    string `json:"kind"`
 	ClerkID string `json:"clerk_id"`
 }
 
-// Summary is what a reconciliation did.
-type Summary struct {
-	// Listed is how many users the listing returned.
+// Counts are what a reconciliation did with one kind of object.
+type Counts struct {
+	// Listed is how many objects the listing returned.
 	Listed int64 `json:"listed"`
-	// Found counts the differences found, per kind (in a dry run too).
-	Found map[string]int64 `json:"found"`
 	// Appended is how many entries went into the ledger (0 in a dry run).
 	Appended int64 `json:"appended"`
-	// Unchanged is how many listed users the read model already held at
+	// Unchanged is how many listed objects the read model already held at
 	// their version, or whose snapshot the ledger already held.
 	Unchanged int64 `json:"unchanged"`
-	// Deleted is how many users were soft-deleted (found gone, in a dry
+	// Deleted is how many objects were soft-deleted (found gone, in a dry
 	// run).
 	Deleted int64 `json:"deleted"`
-	// Errors counts the failures (a page, a user, a check, an append).
+	// Errors counts the failures (a page, an object, a check, an append).
 	Errors int64 `json:"errors"`
 	// Complete is true when the listing ran to its end without an error,
-	// so absences could be checked.
+	// so absences could be checked (for memberships: every organization's
+	// membership listing).
 	Complete bool `json:"complete"`
+}
+
+// Summary is what a reconciliation did: its users' counts (at the top,
+// as before organizations were reconciled), its organizations' and its
+// memberships'.
+type Summary struct {
+	Counts
+	// Organizations are the counts of organizations (practices).
+	Organizations Counts `json:"organizations"`
+	// Memberships are the counts of organization memberships.
+	Memberships Counts `json:"memberships"`
+	// Found counts the differences found, per kind (in a dry run too).
+	Found map[string]int64 `json:"found"`
 	// Requests is how many requests Clerk's API received.
 	Requests int64 `json:"requests"`
 	// Samples are the first differences found (ids only).
@@ -105,6 +138,9 @@ type Summary struct {
 	// Took is how long the run took.
 	Took time.Duration `json:"-"`
 }
+
+// TotalErrors is the errors of every kind of object.
+func (s Summary) TotalErrors() int64 { return s.Errors + s.Organizations.Errors + s.Memberships.Errors }
 
 // Incomplete is returned by Run when the run could not see everything.
 var Incomplete = errors.New("reconciliation incomplete")
@@ -144,8 +180,8 @@ func Run(ctx context.Context, conn *pgx.Conn, cfg Config) (Summary, error) {
 	if c, ok := cfg.API.(interface{ Requests() int64 }); ok {
 		r.sum.Requests = c.Requests()
 	}
-	if err == nil && r.sum.Errors > 0 {
-		err = fmt.Errorf("%w: %d errors", Incomplete, r.sum.Errors)
+	if err == nil && r.sum.TotalErrors() > 0 {
+		err = fmt.Errorf("%w: %d errors", Incomplete, r.sum.TotalErrors())
 	}
 	return r.sum, err
 }
@@ -168,27 +204,117 @@ type run struct {
 // fetched and compared, and the store's batches fill up.
 const maxInFlight = 2 * MaxPageSize
 
-// seenTable is the session's temporary table of the ids the listing
-// returned: memory stays flat whatever the number of users.
-const seenTable = "pg_temp.webhookd_reconcile_seen"
+// The session's temporary tables of the ids the listings returned (and
+// of the organizations whose membership listing completed): memory stays
+// flat whatever the number of objects.
+const (
+	seenTable            = "pg_temp.webhookd_reconcile_seen"
+	seenOrgsTable        = "pg_temp.webhookd_reconcile_seen_orgs"
+	seenMembershipsTable = "pg_temp.webhookd_reconcile_seen_memberships"
+	orgsDoneTable        = "pg_temp.webhookd_reconcile_orgs_done"
+)
+
+// object is one kind of Clerk object reconciled against a read model.
+type object struct {
+	// name is the Progress name; singular names it in log messages.
+	name, singular string
+	// table and column hold the read model's rows by Clerk id; seen is
+	// the temporary table of the ids listed.
+	table, column, seen string
+	missing, stale, deleted string
+	// parse reads one object of the API and returns its id, its
+	// updated_at and its snapshot entry.
+	parse func(raw json.RawMessage, now time.Time) (id string, updatedAt time.Time, entry domain.LedgerEntry, err error)
+}
+
+var (
+	users = object{name: "users", singular: "user", table: "users", column: "clerk_id", seen: seenTable,
+		missing: KindMissing, stale: KindStale, deleted: KindDeleted,
+		parse: func(raw json.RawMessage, now time.Time) (string, time.Time, domain.LedgerEntry, error) {
+			u, err := domain.ParseSnapshotUser(raw)
+			if err != nil {
+				return "", time.Time{}, domain.LedgerEntry{}, err
+			}
+			return u.ClerkID, u.UpdatedAt, domain.UserSnapshotEntry(raw, u, now), nil
+		}}
+	organizations = object{name: "organizations", singular: "organization", table: "practices", column: "clerk_org_id", seen: seenOrgsTable,
+		missing: KindOrganizationMissing, stale: KindOrganizationStale, deleted: KindOrganizationDeleted,
+		parse: func(raw json.RawMessage, now time.Time) (string, time.Time, domain.LedgerEntry, error) {
+			o, err := domain.ParseSnapshotOrganization(raw)
+			if err != nil {
+				return "", time.Time{}, domain.LedgerEntry{}, err
+			}
+			return o.ClerkID, o.UpdatedAt, domain.OrganizationSnapshotEntry(raw, o, now), nil
+		}}
+	memberships = object{name: "memberships", singular: "membership", table: "memberships", column: "clerk_membership_id", seen: seenMembershipsTable,
+		missing: KindMembershipMissing, stale: KindMembershipStale, deleted: KindMembershipDeleted,
+		parse: func(raw json.RawMessage, now time.Time) (string, time.Time, domain.LedgerEntry, error) {
+			m, err := domain.ParseSnapshotMembership(raw)
+			if err != nil {
+				return "", time.Time{}, domain.LedgerEntry{}, err
+			}
+			return m.ClerkID, m.UpdatedAt, domain.MembershipSnapshotEntry(raw, m, now), nil
+		}}
+)
+
+// counts are the summary's counts of o.
+func (r *run) counts(o *object) *Counts {
+	switch o.name {
+	case organizations.name:
+		return &r.sum.Organizations
+	case memberships.name:
+		return &r.sum.Memberships
+	}
+	return &r.sum.Counts
+}
 
 type page struct {
-	users []json.RawMessage
-	err   error
+	objects []json.RawMessage
+	total   int64
+	err     error
 }
 
 func (r *run) do(ctx context.Context) error {
-	if _, err := r.conn.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS webhookd_reconcile_seen (clerk_id text PRIMARY KEY)`); err != nil {
-		return fmt.Errorf("prepare reconciliation: %s", redact.SafeError(err))
-	}
-	if _, err := r.conn.Exec(ctx, `TRUNCATE `+seenTable); err != nil {
-		return fmt.Errorf("prepare reconciliation: %s", redact.SafeError(err))
+	for _, table := range []string{seenTable, seenOrgsTable, seenMembershipsTable, orgsDoneTable} {
+		name := strings.TrimPrefix(table, "pg_temp.")
+		if _, err := r.conn.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+name+` (clerk_id text PRIMARY KEY)`); err != nil {
+			return fmt.Errorf("prepare reconciliation: %s", redact.SafeError(err))
+		}
+		if _, err := r.conn.Exec(ctx, `TRUNCATE `+table); err != nil {
+			return fmt.Errorf("prepare reconciliation: %s", redact.SafeError(err))
+		}
 	}
 	total, err := r.cfg.API.CountUsers(ctx)
 	if err != nil {
 		// Only the progress bar needs it.
 		r.cfg.Logger.Warn("reconcile_count_failed", slog.String("cause", err.Error()))
 	}
+	err = r.listAll(ctx, &users, func(ctx context.Context, offset int) ([]json.RawMessage, int64, error) {
+		objects, err := r.cfg.API.ListUsers(ctx, offset, r.cfg.PageSize)
+		return objects, total, err
+	}, func(ctx context.Context, id string) (json.RawMessage, bool, error) { return r.cfg.API.GetUser(ctx, id) },
+		domain.NewUserNotFoundEntry)
+	if err != nil {
+		return err
+	}
+	err = r.listAll(ctx, &organizations, func(ctx context.Context, offset int) ([]json.RawMessage, int64, error) {
+		return r.cfg.API.ListOrganizations(ctx, offset, r.cfg.PageSize)
+	}, func(ctx context.Context, id string) (json.RawMessage, bool, error) { return r.cfg.API.GetOrganization(ctx, id) },
+		domain.NewOrganizationNotFoundEntry)
+	if err != nil {
+		return err
+	}
+	return r.memberships(ctx)
+}
+
+// listAll pages through one kind of object (list), compares each page
+// with the read model and appends the differences; then, only when the
+// listing completed without any error, it checks each object the read
+// model holds as active that the listing did not return (get) and
+// appends notFound for those Clerk answers 404 for.
+func (r *run) listAll(ctx context.Context, o *object, list func(ctx context.Context, offset int) ([]json.RawMessage, int64, error),
+	get func(ctx context.Context, id string) (json.RawMessage, bool, error), notFound func(string, time.Time) (domain.LedgerEntry, error)) error {
+	c := r.counts(o)
 	// One page is fetched while the previous one is compared.
 	pages := make(chan page, 1)
 	fetchCtx, stopFetch := context.WithCancel(ctx)
@@ -196,13 +322,13 @@ func (r *run) do(ctx context.Context) error {
 	go func() {
 		defer close(pages)
 		for offset := 0; ; offset += r.cfg.PageSize {
-			users, err := r.cfg.API.ListUsers(fetchCtx, offset, r.cfg.PageSize)
+			objects, total, err := list(fetchCtx, offset)
 			select {
-			case pages <- page{users, err}:
+			case pages <- page{objects, total, err}:
 			case <-fetchCtx.Done():
 				return
 			}
-			if err != nil || len(users) < r.cfg.PageSize {
+			if err != nil || len(objects) < r.cfg.PageSize {
 				return
 			}
 		}
@@ -214,18 +340,18 @@ func (r *run) do(ctx context.Context) error {
 	complete := false
 	for p := range pages {
 		if p.err != nil {
-			r.count(&r.sum.Errors, 1)
-			r.cfg.Logger.Error("reconcile_listing_failed", slog.Int64("listed", r.listed()), slog.String("cause", p.err.Error()))
+			r.count(&c.Errors, 1)
+			r.cfg.Logger.Error("reconcile_listing_failed", slog.String("object", o.name), slog.Int64("listed", r.count(&c.Listed, 0)), slog.String("cause", p.err.Error()))
 			break
 		}
-		if err := r.compare(ctx, p.users); err != nil {
+		if _, err := r.compare(ctx, o, p.objects); err != nil {
 			return err
 		}
-		listed := r.count(&r.sum.Listed, int64(len(p.users)))
+		listed := r.count(&c.Listed, int64(len(p.objects)))
 		if r.cfg.Progress != nil {
-			r.cfg.Progress(listed, max(total, listed))
+			r.cfg.Progress(o.name, listed, max(p.total, listed))
 		}
-		if len(p.users) < r.cfg.PageSize {
+		if len(p.objects) < r.cfg.PageSize {
 			complete = true
 		}
 	}
@@ -237,39 +363,43 @@ func (r *run) do(ctx context.Context) error {
 		return fmt.Errorf("%w: cancelled", Incomplete)
 	}
 	// Absences mean something only after a listing that saw everything.
-	r.sum.Complete = complete && r.sum.Errors == 0
-	if !r.sum.Complete {
-		r.cfg.Logger.Warn("reconcile_no_deletions", slog.String("why", "the listing did not complete without errors: absent users are not checked"))
+	c.Complete = complete && r.count(&c.Errors, 0) == 0
+	if !c.Complete {
+		r.cfg.Logger.Warn("reconcile_no_deletions", slog.String("object", o.name), slog.String("why", "the listing did not complete without errors: absent "+o.name+" are not checked"))
 		return nil
 	}
-	return r.absent(ctx)
+	return r.absent(ctx, o, get, notFound)
 }
 
 // compare finds the differences of one page and appends them: one round
 // trip records the page's ids and reads their rows; a second, only when
 // some differ, finds which of their snapshots the ledger already holds.
-func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
+// It returns the ids it read.
+func (r *run) compare(ctx context.Context, o *object, raws []json.RawMessage) ([]string, error) {
+	c := r.counts(o)
 	type listed struct {
-		raw  json.RawMessage
-		user domain.User
+		id        string
+		updatedAt time.Time
+		entry     domain.LedgerEntry
 	}
-	users := make([]listed, 0, len(raws))
+	objects := make([]listed, 0, len(raws))
 	ids := make([]string, 0, len(raws))
+	now := r.cfg.Now()
 	for i, raw := range raws {
-		u, err := domain.ParseSnapshotUser(raw)
+		id, at, e, err := o.parse(raw, now)
 		if err != nil {
-			// Named by position: a user object that does not parse may
-			// have no usable id, and its values are not for logs.
-			r.count(&r.sum.Errors, 1)
-			r.cfg.Logger.Error("reconcile_user_unreadable", slog.Int64("position", r.listed()+int64(i)), slog.String("reason", domain.ErrorReason(err)))
+			// Named by position: an object that does not parse may have
+			// no usable id, and its values are not for logs.
+			r.count(&c.Errors, 1)
+			r.cfg.Logger.Error("reconcile_"+o.singular+"_unreadable", slog.Int64("position", r.count(&c.Listed, 0)+int64(i)), slog.String("reason", domain.ErrorReason(err)))
 			continue
 		}
-		users = append(users, listed{raw, u})
-		ids = append(ids, u.ClerkID)
+		objects = append(objects, listed{id, at, e})
+		ids = append(ids, id)
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(`INSERT INTO `+seenTable+` SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ids)
-	batch.Queue(`SELECT clerk_id, clerk_updated_at FROM users WHERE clerk_id = ANY($1)`, ids)
+	batch.Queue(`INSERT INTO `+o.seen+` SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ids)
+	batch.Queue(`SELECT `+o.column+`, clerk_updated_at FROM `+o.table+` WHERE `+o.column+` = ANY($1)`, ids)
 	rows := map[string]*time.Time{}
 	err := func() error {
 		res := r.conn.SendBatch(ctx, batch)
@@ -293,7 +423,7 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 		return err
 	}()
 	if err != nil {
-		return fmt.Errorf("compare with the users table: %s", redact.SafeError(err))
+		return nil, fmt.Errorf("compare with the %s table: %s", o.table, redact.SafeError(err))
 	}
 	type difference struct {
 		kind  string
@@ -301,25 +431,23 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 	}
 	var diffs []difference
 	var keys []string
-	now := r.cfg.Now()
-	for _, l := range users {
-		held, ok := rows[l.user.ClerkID]
+	for _, l := range objects {
+		held, ok := rows[l.id]
 		var kind string
 		switch {
 		case !ok:
-			kind = KindMissing
-		case held.Before(l.user.UpdatedAt):
-			kind = KindStale
+			kind = o.missing
+		case held.Before(l.updatedAt):
+			kind = o.stale
 		default:
-			r.count(&r.sum.Unchanged, 1)
+			r.count(&c.Unchanged, 1)
 			continue
 		}
-		e := domain.UserSnapshotEntry(l.raw, l.user, now)
-		diffs = append(diffs, difference{kind, e})
-		keys = append(keys, e.SvixID)
+		diffs = append(diffs, difference{kind, l.entry})
+		keys = append(keys, l.entry.SvixID)
 	}
 	if len(diffs) == 0 {
-		return nil
+		return ids, nil
 	}
 	inLedger := map[string]bool{}
 	q, err := r.conn.Query(ctx, `SELECT svix_id FROM ledger_events WHERE svix_id = ANY($1)`, keys)
@@ -328,21 +456,21 @@ func (r *run) compare(ctx context.Context, raws []json.RawMessage) error {
 		_, err = pgx.ForEachRow(q, []any{&key}, func() error { inLedger[key] = true; return nil })
 	}
 	if err != nil {
-		return fmt.Errorf("compare with the ledger: %s", redact.SafeError(err))
+		return nil, fmt.Errorf("compare with the ledger: %s", redact.SafeError(err))
 	}
 	var appends []domain.LedgerEntry
 	for _, d := range diffs {
 		if inLedger[d.entry.SvixID] {
 			// The snapshot is already in the ledger: a projection has
 			// yet to apply it.
-			r.count(&r.sum.Unchanged, 1)
+			r.count(&c.Unchanged, 1)
 			continue
 		}
 		r.found(d.kind, d.entry.SubjectID)
 		appends = append(appends, d.entry)
 	}
-	r.append(ctx, appends)
-	return nil
+	r.append(ctx, c, appends)
+	return ids, nil
 }
 
 func (r *run) found(kind, id string) {
@@ -362,15 +490,12 @@ func (r *run) count(counter *int64, n int64) int64 {
 	return *counter
 }
 
-// listed is how many users were listed so far.
-func (r *run) listed() int64 { return r.count(&r.sum.Listed, 0) }
-
 // append signs and appends entries concurrently, so the store writes them
 // in a few multi-row INSERTs rather than one transaction each. It returns
 // once every entry is in flight (r.appends.Wait waits for them), waiting
 // only while maxInFlight entries are; each entry's outcome is counted in
-// the summary.
-func (r *run) append(ctx context.Context, entries []domain.LedgerEntry) {
+// c.
+func (r *run) append(ctx context.Context, c *Counts, entries []domain.LedgerEntry) {
 	if r.cfg.DryRun {
 		return
 	}
@@ -387,38 +512,41 @@ func (r *run) append(ctx context.Context, entries []domain.LedgerEntry) {
 			defer r.mu.Unlock()
 			switch {
 			case err != nil:
-				r.sum.Errors++
+				c.Errors++
 				r.cfg.Logger.Error("reconcile_append_failed", slog.String("svix_id", e.SvixID), slog.String("event_type", e.EventType),
 					slog.String("clerk_id", e.SubjectID), slog.String("cause", domain.ErrorMessage(err)))
 			case res.Duplicate:
 				// Another run appended it first.
-				r.sum.Unchanged++
+				c.Unchanged++
 			default:
-				r.sum.Appended++
+				c.Appended++
 			}
 		})
 	}
 }
 
-// absent checks the users the read model holds as active and the listing
-// did not return: each is soft-deleted only if Clerk answers 404 for it.
-func (r *run) absent(ctx context.Context) error {
+// absent checks the objects the read model holds as active and the
+// listing did not return: each is soft-deleted only if Clerk answers 404
+// for it.
+func (r *run) absent(ctx context.Context, o *object, get func(ctx context.Context, id string) (json.RawMessage, bool, error),
+	notFound func(string, time.Time) (domain.LedgerEntry, error)) error {
+	c := r.counts(o)
 	rows, err := r.conn.Query(ctx, `
-		SELECT u.clerk_id FROM users u
-		WHERE u.deleted_at IS NULL
-		  AND NOT EXISTS (SELECT 1 FROM `+seenTable+` s WHERE s.clerk_id = u.clerk_id)
-		ORDER BY u.clerk_id`)
+		SELECT t.`+o.column+` FROM `+o.table+` t
+		WHERE t.deleted_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM `+o.seen+` s WHERE s.clerk_id = t.`+o.column+`)
+		ORDER BY t.`+o.column)
 	if err != nil {
-		return fmt.Errorf("find absent users: %s", redact.SafeError(err))
+		return fmt.Errorf("find absent %s: %s", o.name, redact.SafeError(err))
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return fmt.Errorf("find absent users: %s", redact.SafeError(err))
+		return fmt.Errorf("find absent %s: %s", o.name, redact.SafeError(err))
 	}
 	for _, id := range ids {
-		raw, found, err := r.cfg.API.GetUser(ctx, id)
+		raw, found, err := get(ctx, id)
 		if err != nil {
-			r.count(&r.sum.Errors, 1)
+			r.count(&c.Errors, 1)
 			r.cfg.Logger.Error("reconcile_check_failed", slog.String("clerk_id", id), slog.String("cause", err.Error()))
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w: cancelled", Incomplete)
@@ -427,37 +555,200 @@ func (r *run) absent(ctx context.Context) error {
 		}
 		if found {
 			// Created or moved while the listing ran: compare it as a
-			// listed user.
-			r.count(&r.sum.Listed, 1)
-			if err := r.compare(ctx, []json.RawMessage{raw}); err != nil {
+			// listed object.
+			r.count(&c.Listed, 1)
+			if _, err := r.compare(ctx, o, []json.RawMessage{raw}); err != nil {
 				return err
 			}
 			continue
 		}
-		e, err := domain.NewUserNotFoundEntry(id, r.cfg.Now())
+		if err := r.gone(ctx, o, id, notFound); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gone appends the not-found of id, which Clerk answered 404 for, unless
+// the ledger holds it already.
+func (r *run) gone(ctx context.Context, o *object, id string, notFound func(string, time.Time) (domain.LedgerEntry, error)) error {
+	c := r.counts(o)
+	e, err := notFound(id, r.cfg.Now())
+	if err != nil {
+		r.count(&c.Errors, 1)
+		return nil
+	}
+	var held bool
+	if err := r.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_events WHERE svix_id = $1)`, e.SvixID).Scan(&held); err != nil {
+		return fmt.Errorf("find absent %s: %s", o.name, redact.SafeError(err))
+	}
+	if held {
+		r.count(&c.Unchanged, 1)
+		return nil
+	}
+	r.found(o.deleted, id)
+	if r.cfg.DryRun {
+		r.count(&c.Deleted, 1)
+		return nil
+	}
+	r.appends.Wait()
+	before := r.count(&c.Appended, 0)
+	r.append(ctx, c, []domain.LedgerEntry{e})
+	r.appends.Wait()
+	if r.count(&c.Appended, 0) > before {
+		r.count(&c.Deleted, 1)
+	}
+	return nil
+}
+
+// orgPage is a page of one organization's memberships.
+type orgPage struct {
+	orgID   string
+	objects []json.RawMessage
+	// last is the organization's last page; err ends its listing.
+	last bool
+	err  error
+}
+
+// memberships lists the memberships of every organization listed (and
+// found on its 404 check), compares them with the memberships read model
+// and appends the differences. An organization whose membership listing
+// fails (a 5xx past the retries, a membership that does not parse) is
+// not marked done: no absence is inferred among its memberships, and the
+// others' are still checked (see absentMemberships).
+func (r *run) memberships(ctx context.Context) error {
+	c := &r.sum.Memberships
+	rows, err := r.conn.Query(ctx, `SELECT clerk_id FROM `+seenOrgsTable+` ORDER BY clerk_id`)
+	if err != nil {
+		return fmt.Errorf("list organizations: %s", redact.SafeError(err))
+	}
+	orgIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list organizations: %s", redact.SafeError(err))
+	}
+	pages := make(chan orgPage, 4)
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	go func() {
+		defer close(pages)
+		for _, org := range orgIDs {
+			for offset := 0; ; offset += r.cfg.PageSize {
+				objects, err := r.cfg.API.ListMemberships(fetchCtx, org, offset, r.cfg.PageSize)
+				last := err != nil || len(objects) < r.cfg.PageSize
+				select {
+				case pages <- orgPage{org, objects, last, err}:
+				case <-fetchCtx.Done():
+					return
+				}
+				if last {
+					break
+				}
+			}
+		}
+	}()
+	defer r.appends.Wait()
+	var done, orgs int64
+	failed := map[string]bool{}
+	for p := range pages {
+		if p.err != nil {
+			r.count(&c.Errors, 1)
+			failed[p.orgID] = true
+			r.cfg.Logger.Error("reconcile_listing_failed", slog.String("object", "memberships"), slog.String("org_id", p.orgID), slog.String("cause", p.err.Error()))
+		} else {
+			before := r.count(&c.Errors, 0)
+			if _, err := r.compare(ctx, &memberships, p.objects); err != nil {
+				return err
+			}
+			if r.count(&c.Errors, 0) > before {
+				failed[p.orgID] = true
+			}
+			r.count(&c.Listed, int64(len(p.objects)))
+		}
+		if !p.last {
+			continue
+		}
+		orgs++
+		if !failed[p.orgID] {
+			// The organization's memberships are all in the seen table.
+			if _, err := r.conn.Exec(ctx, `INSERT INTO `+orgsDoneTable+` VALUES ($1) ON CONFLICT DO NOTHING`, p.orgID); err != nil {
+				return fmt.Errorf("compare with the memberships table: %s", redact.SafeError(err))
+			}
+			done++
+		}
+		delete(failed, p.orgID)
+		if r.cfg.Progress != nil {
+			r.cfg.Progress("memberships", orgs, int64(len(orgIDs)))
+		}
+	}
+	stopFetch()
+	r.appends.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: cancelled", Incomplete)
+	}
+	c.Complete = r.sum.Organizations.Complete && done == int64(len(orgIDs)) && r.count(&c.Errors, 0) == 0
+	if done < int64(len(orgIDs)) {
+		r.cfg.Logger.Warn("reconcile_no_deletions", slog.String("object", "memberships"), slog.Int64("organizations", int64(len(orgIDs))-done),
+			slog.String("why", "the membership listing of these organizations did not complete without errors: their absent memberships are not checked"))
+	}
+	return r.absentMemberships(ctx)
+}
+
+// absentMemberships checks the memberships the read model holds as
+// active that no listing returned, of an organization whose membership
+// listing completed, or (after a complete organization listing) of an
+// organization that was not listed. Clerk's Backend API has no GET for
+// one membership, which it names by organization and user: the check is
+// GET /v1/organizations/{org_id}/memberships?user_id={user_id}. A 404
+// (resource_not_found: the organization is gone) or an answer without
+// this membership means it is gone; an answer with it means the listing
+// missed it (it is compared as listed).
+func (r *run) absentMemberships(ctx context.Context) error {
+	c := &r.sum.Memberships
+	rows, err := r.conn.Query(ctx, `
+		SELECT m.clerk_membership_id, coalesce(m.clerk_org_id, ''), coalesce(m.clerk_user_id, '') FROM memberships m
+		WHERE m.deleted_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM `+seenMembershipsTable+` s WHERE s.clerk_id = m.clerk_membership_id)
+		  AND (EXISTS (SELECT 1 FROM `+orgsDoneTable+` d WHERE d.clerk_id = m.clerk_org_id)
+		       OR ($1 AND NOT EXISTS (SELECT 1 FROM `+seenOrgsTable+` o WHERE o.clerk_id = m.clerk_org_id)))
+		ORDER BY m.clerk_membership_id`, r.sum.Organizations.Complete)
+	if err != nil {
+		return fmt.Errorf("find absent memberships: %s", redact.SafeError(err))
+	}
+	type held struct{ id, org, user string }
+	var absent []held
+	var h held
+	if _, err := pgx.ForEachRow(rows, []any{&h.id, &h.org, &h.user}, func() error { absent = append(absent, h); return nil }); err != nil {
+		return fmt.Errorf("find absent memberships: %s", redact.SafeError(err))
+	}
+	for _, m := range absent {
+		if m.org == "" || m.user == "" {
+			// Nothing to ask Clerk with: left as it is.
+			r.cfg.Logger.Warn("reconcile_check_skipped", slog.String("clerk_id", m.id), slog.String("why", "the membership row names no organization or no user"))
+			continue
+		}
+		found, orgFound, err := r.cfg.API.FindMemberships(ctx, m.org, m.user)
 		if err != nil {
-			r.count(&r.sum.Errors, 1)
+			r.count(&c.Errors, 1)
+			r.cfg.Logger.Error("reconcile_check_failed", slog.String("clerk_id", m.id), slog.String("cause", err.Error()))
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: cancelled", Incomplete)
+			}
 			continue
 		}
-		var held bool
-		if err := r.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_events WHERE svix_id = $1)`, e.SvixID).Scan(&held); err != nil {
-			return fmt.Errorf("find absent users: %s", redact.SafeError(err))
+		stillThere := false
+		if orgFound && len(found) > 0 {
+			r.count(&c.Listed, int64(len(found)))
+			ids, err := r.compare(ctx, &memberships, found)
+			if err != nil {
+				return err
+			}
+			stillThere = slices.Contains(ids, m.id)
 		}
-		if held {
-			r.count(&r.sum.Unchanged, 1)
+		if stillThere {
 			continue
 		}
-		r.found(KindDeleted, id)
-		if r.cfg.DryRun {
-			r.count(&r.sum.Deleted, 1)
-			continue
-		}
-		r.appends.Wait()
-		before := r.count(&r.sum.Appended, 0)
-		r.append(ctx, []domain.LedgerEntry{e})
-		r.appends.Wait()
-		if r.count(&r.sum.Appended, 0) > before {
-			r.count(&r.sum.Deleted, 1)
+		if err := r.gone(ctx, &memberships, m.id, domain.NewMembershipNotFoundEntry); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -255,8 +255,9 @@ func TestTenThousandUsersOverManyPagesThenNothing(t *testing.T) {
 	require.Equal(t, int64(10_000), sum.Appended)
 	require.Equal(t, map[string]int64{reconcile.KindMissing: 10_000}, sum.Found)
 	require.True(t, sum.Complete)
-	// 21 pages of 500 (the last one empty) and one count.
-	require.Equal(t, int64(22), sum.Requests)
+	// 21 pages of 500 (the last one empty), one count and the (empty)
+	// organization listing.
+	require.Equal(t, int64(23), sum.Requests)
 	require.Equal(t, 10_000, v.ledgerCount(domain.SourceClerkAPI))
 	v.project()
 	v.requireActiveEqualsClerk()
@@ -264,7 +265,9 @@ func TestTenThousandUsersOverManyPagesThenNothing(t *testing.T) {
 	// Nothing changed in Clerk: nothing appended.
 	sum, err = v.run(v.client(reconcile.ClientConfig{}), false)
 	require.NoError(t, err)
-	require.Equal(t, reconcile.Summary{Listed: 10_000, Unchanged: 10_000, Found: map[string]int64{}, Complete: true, Requests: 22}, withoutTook(sum))
+	require.Equal(t, reconcile.Summary{Counts: reconcile.Counts{Listed: 10_000, Unchanged: 10_000, Complete: true},
+		Organizations: reconcile.Counts{Complete: true}, Memberships: reconcile.Counts{Complete: true},
+		Found: map[string]int64{}, Requests: 23}, withoutTook(sum))
 	require.Equal(t, 10_000, v.ledgerCount(domain.SourceClerkAPI))
 }
 
@@ -419,7 +422,7 @@ func TestRetryAfterMidListing(t *testing.T) {
 	require.Equal(t, int64(1200), sum.Appended)
 	require.True(t, sum.Complete)
 	require.Equal(t, []string{"429 1s"}, v.retried, "waited what Retry-After said")
-	require.Equal(t, int64(1+3+1), sum.Requests, "count, three pages and the retry")
+	require.Equal(t, int64(1+3+1+1), sum.Requests, "count, three pages, the retry and the organization listing")
 }
 
 // A listing that fails half way (a 5xx that outlasts the retries) infers
@@ -449,7 +452,7 @@ func TestA5xxEndsTheListingAndNothingIsDeleted(t *testing.T) {
 	require.Equal(t, int64(1), sum.Appended, "the first page's newer user 1")
 	require.Zero(t, sum.Deleted)
 	require.Equal(t, []string{"503", "503"}, statuses(v.retried))
-	require.Contains(t, v.logs.String(), `"msg":"reconcile_listing_failed","listed":500,"cause":"GET /v1/users answered 503 after 3 attempts"`)
+	require.Contains(t, v.logs.String(), `"msg":"reconcile_listing_failed","object":"users","listed":500,"cause":"GET /v1/users answered 503 after 3 attempts"`)
 	v.project()
 	for id, r := range v.users() {
 		require.False(t, r.Deleted, id)

@@ -42,8 +42,9 @@ func (c ClerkAPI) client(retried func(status int, pause time.Duration)) (*reconc
 	return client, nil
 }
 
-// ReconcileCmd compares Clerk's users with the users read model and
-// appends what differs to the ledger.
+// ReconcileCmd compares Clerk's users, organizations and memberships with
+// the users, practices and memberships read models and appends what
+// differs to the ledger.
 type ReconcileCmd struct {
 	Database
 	ClerkAPI
@@ -84,7 +85,7 @@ func (c *ReconcileCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	progress, finish := newProgressOf(logger, "reconcile users", "users")
+	progress, finish := reconcileProgress(logger)
 	sum, err := reconcileOnce(ctx, pool, reconcile.Config{
 		API: client, Pool: pool, Store: store, Sign: signer(key), DryRun: c.DryRun,
 		Progress: progress, Logger: logger,
@@ -97,11 +98,33 @@ func (c *ReconcileCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintln(g.stdout(), string(out))
 	if err != nil {
 		if errors.Is(err, reconcile.Incomplete) {
-			return fmt.Errorf("%w: %d errors (see the log); nothing was inferred about absent users unless the listing completed", reconcile.Incomplete, sum.Errors)
+			return fmt.Errorf("%w: %d errors (see the log); nothing was inferred about absent users unless the listing completed", reconcile.Incomplete, sum.TotalErrors())
 		}
 		return err
 	}
 	return nil
+}
+
+// reconcileProgress is one progress bar (or log) per kind of object, in
+// the order reconciliation lists them.
+func reconcileProgress(logger *slog.Logger) (report func(object string, done, total int64), finish func()) {
+	var current string
+	var bar func(done, total int64)
+	end := func() {}
+	return func(object string, done, total int64) {
+			if object != current {
+				end()
+				current = object
+				unit := object
+				if object == "memberships" {
+					unit = "organizations"
+				}
+				bar, end = newProgressOf(logger, "reconcile "+object, unit)
+			}
+			bar(done, total)
+		}, func() {
+			end()
+		}
 }
 
 // reconcileMaxBatch is the event store's batch for reconciliation: a
@@ -147,9 +170,14 @@ func reconcileOnce(ctx context.Context, pool *pgxpool.Pool, cfg reconcile.Config
 	defer release()
 	logger.Info("reconcile_started", slog.Bool("dry_run", cfg.DryRun))
 	sum, err := reconcile.Run(ctx, conn, cfg)
-	attrs := []any{slog.Int64("listed", sum.Listed), slog.Int64("appended", sum.Appended), slog.Int64("unchanged", sum.Unchanged),
-		slog.Int64("deleted", sum.Deleted), slog.Int64("errors", sum.Errors), slog.Bool("complete", sum.Complete),
-		slog.Int64("requests", sum.Requests), slog.Bool("dry_run", cfg.DryRun), slog.Duration("took", sum.Took)}
+	counts := func(prefix string, c reconcile.Counts) []any {
+		return []any{slog.Int64(prefix+"listed", c.Listed), slog.Int64(prefix+"appended", c.Appended), slog.Int64(prefix+"unchanged", c.Unchanged),
+			slog.Int64(prefix+"deleted", c.Deleted), slog.Int64(prefix+"errors", c.Errors), slog.Bool(prefix+"complete", c.Complete)}
+	}
+	attrs := counts("", sum.Counts)
+	attrs = append(attrs, counts("organizations_", sum.Organizations)...)
+	attrs = append(attrs, counts("memberships_", sum.Memberships)...)
+	attrs = append(attrs, slog.Int64("requests", sum.Requests), slog.Bool("dry_run", cfg.DryRun), slog.Duration("took", sum.Took))
 	for _, k := range reconcile.Kinds {
 		attrs = append(attrs, slog.Int64("found_"+k, sum.Found[k]))
 	}
@@ -180,7 +208,7 @@ func newReconcileMetrics(m *ingress.Metrics) *reconcileMetrics {
 		}, []string{"outcome"}),
 		differences: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ingress.MetricsNamespace, Name: "reconcile_differences_total",
-			Help: "Differences reconciliation found between Clerk and the users read model, by kind (missing, stale, deleted): each is a change whose webhook never arrived.",
+			Help: "Differences reconciliation found between Clerk and the read models, by kind (users: missing, stale, deleted; organization_missing, organization_stale, organization_deleted; membership_missing, membership_stale, membership_deleted): each is a change whose webhook never arrived.",
 		}, []string{"kind"}),
 	}
 	m.Registry().MustRegister(r.lastSuccess, r.runs, r.differences)
