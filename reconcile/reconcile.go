@@ -220,7 +220,7 @@ type object struct {
 	name, singular string
 	// table and column hold the read model's rows by Clerk id; seen is
 	// the temporary table of the ids listed.
-	table, column, seen string
+	table, column, seen     string
 	missing, stale, deleted string
 	// parse reads one object of the API and returns its id, its
 	// updated_at and its snapshot entry.
@@ -299,7 +299,9 @@ func (r *run) do(ctx context.Context) error {
 	}
 	err = r.listAll(ctx, &organizations, func(ctx context.Context, offset int) ([]json.RawMessage, int64, error) {
 		return r.cfg.API.ListOrganizations(ctx, offset, r.cfg.PageSize)
-	}, func(ctx context.Context, id string) (json.RawMessage, bool, error) { return r.cfg.API.GetOrganization(ctx, id) },
+	}, func(ctx context.Context, id string) (json.RawMessage, bool, error) {
+		return r.cfg.API.GetOrganization(ctx, id)
+	},
 		domain.NewOrganizationNotFoundEntry)
 	if err != nil {
 		return err
