@@ -147,6 +147,22 @@ func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
 			require.NoError(t, api.Put(clerkUser(t, n, v)))
 		}
 	}
+	// Organizations: 40 with 3 memberships each; org 1 arrived by
+	// webhook and was deleted since, with its memberships.
+	orgBody, err := clerkfake.Build("organization.created", clerkOrgOptions(1))
+	require.NoError(t, err)
+	require.Equal(t, "accepted", h.deliver("msg_done_org_1", orgBody).body["status"])
+	for n := 2; n <= 40; n++ {
+		o, err := clerkfake.APIOrganization(clerkOrgOptions(n))
+		require.NoError(t, err)
+		require.NoError(t, api.PutOrganization(o))
+		for m := 1; m <= 3; m++ {
+			raw, err := clerkfake.APIMembership(clerkfake.Options{Seed: int64(n*10 + m), ID: fmt.Sprintf("orgmem_done_%d_%d", n, m), OrgID: clerkOrgOptions(n).ID,
+				UserID: clerkUserID(t, m), CreatedAt: clerkBase, Time: clerkBase.Add(time.Duration(n) * time.Second)})
+			require.NoError(t, err)
+			require.NoError(t, api.PutMembership(raw))
+		}
+	}
 	env := []string{"DATABASE_URL=" + h.db.URL, "CLERK_API_URL=" + apiURL, "CLERK_SECRET_KEY=sk_test_x",
 		"WEBHOOKD_SIGNING_KEY=" + base64.StdEncoding.EncodeToString(sealKey.Seed()), "WEBHOOKD_RECONCILE_BUDGET=-1"}
 	stdout, stderr, code := runMain(t, t.TempDir(), env, "reconcile")
@@ -157,9 +173,12 @@ func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(stdout), &report), stdout)
 	require.Equal(t, int64(1198), report.Listed)
-	require.Equal(t, map[string]int64{"missing": 1194, "stale": 2, "deleted": 2}, report.Found)
+	require.Equal(t, map[string]int64{"missing": 1194, "stale": 2, "deleted": 2, "organization_missing": 39, "organization_deleted": 1, "membership_missing": 117}, report.Found)
+	require.Equal(t, reconcile.Counts{Listed: 39, Appended: 40, Deleted: 1, Complete: true}, report.Organizations)
+	require.Equal(t, reconcile.Counts{Listed: 117, Appended: 117, Complete: true}, report.Memberships)
 	require.Equal(t, int64(1198), report.Appended)
 	require.Equal(t, int64(2), report.Deleted)
+	require.NotContains(t, stderr, "@", "no member's email in the logs")
 	require.Equal(t, int64(2), report.Unchanged)
 	require.Zero(t, report.Errors)
 	require.True(t, report.Complete)
@@ -175,7 +194,11 @@ func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
 	for _, n := range []int{5, 6} {
 		require.True(t, got[clerkUserID(t, n)].Deleted, "user %d soft-deleted", n)
 	}
-	require.Equal(t, map[string]int{"clerk": 6, "clerk-api": 1198}, ledgerBySource(t, h.db))
+	require.Eventually(t, func() bool {
+		return assertEqual(activeVersions(t, h.db, "practices", "clerk_org_id"), clerkVersions(t, api.OrganizationIDs(), api.Organization, "org")) &&
+			assertEqual(activeVersions(t, h.db, "memberships", "clerk_membership_id"), clerkVersions(t, nil, nil, "membership", api.Memberships()))
+	}, 60*time.Second, 20*time.Millisecond, "practices and memberships equal Clerk's")
+	require.Equal(t, map[string]int{"clerk": 7, "clerk-api": 1198 + 40 + 117}, ledgerBySource(t, h.db))
 	// No entry failed its origin check (signed with the key serve seals with).
 	var failures int
 	require.NoError(t, h.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM projection_failures`).Scan(&failures))
@@ -186,20 +209,60 @@ func TestReconcileMakesUsersEqualClerksThenAppendsNothing(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), &report), stdout)
 	require.Zero(t, report.Appended)
 	require.Equal(t, int64(1198), report.Unchanged)
-	require.Equal(t, map[string]int{"clerk": 6, "clerk-api": 1198}, ledgerBySource(t, h.db), "a second run appends nothing")
+	require.Zero(t, report.Organizations.Appended+report.Memberships.Appended)
+	require.Equal(t, map[string]int{"clerk": 7, "clerk-api": 1198 + 40 + 117}, ledgerBySource(t, h.db), "a second run appends nothing")
 
 	// The sealer sealed every entry: its origin check accepted them; an
 	// export of them verifies offline.
-	h.waitCheckpoint(1204)
+	h.waitCheckpoint(1205 + 157)
 	g, out := testGlobals()
 	dir := filepath.Join(t.TempDir(), "bundle")
 	require.NoError(t, (&ExportCmd{Database: Database{URL: h.db.URL}, Out: dir, Actor: "auditor", SigningKey: sealKeyText}).Run(context.Background(), g))
 	out.Reset()
 	require.NoError(t, (&VerifyCmd{Bundle: dir, SigningKey: sealKeyText}).Run(context.Background(), g))
-	require.Regexp(t, `^OK: 1204 entries `, out.String())
+	require.Regexp(t, `^OK: 1362 entries `, out.String())
 	entries, err := os.ReadFile(filepath.Join(dir, "entries.jsonl"))
 	require.NoError(t, err)
-	require.Equal(t, 1198, strings.Count(string(entries), `"source":"clerk-api"`))
+	require.Equal(t, 1198+157, strings.Count(string(entries), `"source":"clerk-api"`))
+}
+
+// clerkOrgOptions is organization n.
+func clerkOrgOptions(n int) clerkfake.Options {
+	return clerkfake.Options{Seed: int64(5000 + n), ID: fmt.Sprintf("org_done_%d", n), CreatedAt: clerkBase, Time: clerkBase.Add(time.Duration(n) * time.Minute)}
+}
+
+// activeVersions is a read model's active rows: id and Clerk's updated_at.
+func activeVersions(t *testing.T, db *testdb.DB, table, column string) map[string]time.Time {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT `+column+`, clerk_updated_at FROM `+table+` WHERE deleted_at IS NULL`)
+	require.NoError(t, err)
+	out := map[string]time.Time{}
+	var id string
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &at}, func() error { out[id] = at.UTC(); return nil })
+	require.NoError(t, err)
+	return out
+}
+
+// clerkVersions is the fake Clerk's organizations (ids, get) or
+// memberships (all), by id and updated_at.
+func clerkVersions(t *testing.T, ids []string, get func(string) []byte, kind string, all ...map[string][]byte) map[string]time.Time {
+	t.Helper()
+	out := map[string]time.Time{}
+	if kind == "org" {
+		for _, id := range ids {
+			o, err := domain.ParseSnapshotOrganization(get(id))
+			require.NoError(t, err)
+			out[id] = o.UpdatedAt.UTC()
+		}
+		return out
+	}
+	for id, raw := range all[0] {
+		m, err := domain.ParseSnapshotMembership(raw)
+		require.NoError(t, err)
+		out[id] = m.UpdatedAt.UTC()
+	}
+	return out
 }
 
 // A snapshot inserted with webhookd's database role but not signed with
