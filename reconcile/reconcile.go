@@ -1,3 +1,10 @@
+// Package reconcile makes the users, practices and memberships read
+// models complete from Clerk's Backend API: it lists users,
+// organizations and each organization's memberships, and appends to the
+// ledger, as entries of source clerk-api signed by webhookd, a snapshot of
+// each object the read model misses or holds at an older updated_at, and a
+// not-found for each object Clerk no longer knows (only after a complete
+// listing and Clerk's 404). It never writes a read model.
 package reconcile
 
 import (
@@ -152,6 +159,15 @@ var Incomplete = errors.New("reconciliation incomplete")
 // the read model holds as active that the listing did not return and that
 // GET /v1/users/{id} answers 404 for, a clerk.user.not_found. Nothing
 // else writes: the users projection applies the entries.
+//
+// Then it does the same for organizations (GET /v1/organizations against
+// practices: clerk.organization.snapshot, and clerk.organization.not_found
+// after GET /v1/organizations/{id} answered 404) and for each listed
+// organization's memberships (GET /v1/organizations/{id}/memberships
+// against memberships: clerk.organizationMembership.snapshot, and
+// clerk.organizationMembership.not_found as absentMemberships says). An
+// organization whose membership listing failed infers nothing about its
+// memberships; the others' are still checked.
 //
 // Every entry has a deterministic svix_id (domain.SnapshotKey,
 // NotFoundKey) and keys already in the ledger are skipped, so runs are

@@ -475,3 +475,57 @@ func TestServeReconcileRefusesToAppendUnsignedToASealedLedger(t *testing.T) {
 	require.Equal(t, map[string]int{"clerk": 1}, ledgerBySource(t, db))
 	require.Zero(t, scrape(t, h).value("webhookd_reconcile_last_success_timestamp_seconds"))
 }
+
+// An organization snapshot (or a membership snapshot) inserted with
+// webhookd's database role but not signed with webhookd's key is refused
+// like a forged user snapshot: not projected (origin_unverified), not
+// sealed.
+func TestForgedOrganizationSnapshotIsNeitherProjectedNorSealed(t *testing.T) {
+	t.Parallel()
+	h := start(t, withSeal(sealKey))
+	ctx := context.Background()
+	o := clerkOrgOptions(1)
+	body, err := clerkfake.Build("organization.created", o)
+	require.NoError(t, err)
+	require.Equal(t, "accepted", h.deliver("msg_forge_org_1", body).body["status"])
+	h.waitCheckpoint(1)
+	require.Eventually(t, func() bool { return len(activeVersions(t, h.db, "practices", "clerk_org_id")) == 1 }, 20*time.Second, 10*time.Millisecond)
+	honest := activeVersions(t, h.db, "practices", "clerk_org_id")
+
+	// A newer version of the organization, signed with a key that is not
+	// webhookd's; and a membership into it, likewise.
+	o.Time = o.Time.Add(time.Hour)
+	raw, err := clerkfake.APIOrganization(o)
+	require.NoError(t, err)
+	parsed, err := domain.ParseSnapshotOrganization(raw)
+	require.NoError(t, err)
+	forgedOrg := domain.OrganizationSnapshotEntry(raw, parsed, time.Now())
+	rawMember, err := clerkfake.APIMembership(clerkfake.Options{Seed: 9, ID: "orgmem_forged", OrgID: o.ID, UserID: "user_forger", CreatedAt: clerkBase, Time: clerkBase})
+	require.NoError(t, err)
+	m, err := domain.ParseSnapshotMembership(rawMember)
+	require.NoError(t, err)
+	forgedMember := domain.MembershipSnapshotEntry(rawMember, m, time.Now())
+	offsets := map[string]int64{}
+	for _, forged := range []domain.LedgerEntry{forgedOrg, forgedMember} {
+		seal.SignInternalEntry(ed25519.NewKeyFromSeed([]byte("not webhookd's key, 32 bytes....")), &forged)
+		var off int64
+		require.NoError(t, h.db.Pool.QueryRow(ctx, `
+			INSERT INTO ledger_events (uuid, payload, svix_id, source, signature, event_type, subject_id,
+				instance_id, event_time, timestamp_unit, received_at)
+			VALUES (gen_random_uuid()::text, $1, $2, 'clerk-api', $3, $4, $5, $6, $7, 'ms', $8)
+			RETURNING "offset"`, forged.Payload, forged.SvixID, forged.Signature, forged.EventType, forged.SubjectID,
+			forged.InstanceID, forged.EventTime, forged.ReceivedAt).Scan(&off))
+		offsets[forged.EventType] = off
+	}
+	for typ, off := range offsets {
+		var failure string
+		require.Eventually(t, func() bool {
+			return h.db.Pool.QueryRow(ctx, `SELECT error FROM projection_failures WHERE ledger_offset = $1`, off).Scan(&failure) == nil
+		}, 20*time.Second, 10*time.Millisecond, typ)
+		require.Contains(t, failure, "origin_unverified: ledger entry at offset")
+		require.Contains(t, failure, "source clerk-api, "+typ+") does not prove its origin: it is signed by key")
+	}
+	require.Equal(t, honest, activeVersions(t, h.db, "practices", "clerk_org_id"), "the forged snapshot never reached practices")
+	require.Empty(t, activeVersions(t, h.db, "memberships", "clerk_membership_id"), "nor memberships")
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), `"msg":"sealer_integrity_failure"`) }, 20*time.Second, 10*time.Millisecond)
+}
