@@ -415,6 +415,17 @@ func TestServeReconcilesPeriodicallyOnOneReplicaAtATime(t *testing.T) {
 	for n := 1; n <= 300; n++ {
 		require.NoError(t, api.Put(clerkUser(t, n, 0)))
 	}
+	for n := 1; n <= 5; n++ {
+		o, err := clerkfake.APIOrganization(clerkOrgOptions(n))
+		require.NoError(t, err)
+		require.NoError(t, api.PutOrganization(o))
+		for m := 1; m <= 2; m++ {
+			raw, err := clerkfake.APIMembership(clerkfake.Options{Seed: int64(n*10 + m), ID: fmt.Sprintf("orgmem_serve_%d_%d", n, m), OrgID: clerkOrgOptions(n).ID,
+				UserID: clerkUserID(t, m), CreatedAt: clerkBase, Time: clerkBase})
+			require.NoError(t, err)
+			require.NoError(t, api.PutMembership(raw))
+		}
+	}
 	a := startOn(t, db, withSeal(sealKey), withReconcile(apiURL, 30*time.Millisecond))
 	b := startOn(t, db, withSeal(sealKey), withReconcile(apiURL, 30*time.Millisecond))
 	want := clerkTable(t, api)
@@ -425,12 +436,17 @@ func TestServeReconcilesPeriodicallyOnOneReplicaAtATime(t *testing.T) {
 	api.Delete(gone)
 	require.Eventually(t, func() bool { return usersTable(t, db)[gone].Deleted }, 30*time.Second, 20*time.Millisecond)
 
-	require.Equal(t, map[string]int{"clerk-api": 301}, ledgerBySource(t, db), "each snapshot and the deletion appended once")
-	var found struct{ missing, deleted, complete, skipped float64 }
 	require.Eventually(t, func() bool {
-		found.missing, found.deleted, found.complete, found.skipped = 0, 0, 0, 0
+		return len(activeVersions(t, db, "practices", "clerk_org_id")) == 5 && len(activeVersions(t, db, "memberships", "clerk_membership_id")) == 10
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, map[string]int{"clerk-api": 301 + 15}, ledgerBySource(t, db), "each snapshot and the deletion appended once")
+	var found struct{ missing, deleted, complete, skipped, orgs, members float64 }
+	require.Eventually(t, func() bool {
+		found.missing, found.deleted, found.complete, found.skipped, found.orgs, found.members = 0, 0, 0, 0, 0, 0
 		for _, h := range []*harness{a, b} {
 			m := scrape(t, h)
+			found.orgs += m.value(`webhookd_reconcile_differences_total{kind="organization_missing"}`)
+			found.members += m.value(`webhookd_reconcile_differences_total{kind="membership_missing"}`)
 			found.missing += m.value(`webhookd_reconcile_differences_total{kind="missing"}`)
 			found.deleted += m.value(`webhookd_reconcile_differences_total{kind="deleted"}`)
 			found.complete += m.value(`webhookd_reconcile_runs_total{outcome="complete"}`)
@@ -442,6 +458,8 @@ func TestServeReconcilesPeriodicallyOnOneReplicaAtATime(t *testing.T) {
 		return found.deleted == 1
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, float64(300), found.missing, "each difference counted once across the replicas")
+	require.Equal(t, float64(5), found.orgs)
+	require.Equal(t, float64(10), found.members)
 	require.Greater(t, found.complete, float64(1))
 	require.Contains(t, a.logs.String()+b.logs.String(), `"msg":"reconcile_finished"`)
 }
