@@ -319,3 +319,38 @@ func newFilteringServer(t *testing.T, v *env, hidden string) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// An organization object that does not parse makes the organization
+// listing incomplete: no organization is deleted. A membership object
+// that does not parse leaves its organization's memberships alone. The
+// logs name positions and reasons, never the objects.
+func TestUnreadableOrganizationsAndMembershipsInferNothing(t *testing.T) {
+	t.Parallel()
+	v := setup(t)
+	v.addOrgs(1, 3, 2)
+	_, err := v.run(v.client(reconcile.ClientConfig{}), false)
+	require.NoError(t, err)
+	v.projectAll()
+	v.api.DeleteOrganization(orgID(3))
+	v.api.DeleteMembership(membershipID(1, 1))
+	v.api.DeleteMembership(membershipID(2, 1))
+	// Organization 4 has no updated_at; membership 2/3 is not an object.
+	require.NoError(t, v.api.PutOrganization([]byte(`{"object":"organization","id":"`+orgID(4)+`","name":"Acme"}`)))
+	require.NoError(t, v.api.PutMembership([]byte(`{"id":"`+membershipID(2, 3)+`","object":"organization_membership","organization":{"id":"`+orgID(2)+`"},"role":7,"public_user_data":{"identifier":"someone@example.org"}}`)))
+
+	sum, err := v.run(v.client(reconcile.ClientConfig{}), false)
+	require.ErrorIs(t, err, reconcile.Incomplete)
+	require.False(t, sum.Organizations.Complete)
+	require.Zero(t, sum.Organizations.Deleted, "organization 3 is not deleted after an incomplete listing")
+	require.False(t, sum.Memberships.Complete)
+	require.Equal(t, int64(1), sum.Memberships.Deleted, "1/1 only: organization 2's listing had an unreadable membership")
+	logs := v.logs.String()
+	require.Contains(t, logs, `"msg":"reconcile_organization_unreadable","position":2,"reason":"not_clerk_organization"`)
+	require.Contains(t, logs, `"msg":"reconcile_membership_unreadable"`)
+	require.NotContains(t, logs, "someone@example.org")
+	v.projectAll()
+	require.False(t, v.table("practices", "clerk_org_id")[orgID(3)].Deleted)
+	members := v.table("memberships", "clerk_membership_id")
+	require.True(t, members[membershipID(1, 1)].Deleted)
+	require.False(t, members[membershipID(2, 1)].Deleted)
+}
