@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -213,6 +214,9 @@ type run struct {
 	// the listing.
 	appends  sync.WaitGroup
 	inFlight chan struct{}
+	// refused is set when Clerk refused the key (401, 403): the run
+	// stops after the listing that met it.
+	refused bool
 }
 
 // maxInFlight is how many entries may be in flight at once: two pages'
@@ -310,7 +314,7 @@ func (r *run) do(ctx context.Context) error {
 		return objects, total, err
 	}, func(ctx context.Context, id string) (json.RawMessage, bool, error) { return r.cfg.API.GetUser(ctx, id) },
 		domain.NewUserNotFoundEntry)
-	if err != nil {
+	if err != nil || r.refused {
 		return err
 	}
 	err = r.listAll(ctx, &organizations, func(ctx context.Context, offset int) ([]json.RawMessage, int64, error) {
@@ -319,7 +323,7 @@ func (r *run) do(ctx context.Context) error {
 		return r.cfg.API.GetOrganization(ctx, id)
 	},
 		domain.NewOrganizationNotFoundEntry)
-	if err != nil {
+	if err != nil || r.refused {
 		return err
 	}
 	return r.memberships(ctx)
@@ -359,6 +363,7 @@ func (r *run) listAll(ctx context.Context, o *object, list func(ctx context.Cont
 	for p := range pages {
 		if p.err != nil {
 			r.count(&c.Errors, 1)
+			r.refused = refused(p.err)
 			r.cfg.Logger.Error("reconcile_listing_failed", slog.String("object", o.name), slog.Int64("listed", r.count(&c.Listed, 0)), slog.String("cause", p.err.Error()))
 			break
 		}
@@ -387,6 +392,13 @@ func (r *run) listAll(ctx context.Context, o *object, list func(ctx context.Cont
 		return nil
 	}
 	return r.absent(ctx, o, get, notFound)
+}
+
+// refused reports whether err is Clerk refusing the key (401, 403):
+// nothing else the run would ask can succeed.
+func refused(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden)
 }
 
 // compare finds the differences of one page and appends them: one round
@@ -672,6 +684,10 @@ func (r *run) memberships(ctx context.Context) error {
 			r.count(&c.Errors, 1)
 			failed[p.orgID] = true
 			r.cfg.Logger.Error("reconcile_listing_failed", slog.String("object", "memberships"), slog.String("org_id", p.orgID), slog.String("cause", p.err.Error()))
+			if refused(p.err) {
+				r.refused = true
+				break
+			}
 		} else {
 			before := r.count(&c.Errors, 0)
 			if _, err := r.compare(ctx, &memberships, p.objects); err != nil {
@@ -707,6 +723,9 @@ func (r *run) memberships(ctx context.Context) error {
 	if done < int64(len(orgIDs)) {
 		r.cfg.Logger.Warn("reconcile_no_deletions", slog.String("object", "memberships"), slog.Int64("organizations", int64(len(orgIDs))-done),
 			slog.String("why", "the membership listing of these organizations did not complete without errors: their absent memberships are not checked"))
+	}
+	if r.refused {
+		return nil
 	}
 	return r.absentMemberships(ctx)
 }

@@ -98,7 +98,7 @@ func (c *ReconcileCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintln(g.stdout(), string(out))
 	if err != nil {
 		if errors.Is(err, reconcile.Incomplete) {
-			return fmt.Errorf("%w: %d errors (see the log); nothing was inferred about absent users unless the listing completed", reconcile.Incomplete, sum.TotalErrors())
+			return fmt.Errorf("%w: %d errors (see the log); nothing was inferred about absent users, organizations or memberships unless their listing completed", reconcile.Incomplete, sum.TotalErrors())
 		}
 		return err
 	}

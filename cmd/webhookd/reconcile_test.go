@@ -393,7 +393,7 @@ func TestReconcileSettingsExit2(t *testing.T) {
 	stdout, stderr, code := runMain(t, t.TempDir(), []string{"DATABASE_URL=" + db.URL, "CLERK_API_URL=" + apiURL, "CLERK_SECRET_KEY=sk_test_wrong_key_value"}, "reconcile")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `"cause":"GET /v1/users answered 401 (authentication_invalid)"`)
-	require.True(t, strings.HasSuffix(stderr, "webhookd: reconciliation incomplete: 1 errors (see the log); nothing was inferred about absent users unless the listing completed\n"), stderr)
+	require.True(t, strings.HasSuffix(stderr, "webhookd: reconciliation incomplete: 1 errors (see the log); nothing was inferred about absent users, organizations or memberships unless their listing completed\n"), stderr)
 	require.NotContains(t, stdout+stderr, "sk_test_wrong_key_value")
 }
 
