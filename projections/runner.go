@@ -147,9 +147,12 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) Running() chan struct{} { return r.running }
 
 func (r *Runner) loop(ctx context.Context, p Projection) {
+	// The previous batch's room, read into again (see
+	// eventstore.ScanAfterForTypes).
+	var room []eventstore.Scanned
 	for ctx.Err() == nil {
 		start := time.Now()
-		n, err := r.step(ctx, p)
+		n, err := r.step(ctx, p, &room)
 		if r.cfg.Batch != nil && (n > 0 || err != nil) && ctx.Err() == nil {
 			r.cfg.Batch(p.Name(), n, time.Since(start), err == nil)
 		}
@@ -189,8 +192,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // tried again (already logged as projection_failed).
 var errRetryEntry = errors.New("an entry is to be tried again")
 
-// step runs one batch of p and returns how many entries it read.
-func (r *Runner) step(ctx context.Context, p Projection) (int, error) {
+// step runs one batch of p and returns how many entries it read. The
+// batch is read into *room, which it leaves holding the batch's array for
+// the next step: nothing keeps a batch's entries past its step.
+func (r *Runner) step(ctx context.Context, p Projection, room *[]eventstore.Scanned) (int, error) {
 	tx, err := r.cfg.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return 0, err
@@ -209,7 +214,10 @@ func (r *Runner) step(ctx context.Context, p Projection) (int, error) {
 		// Entries of other types come without their payload: this
 		// projection never decodes them.
 		types = typed.EventTypes()
-		batch, err = eventstore.ScanAfterForTypes(ctx, tx, pos, r.cfg.BatchSize, types)
+		batch, err = eventstore.ScanAfterForTypes(ctx, tx, *room, pos, r.cfg.BatchSize, types)
+		if cap(batch) > 0 {
+			*room = batch[:0]
+		}
 	} else {
 		batch, err = eventstore.ScanAfter(ctx, tx, pos, eventstore.Position{}, r.cfg.BatchSize)
 	}
