@@ -72,8 +72,8 @@ func writeArchive(t *testing.T, path string, files []archiveFile) {
 func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(10, "")
-	l.seal()
+	l.Add(10, "")
+	l.Seal()
 	dir, _ := l.export(bundle.ExportOptions{Key: testKey})
 	out := filepath.Join(t.TempDir(), "out")
 	archive, m := l.export(bundle.ExportOptions{Archive: filepath.Join(out, "bundle.tar.gz"), Key: testKey})
@@ -114,7 +114,7 @@ func TestExportToArchiveVerifiesLikeADirectory(t *testing.T) {
 	require.False(t, r.ManifestSigned)
 
 	// An existing archive is never overwritten.
-	_, err = bundle.Export(context.Background(), l.store, bundle.ExportOptions{Archive: archive})
+	_, err = bundle.Export(context.Background(), l.Store, bundle.ExportOptions{Archive: archive})
 	require.ErrorContains(t, err, "already exists")
 }
 
@@ -147,8 +147,8 @@ func TestIsArchivePath(t *testing.T) {
 func TestVerifyDetectsAnAlteredEntryInAnArchive(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(6, "")
-	l.seal()
+	l.Add(6, "")
+	l.Seal()
 	archive, _ := l.export(bundle.ExportOptions{Archive: filepath.Join(t.TempDir(), "bundle.tgz")})
 	require.Empty(t, verifyBundle(t, archive).Problems)
 

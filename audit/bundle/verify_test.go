@@ -28,7 +28,7 @@ var (
 // signed with testKey unless opts names another key, and returns its
 // directory or archive path.
 func (l *ledger) export(opts bundle.ExportOptions) (string, bundle.Manifest) {
-	l.t.Helper()
+	l.T.Helper()
 	if opts.Key == nil {
 		opts.Key = testKey
 	}
@@ -37,18 +37,18 @@ func (l *ledger) export(opts bundle.ExportOptions) (string, bundle.Manifest) {
 
 // exportUnsigned is export without signing the manifest unless opts.Key.
 func (l *ledger) exportUnsigned(opts bundle.ExportOptions) (string, bundle.Manifest) {
-	l.t.Helper()
+	l.T.Helper()
 	if opts.Dir == "" && opts.Archive == "" {
-		opts.Dir = filepath.Join(l.t.TempDir(), "bundle")
+		opts.Dir = filepath.Join(l.T.TempDir(), "bundle")
 	}
 	opts.Actor = "auditor@example.com"
 	if opts.Key != nil {
 		// Recording the export appends an entry webhookd signs.
-		opts.Record = l.store
+		opts.Record = l.Store
 	}
-	opts.Now = func() time.Time { return l.now }
-	m, err := bundle.Export(context.Background(), l.store, opts)
-	require.NoError(l.t, err)
+	opts.Now = func() time.Time { return l.Now }
+	m, err := bundle.Export(context.Background(), l.Store, opts)
+	require.NoError(l.T, err)
 	if opts.Archive != "" {
 		return opts.Archive, m
 	}
@@ -85,8 +85,8 @@ func writeLines(t *testing.T, path string, lines []string) {
 func TestExportVerifyRoundTrip(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(20, "")
-	cp := l.seal()
+	l.Add(20, "")
+	cp := l.Seal()
 	dir, m := l.export(bundle.ExportOptions{Key: testKey})
 	require.Equal(t, 20, m.Entries)
 	require.True(t, m.Complete)
@@ -105,23 +105,23 @@ func TestExportVerifyRoundTrip(t *testing.T) {
 	require.True(t, strings.HasPrefix(csv[0], "ledger_index,offset,leaf_hash,svix_id,"))
 
 	// The export is recorded in the ledger as webhookd's own event.
-	got, err := l.store.Get(context.Background(), "whd_"+m.ExportID)
+	got, err := l.Store.Get(context.Background(), "whd_"+m.ExportID)
 	require.NoError(t, err)
 	require.Equal(t, domain.SourceWebhookd, got.Source)
 	// signed with the key, so that the sealer takes it as webhookd's.
 	require.NoError(t, verifier(t, exportSecret).Verify(got))
-	_, err = l.sealVerified(verifier(t, exportSecret))
+	_, err = l.SealVerified(verifier(t, exportSecret))
 	require.NoError(t, err, "the sealer, which checks origins, seals it")
-	require.EqualValues(t, 21, l.indexed())
+	require.EqualValues(t, 21, l.Indexed())
 }
 
 func TestExportIsRecordedOnlyWithTheSigningKey(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(2, "")
-	l.seal()
+	l.Add(2, "")
+	l.Seal()
 	dir := filepath.Join(t.TempDir(), "b")
-	_, err := bundle.Export(context.Background(), l.store, bundle.ExportOptions{Dir: dir, Record: l.store})
+	_, err := bundle.Export(context.Background(), l.Store, bundle.ExportOptions{Dir: dir, Record: l.Store})
 	require.EqualError(t, err, bundle.ErrNoSigningKeyToAppend)
 	_, err = os.Stat(dir)
 	require.ErrorIs(t, err, os.ErrNotExist, "refused before writing anything")
@@ -130,10 +130,10 @@ func TestExportIsRecordedOnlyWithTheSigningKey(t *testing.T) {
 func TestExportFiltersAndRedaction(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(3, "")
-	l.add(4, "user_2abcdefghijklmnopqrstuvwxyz")
-	l.add(3, "")
-	l.seal()
+	l.Add(3, "")
+	l.Add(4, "user_2abcdefghijklmnopqrstuvwxyz")
+	l.Add(3, "")
+	l.Seal()
 	dir, m := l.export(bundle.ExportOptions{User: "user_2abcdefghijklmnopqrstuvwxyz", Redact: true})
 	require.False(t, m.Complete)
 	require.Equal(t, 4, m.Entries)
@@ -160,8 +160,8 @@ func TestExportFiltersAndRedaction(t *testing.T) {
 func tamper(t *testing.T, change func(t *testing.T, dir string)) bundle.Report {
 	t.Helper()
 	l := setupLedger(t)
-	l.add(6, "")
-	l.seal()
+	l.Add(6, "")
+	l.Seal()
 	dir, _ := l.export(bundle.ExportOptions{})
 	require.Empty(t, verifyBundle(t, dir).Problems)
 	change(t, dir)
@@ -291,30 +291,30 @@ func TestVerifyDetectsACheckpointFromAnotherKey(t *testing.T) {
 func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(4, "")
-	l.seal()
-	l.add(3, "")
-	l.seal()
+	l.Add(4, "")
+	l.Seal()
+	l.Add(3, "")
+	l.Seal()
 	ctx := context.Background()
-	r, err := bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	r, err := bundle.VerifyLedger(ctx, l.Store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 	require.Equal(t, 7, r.Entries)
-	cps, err := l.store.Checkpoints(ctx)
+	cps, err := l.Store.Checkpoints(ctx)
 	require.NoError(t, err)
 	require.Equal(t, len(cps), r.Checkpoints)
 
 	var offset int64
-	require.NoError(t, l.db.Pool.QueryRow(ctx, `SELECT ledger_offset FROM ledger_index WHERE ledger_index = 2`).Scan(&offset))
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT ledger_offset FROM ledger_index WHERE ledger_index = 2`).Scan(&offset))
 	for _, q := range []string{
 		`ALTER TABLE ledger_events DISABLE TRIGGER USER`,
 		fmt.Sprintf(`UPDATE ledger_events SET payload = convert_to(replace(convert_from(payload, 'UTF8'), '"object":"event"', '"object":"evenT"'), 'UTF8') WHERE "offset" = %d`, offset),
 		`ALTER TABLE ledger_events ENABLE TRIGGER USER`,
 	} {
-		_, err := l.db.Pool.Exec(ctx, q)
+		_, err := l.DB.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	r, err = bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	r, err = bundle.VerifyLedger(ctx, l.Store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Regexp(t, fmt.Sprintf(`^ledger index 2 \(offset %d, svix_id msg_0003\): the ledger_events row does not match its sealed leaf hash \(recomputed [0-9a-f]{64}, ledger_index has [0-9a-f]{64}\): the row was altered$`, offset), r.Problems[0])
 	require.Regexp(t, `^checkpoint of tree size \d+: root [0-9a-f]{64} does not match the root [0-9a-f]{64} recomputed from ledger_events$`, r.Problems[1])
@@ -326,8 +326,8 @@ func TestVerifyLedgerDetectsARowChangedBySuperuser(t *testing.T) {
 func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(5, "")
-	l.seal()
+	l.Add(5, "")
+	l.Seal()
 	ctx := context.Background()
 	dir, _ := l.export(bundle.ExportOptions{Key: testKey})
 	r := verifyBundle(t, dir, testKey.Public().(ed25519.PublicKey))
@@ -366,7 +366,7 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 	require.False(t, r.ManifestSigned)
 
 	// Export refuses a key that did not sign the checkpoint.
-	_, err = bundle.Export(ctx, l.store, bundle.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
+	_, err = bundle.Export(ctx, l.Store, bundle.ExportOptions{Dir: filepath.Join(t.TempDir(), "b"), Key: otherKey})
 	require.EqualError(t, err, "the signing key (key id "+seal.KeyID(otherKey.Public().(ed25519.PublicKey))+") is not the key that signed the latest checkpoint (key id "+keyID+"): sign the export with the key webhookd serve seals with")
 }
 
@@ -376,21 +376,21 @@ func TestVerifyChecksTheManifestSignature(t *testing.T) {
 func TestVerifyLedgerRefusesCheckpointsSignedByAnotherKey(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(4, "")
-	l.seal()
-	l.add(2, "")
-	l.sealWith(otherKey)
+	l.Add(4, "")
+	l.Seal()
+	l.Add(2, "")
+	l.SealWith(otherKey)
 	ctx := context.Background()
 
-	_, err := bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{})
+	_, err := bundle.VerifyLedger(ctx, l.Store, bundle.VerifyOptions{})
 	require.ErrorIs(t, err, bundle.ErrNoTrustedKey)
 
-	r, err := bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
+	r, err := bundle.VerifyLedger(ctx, l.Store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub}})
 	require.NoError(t, err)
 	require.Equal(t, []string{"checkpoint of tree size 6 is signed by key " + seal.KeyID(otherPub) + ", which is not a trusted key"}, r.Problems)
 	require.Equal(t, seal.KeyID(otherPub), r.Checkpoint.KeyID)
 
-	r, err = bundle.VerifyLedger(ctx, l.store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub, otherPub}})
+	r, err = bundle.VerifyLedger(ctx, l.Store, bundle.VerifyOptions{TrustedKeys: []ed25519.PublicKey{testPub, otherPub}})
 	require.NoError(t, err)
 	require.Empty(t, r.Problems)
 }

@@ -68,17 +68,17 @@ func TestSealerRefusesAForgedSnapshot(t *testing.T) {
 	l := setupLedger(t)
 	ctx := context.Background()
 	at := time.Now().UTC()
-	_, err := l.store.Append(ctx, snapshotEntry(t, testKey, 1, at))
+	_, err := l.Store.Append(ctx, snapshotEntry(t, testKey, 1, at))
 	require.NoError(t, err)
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.NoError(t, err, "a snapshot webhookd signed verifies")
 
 	forged := snapshotEntry(t, otherKey, 2, at)
 	off := l.insertRaw(forged)
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorIs(t, err, seal.ErrIntegrity)
 	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.ErrorContains(t, err, fmt.Sprintf("ledger entry at offset %d (svix_id %s, source clerk-api, clerk.user.snapshot) does not prove its origin: it is signed by key %s, which is not webhookd's signing key",
 		off, forged.SvixID, seal.KeyID(otherKey.Public().(ed25519.PublicKey))))
-	require.EqualValues(t, 1, l.indexed())
+	require.EqualValues(t, 1, l.Indexed())
 }

@@ -56,9 +56,9 @@ func accessEntry(t *testing.T, key ed25519.PrivateKey, user, role string, at tim
 // database role can: the ledger's triggers take the append lock and set the
 // transaction id and offset. It returns the offset.
 func (l *ledger) insertRaw(e domain.LedgerEntry) int64 {
-	l.t.Helper()
+	l.T.Helper()
 	var off int64
-	require.NoError(l.t, l.db.Pool.QueryRow(context.Background(), `
+	require.NoError(l.T, l.DB.Pool.QueryRow(context.Background(), `
 		INSERT INTO ledger_events (uuid, svix_id, source, svix_timestamp, signature, event_type, subject_id,
 			instance_id, event_time, timestamp_unit, received_at, source_ip, payload)
 		VALUES (gen_random_uuid()::text, $1, $2, $3, nullif($4, ''), $5, $6, $7, $8, $9, $10, nullif($11, '')::inet, $12)
@@ -75,30 +75,15 @@ func nullTime(t time.Time) *time.Time {
 	return &t
 }
 
-// sealVerified runs one sealing pass that checks every entry's origin with
-// v, and returns the checkpoint and error.
-func (l *ledger) sealVerified(v *seal.OriginVerifier) (seal.Checkpoint, error) {
-	l.t.Helper()
-	return seal.SealOnce(context.Background(), seal.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet,
-		Now: func() time.Time { return l.now }, VerifyOrigin: v.Verify})
-}
-
-func (l *ledger) indexed() int64 {
-	l.t.Helper()
-	n, err := l.store.IndexedCount(context.Background())
-	require.NoError(l.t, err)
-	return n
-}
-
 // forgerSecret signs rows webhookd did not receive: it is not configured.
 const forgerSecret = "whsec_" + "Zm9yZ2VyeWZvcmdlcnlmb3JnZXJ5Zm9yZ2VyeQ=="
 
 // addClerk appends n signed user.created deliveries, as the ingress does.
 func (l *ledger) addClerk(n int, at time.Time) {
-	l.t.Helper()
+	l.T.Helper()
 	for i := range n {
-		_, err := l.store.Append(context.Background(), clerkEntry(l.t, newSecret, "user.created", "", int64(i+1), at))
-		require.NoError(l.t, err)
+		_, err := l.Store.Append(context.Background(), clerkEntry(l.T, newSecret, "user.created", "", int64(i+1), at))
+		require.NoError(l.T, err)
 	}
 }
 
@@ -119,22 +104,22 @@ func TestSealerRefusesAForgedClerkRowInsertedWithWebhookdsRole(t *testing.T) {
 	// made with a secret webhookd does not have.
 	forged := clerkEntry(t, forgerSecret, "user.updated", "user_victim", 99, at)
 	off := l.insertRaw(forged)
-	_, err := l.store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 4, at))
+	_, err := l.Store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 4, at))
 	require.NoError(t, err)
 
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorIs(t, err, seal.ErrIntegrity)
 	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: ledger entry at offset %d (svix_id msg_origin_99, source clerk, user.updated) does not prove its origin: the svix signature matches none of the 1 configured Clerk signing secrets (CLERK_WEBHOOK_SIGNING_SECRET, WEBHOOKD_RETIRED_SIGNING_SECRETS); it is not sealed, and sealing stops before it", off))
-	require.EqualValues(t, 3, l.indexed(), "the entries before the forged row are sealed, the forged row and those after it are not")
-	cp, err := l.store.LatestCheckpoint(ctx)
+	require.EqualValues(t, 3, l.Indexed(), "the entries before the forged row are sealed, the forged row and those after it are not")
+	cp, err := l.Store.LatestCheckpoint(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 3, cp.TreeSize, "what was sealed before the forged row is checkpointed")
 
 	// Again and again: the sealer never moves past it.
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorIs(t, err, seal.ErrOrigin)
-	require.EqualValues(t, 3, l.indexed())
+	require.EqualValues(t, 3, l.Indexed())
 }
 
 func TestSealerCatchesARowBackdatedWithTriggersDisabled(t *testing.T) {
@@ -143,14 +128,14 @@ func TestSealerCatchesARowBackdatedWithTriggersDisabled(t *testing.T) {
 	ctx := context.Background()
 	at := time.Now().UTC()
 	l.addClerk(3, at)
-	_, err := l.sealVerified(verifier(t, newSecret))
+	_, err := l.SealVerified(verifier(t, newSecret))
 	require.NoError(t, err)
 
 	// A superuser disables the triggers and inserts a row (correctly
 	// signed, even) with a transaction id and offset before the sealed
 	// position: no reader in (transaction_id, offset) order reaches it.
 	backdated := clerkEntry(t, newSecret, "user.updated", "", 7, at)
-	tx, err := l.db.Pool.Begin(ctx)
+	tx, err := l.DB.Pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `SET LOCAL session_replication_role = replica`)
 	require.NoError(t, err)
@@ -162,16 +147,16 @@ func TestSealerCatchesARowBackdatedWithTriggersDisabled(t *testing.T) {
 		backdated.InstanceID, backdated.EventTime, backdated.TimestampUnit, backdated.ReceivedAt, backdated.Payload)
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
-	_, err = l.store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 8, at))
+	_, err = l.Store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 8, at))
 	require.NoError(t, err)
 
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorIs(t, err, seal.ErrIntegrity)
 	require.EqualError(t, err, "ledger integrity check failed: 1 ledger row(s) sort behind the last sealed entry but have no ledger index, at offset(s) [-5]: they were inserted out of order (with the ledger's triggers disabled) and can never be sealed or projected")
-	require.EqualValues(t, 4, l.indexed(), "the row appended in order after it is sealed")
+	require.EqualValues(t, 4, l.Indexed(), "the row appended in order after it is sealed")
 
 	// A second one is named too.
-	_, err = l.db.Pool.Exec(ctx, `
+	_, err = l.DB.Pool.Exec(ctx, `
 		BEGIN; SET LOCAL session_replication_role = replica;
 		INSERT INTO ledger_events ("offset", transaction_id, uuid, svix_id, source, event_type, subject_id, instance_id,
 			event_time, timestamp_unit, received_at, payload)
@@ -179,7 +164,7 @@ func TestSealerCatchesARowBackdatedWithTriggersDisabled(t *testing.T) {
 			now(), 'ms', now(), '{}');
 		COMMIT;`)
 	require.NoError(t, err)
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorContains(t, err, "2 ledger row(s) sort behind the last sealed entry but have no ledger index, at offset(s) [-5 -9]")
 }
 
@@ -189,9 +174,9 @@ func TestSealerCatchesATamperedWebhookdEntry(t *testing.T) {
 	ctx := context.Background()
 	at := time.Now().UTC()
 	honest := accessEntry(t, testKey, "user_1", "USER", at)
-	_, err := l.store.Append(ctx, honest)
+	_, err := l.Store.Append(ctx, honest)
 	require.NoError(t, err)
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.NoError(t, err, "an entry webhookd signed when appending it verifies")
 
 	// The same signed entry, with its payload changed to grant ADMIN.
@@ -201,11 +186,11 @@ func TestSealerCatchesATamperedWebhookdEntry(t *testing.T) {
 	tampered.Payload = []byte(strings.Replace(string(tampered.Payload), `"role":"USER"`, `"role":"ADMIN"`, 1))
 	require.Contains(t, string(tampered.Payload), `"role":"ADMIN"`)
 	off := l.insertRaw(tampered)
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorIs(t, err, seal.ErrOrigin)
 	require.ErrorContains(t, err, fmt.Sprintf("ledger entry at offset %d (svix_id whd_abab", off))
 	require.ErrorContains(t, err, "its webhookd signature (key "+seal.KeyID(testKey.Public().(ed25519.PublicKey))+") does not match its content: the entry was altered or forged")
-	require.EqualValues(t, 1, l.indexed())
+	require.EqualValues(t, 1, l.Indexed())
 }
 
 func TestOriginOfWebhookdEntries(t *testing.T) {
@@ -307,26 +292,26 @@ func TestSecretRotation(t *testing.T) {
 	l := setupLedger(t)
 	ctx := context.Background()
 	at := time.Now().UTC()
-	_, err := l.store.Append(ctx, clerkEntry(t, oldSecret, "user.created", "", 1, at))
+	_, err := l.Store.Append(ctx, clerkEntry(t, oldSecret, "user.created", "", 1, at))
 	require.NoError(t, err)
-	_, err = l.store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 2, at))
+	_, err = l.Store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 2, at))
 	require.NoError(t, err)
 
 	// Only the new secret: the row the old one signed is refused.
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.ErrorIs(t, err, seal.ErrOrigin)
-	require.EqualValues(t, 0, l.indexed())
+	require.EqualValues(t, 0, l.Indexed())
 
 	// Both (the old one active, or kept as a retired secret): both verify.
-	_, err = l.sealVerified(verifier(t, newSecret, oldSecret))
+	_, err = l.SealVerified(verifier(t, newSecret, oldSecret))
 	require.NoError(t, err)
-	require.EqualValues(t, 2, l.indexed())
+	require.EqualValues(t, 2, l.Indexed())
 
 	// Sealed rows are not checked again: the old secret may go now.
-	_, err = l.store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 3, at))
+	_, err = l.Store.Append(ctx, clerkEntry(t, newSecret, "user.updated", "", 3, at))
 	require.NoError(t, err)
-	_, err = l.sealVerified(verifier(t, newSecret))
+	_, err = l.SealVerified(verifier(t, newSecret))
 	require.NoError(t, err)
-	require.EqualValues(t, 3, l.indexed())
+	require.EqualValues(t, 3, l.Indexed())
 	require.False(t, errors.Is(err, seal.ErrIntegrity))
 }

@@ -15,68 +15,20 @@ import (
 	"github.com/webhookd/webhookd/audit/seal"
 	"github.com/webhookd/webhookd/domain"
 	"github.com/webhookd/webhookd/eventstore"
-	"github.com/webhookd/webhookd/internal/clerkfake"
-	"github.com/webhookd/webhookd/internal/testdb"
+	"github.com/webhookd/webhookd/internal/sealtest"
 )
 
-// testKey is a fixed signing key (seed 0x01…) so failures reproduce.
-var testKey = ed25519.NewKeyFromSeed([]byte("0123456789abcdef0123456789abcdef"))
+// testKey signs the checkpoints and webhookd's own entries.
+var testKey = sealtest.Key
 
 // otherKey is a second fixed key, not webhookd's own.
 var otherKey = ed25519.NewKeyFromSeed([]byte("another key, not webhookd's own!"))
 
-type ledger struct {
-	t     *testing.T
-	db    *testdb.DB
-	store *eventstore.Store
-	now   time.Time
-	n     int
-}
+// ledger is a real ledger in PostgreSQL sealed by the real sealer
+// (internal/sealtest, shared with the bundle package's tests).
+type ledger struct{ *sealtest.Ledger }
 
-func setupLedger(t *testing.T) *ledger {
-	t.Helper()
-	db := testdb.New(t)
-	s, err := eventstore.New(db.Pool, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	return &ledger{t: t, db: db, store: s, now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-}
-
-// add appends n realistic Clerk events for user (or a new user when "")
-// received one second apart.
-func (l *ledger) add(n int, user string) {
-	l.t.Helper()
-	types := []string{"user.created", "user.updated", "session.created", "user.deleted"}
-	for range n {
-		l.n++
-		typ := types[l.n%len(types)]
-		body := clerkfake.MustBuild(typ, clerkfake.Options{Seed: int64(l.n), UserID: user, Time: l.now})
-		env, err := domain.ParseEnvelope(body)
-		require.NoError(l.t, err)
-		_, err = l.store.Append(context.Background(), domain.LedgerEntry{
-			SvixID: fmt.Sprintf("msg_%04d", l.n), SvixTimestamp: l.now, Signature: "v1,c2lnbmF0dXJl",
-			Source: domain.SourceClerk, EventType: env.Type, SubjectID: env.SubjectID, InstanceID: env.InstanceID,
-			EventTime: env.Time, TimestampUnit: env.TimestampUnit, ReceivedAt: l.now.Add(123456 * time.Nanosecond),
-			SourceIP: "203.0.113.9", Payload: body,
-		})
-		require.NoError(l.t, err)
-		l.now = l.now.Add(time.Second)
-	}
-}
-
-// seal seals every entry appended so far into a checkpoint.
-func (l *ledger) seal() seal.Checkpoint {
-	l.t.Helper()
-	return l.sealWith(testKey)
-}
-
-func (l *ledger) sealWith(key ed25519.PrivateKey) seal.Checkpoint {
-	l.t.Helper()
-	cp, err := seal.SealOnce(context.Background(), seal.SealerConfig{Ledger: l.store, Key: key, Logger: quiet, Now: func() time.Time { return l.now }})
-	require.NoError(l.t, err)
-	require.EqualValues(l.t, l.n, cp.TreeSize, "the checkpoint covers every committed entry")
-	return cp
-}
+func setupLedger(t *testing.T) *ledger { return &ledger{sealtest.New(t)} }
 
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -84,15 +36,15 @@ var quiet = slog.New(slog.DiscardHandler)
 // are unsealed of them) its ledger index, as a sealer that stopped before
 // signing a checkpoint would have.
 func (l *ledger) indexOneWithoutCheckpoint(unsealed int) {
-	l.t.Helper()
+	l.T.Helper()
 	ctx := context.Background()
-	pending, err := l.store.UnsealedEntries(ctx, unsealed+1)
-	require.NoError(l.t, err)
-	require.Len(l.t, pending, unsealed)
-	leaves, err := l.store.LeafHashes(ctx)
-	require.NoError(l.t, err)
+	pending, err := l.Store.UnsealedEntries(ctx, unsealed+1)
+	require.NoError(l.T, err)
+	require.Len(l.T, pending, unsealed)
+	leaves, err := l.Store.LeafHashes(ctx)
+	require.NoError(l.T, err)
 	e := seal.EntryFromLedger(pending[0])
-	require.NoError(l.t, l.store.AppendLeaves(ctx, uint64(len(leaves)), []int64{pending[0].Offset}, []merkle.Hash{seal.ComputeLeafHash(&e)}))
+	require.NoError(l.T, l.Store.AppendLeaves(ctx, uint64(len(leaves)), []int64{pending[0].Offset}, []merkle.Hash{seal.ComputeLeafHash(&e)}))
 }
 
 func TestCanonicalEntryEncoding(t *testing.T) {
@@ -152,56 +104,56 @@ func TestSigningKeyFormats(t *testing.T) {
 func TestSealerIndexesGaplessAndSignsCheckpoints(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(5, "")
-	cp := l.seal()
+	l.Add(5, "")
+	cp := l.Seal()
 	require.EqualValues(t, 5, cp.TreeSize)
 	require.NoError(t, cp.VerifySignature(testKey.Public().(ed25519.PublicKey)))
 
-	leaves, err := l.store.LeafHashes(context.Background())
+	leaves, err := l.Store.LeafHashes(context.Background())
 	require.NoError(t, err)
 	require.Len(t, leaves, 5)
 	require.Equal(t, merkle.RootFromLeaves(leaves), cp.RootHash)
 
 	// Nothing new: no new checkpoint.
-	require.Equal(t, cp, l.seal())
-	l.add(3, "")
-	cp2 := l.seal()
+	require.Equal(t, cp, l.Seal())
+	l.Add(3, "")
+	cp2 := l.Seal()
 	require.EqualValues(t, 8, cp2.TreeSize)
-	all, err := l.store.Checkpoints(context.Background())
+	all, err := l.Store.Checkpoints(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, []seal.Checkpoint{cp, cp2}, all)
 
 	// The seal tables are append-only.
-	_, err = l.db.Pool.Exec(context.Background(), `UPDATE ledger_index SET leaf_hash = leaf_hash`)
+	_, err = l.DB.Pool.Exec(context.Background(), `UPDATE ledger_index SET leaf_hash = leaf_hash`)
 	require.ErrorContains(t, err, "ledger_index is append-only: UPDATE is not allowed")
-	_, err = l.db.Pool.Exec(context.Background(), `DELETE FROM ledger_checkpoints`)
+	_, err = l.DB.Pool.Exec(context.Background(), `DELETE FROM ledger_checkpoints`)
 	require.ErrorContains(t, err, "ledger_checkpoints is append-only: DELETE is not allowed")
-	_, err = l.db.Pool.Exec(context.Background(), `TRUNCATE ledger_index`)
+	_, err = l.DB.Pool.Exec(context.Background(), `TRUNCATE ledger_index`)
 	require.ErrorContains(t, err, "ledger_index is append-only: TRUNCATE is not allowed")
-	_, err = l.db.Pool.Exec(context.Background(), `INSERT INTO ledger_index SELECT 10, ledger_offset + 1000000, leaf_hash FROM ledger_index WHERE ledger_index = 0`)
+	_, err = l.DB.Pool.Exec(context.Background(), `INSERT INTO ledger_index SELECT 10, ledger_offset + 1000000, leaf_hash FROM ledger_index WHERE ledger_index = 0`)
 	require.ErrorContains(t, err, "ledger_index must be gapless: got 10, next is 8")
 
 	// A second writer that did not see the first's leaves is refused.
-	err = l.store.AppendLeaves(context.Background(), 5, []int64{1}, []merkle.Hash{{}})
+	err = l.Store.AppendLeaves(context.Background(), 5, []int64{1}, []merkle.Hash{{}})
 	require.ErrorIs(t, err, eventstore.ErrSealConflict)
 }
 
 func TestSealerRefusesLeavesThatDoNotGiveTheSignedRoot(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(4, "")
-	cp := l.seal()
+	l.Add(4, "")
+	cp := l.Seal()
 	ctx := context.Background()
-	_, err := l.db.Pool.Exec(ctx, `ALTER TABLE ledger_index DISABLE TRIGGER USER`)
+	_, err := l.DB.Pool.Exec(ctx, `ALTER TABLE ledger_index DISABLE TRIGGER USER`)
 	require.NoError(t, err)
-	_, err = l.db.Pool.Exec(ctx, `UPDATE ledger_index SET leaf_hash = sha256(leaf_hash) WHERE ledger_index = 2`)
+	_, err = l.DB.Pool.Exec(ctx, `UPDATE ledger_index SET leaf_hash = sha256(leaf_hash) WHERE ledger_index = 2`)
 	require.NoError(t, err)
-	_, err = l.db.Pool.Exec(ctx, `ALTER TABLE ledger_index ENABLE TRIGGER USER`)
+	_, err = l.DB.Pool.Exec(ctx, `ALTER TABLE ledger_index ENABLE TRIGGER USER`)
 	require.NoError(t, err)
 
-	_, err = seal.SealOnce(ctx, seal.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
+	_, err = seal.SealOnce(ctx, seal.SealerConfig{Ledger: l.Store, Key: testKey, Logger: quiet})
 	require.ErrorIs(t, err, seal.ErrIntegrity)
-	leaves, lerr := l.store.LeafHashes(ctx)
+	leaves, lerr := l.Store.LeafHashes(ctx)
 	require.NoError(t, lerr)
 	require.EqualError(t, err, fmt.Sprintf("ledger integrity check failed: the stored leaf hashes give root %s at tree size 4, the last checkpoint in ledger_checkpoints says %s",
 		merkle.RootFromLeaves(leaves), cp.RootHash))
@@ -213,18 +165,18 @@ func TestSealerRefusesLeavesThatDoNotGiveTheSignedRoot(t *testing.T) {
 func TestSealerRestartsFromLeavesBeyondTheLastCheckpoint(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(4, "")
-	cp := l.seal()
-	l.add(3, "")
+	l.Add(4, "")
+	cp := l.Seal()
+	l.Add(3, "")
 	ctx := context.Background()
 	l.indexOneWithoutCheckpoint(3)
 
-	next := l.seal()
+	next := l.Seal()
 	require.EqualValues(t, 7, next.TreeSize)
-	leaves, err := l.store.LeafHashes(ctx)
+	leaves, err := l.Store.LeafHashes(ctx)
 	require.NoError(t, err)
 	require.Equal(t, merkle.RootFromLeaves(leaves), next.RootHash)
-	all, err := l.store.Checkpoints(ctx)
+	all, err := l.Store.Checkpoints(ctx)
 	require.NoError(t, err)
 	require.Equal(t, cp, all[len(all)-2])
 }
@@ -232,18 +184,18 @@ func TestSealerRestartsFromLeavesBeyondTheLastCheckpoint(t *testing.T) {
 func TestSealerRefusesACheckpointLargerThanTheIndex(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
-	l.add(6, "")
-	l.seal()
+	l.Add(6, "")
+	l.Seal()
 	ctx := context.Background()
 	for _, q := range []string{
 		`ALTER TABLE ledger_index DISABLE TRIGGER USER`,
 		`DELETE FROM ledger_index WHERE ledger_index >= 4`,
 		`ALTER TABLE ledger_index ENABLE TRIGGER USER`,
 	} {
-		_, err := l.db.Pool.Exec(ctx, q)
+		_, err := l.DB.Pool.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	_, err := seal.SealOnce(ctx, seal.SealerConfig{Ledger: l.store, Key: testKey, Logger: quiet})
+	_, err := seal.SealOnce(ctx, seal.SealerConfig{Ledger: l.Store, Key: testKey, Logger: quiet})
 	require.ErrorIs(t, err, seal.ErrIntegrity)
 	require.EqualError(t, err, "ledger integrity check failed: ledger_index holds 4 entries but the last checkpoint in ledger_checkpoints covers 6: index rows were removed")
 }
@@ -254,32 +206,32 @@ func TestSealLagIsTheFirstEntryNoCheckpointCovers(t *testing.T) {
 	t.Parallel()
 	l := setupLedger(t)
 	ctx := context.Background()
-	lag, err := l.store.SealLag(ctx)
+	lag, err := l.Store.SealLag(ctx)
 	require.NoError(t, err)
 	require.Equal(t, eventstore.SealLag{}, lag, "empty ledger")
 
 	received := func(n int) time.Time { // of the nth entry l.add appends
 		return time.Date(2026, 11, 27, 10, 0, n-1, 123000, time.UTC) // stored to the µs
 	}
-	l.add(2, "")
-	lag, err = l.store.SealLag(ctx)
+	l.Add(2, "")
+	lag, err = l.Store.SealLag(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 0, lag.TreeSize)
 	require.NotNil(t, lag.OldestUncovered)
 	require.Equal(t, received(1), lag.OldestUncovered.UTC(), "not indexed, no checkpoint")
 
-	l.seal()
-	lag, err = l.store.SealLag(ctx)
+	l.Seal()
+	lag, err = l.Store.SealLag(ctx)
 	require.NoError(t, err)
 	require.Equal(t, eventstore.SealLag{TreeSize: 2}, lag, "all covered")
 
-	l.add(2, "")
-	lag, err = l.store.SealLag(ctx)
+	l.Add(2, "")
+	lag, err = l.Store.SealLag(ctx)
 	require.NoError(t, err)
 	require.Equal(t, received(3), lag.OldestUncovered.UTC(), "not indexed")
 
 	l.indexOneWithoutCheckpoint(2)
-	lag, err = l.store.SealLag(ctx)
+	lag, err = l.Store.SealLag(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, lag.TreeSize)
 	require.Equal(t, received(3), lag.OldestUncovered.UTC(), "indexed, not in a checkpoint")
@@ -326,27 +278,27 @@ func TestSealerStoppedMidStatementLeavesACheckpoint(t *testing.T) {
 		t.Run(in, func(t *testing.T) {
 			t.Parallel()
 			l := setupLedger(t)
-			l.add(4, "")
+			l.Add(4, "")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			stop := &stopDuring{SealLedger: l.store, cancel: cancel, in: in, ready: func() bool {
+			stop := &stopDuring{SealLedger: l.Store, cancel: cancel, in: in, ready: func() bool {
 				var n int
-				require.NoError(t, l.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_index`).Scan(&n))
+				require.NoError(t, l.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ledger_index`).Scan(&n))
 				return n == 4
 			}}
 			sealer := seal.NewSealer(seal.SealerConfig{
 				Ledger: stop, Key: testKey, Logger: quiet, Interval: time.Hour, PollInterval: time.Millisecond,
 				NewLock: func(ctx context.Context) (seal.LeaderLock, error) {
-					lock, err := l.store.NewSealerLock(ctx)
+					lock, err := l.Store.NewSealerLock(ctx)
 					stop.LeaderLock = lock
 					return stop, err
 				},
 			})
 			require.NoError(t, sealer.Run(ctx))
-			cp, err := l.store.LatestCheckpoint(context.Background())
+			cp, err := l.Store.LatestCheckpoint(context.Background())
 			require.NoError(t, err, "no checkpoint after the stop")
 			require.EqualValues(t, 4, cp.TreeSize)
-			leaves, err := l.store.LeafHashes(context.Background())
+			leaves, err := l.Store.LeafHashes(context.Background())
 			require.NoError(t, err)
 			require.Equal(t, merkle.RootFromLeaves(leaves), cp.RootHash)
 		})
