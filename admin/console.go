@@ -21,6 +21,7 @@ import (
 
 	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/ingress"
 )
 
 //go:embed templates/*.html
@@ -256,7 +257,7 @@ func (s *Server) console(admin bool, h func(http.ResponseWriter, *http.Request, 
 				return
 			}
 			if subtle.ConstantTimeCompare([]byte(r.PostForm.Get(csrfField)), []byte(sess.CSRF)) != 1 {
-				s.pageError(w, r, sess, domain.Errorf(eForbidden, "csrf_token_mismatch", "The form's anti-forgery token is missing or wrong. Reload the page and try again."))
+				s.pageError(w, r, sess, domain.Errorf(ingress.CodeForbidden, "csrf_token_mismatch", "The form's anti-forgery token is missing or wrong. Reload the page and try again."))
 				return
 			}
 		}
@@ -286,7 +287,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(r.PostForm.Get(csrfField)), []byte(c.Value)) != 1 {
-		s.pageError(w, r, nil, domain.Errorf(eForbidden, "csrf_token_mismatch", "The sign-in form's anti-forgery token is missing or wrong. Reload the page and try again."))
+		s.pageError(w, r, nil, domain.Errorf(ingress.CodeForbidden, "csrf_token_mismatch", "The sign-in form's anti-forgery token is missing or wrong. Reload the page and try again."))
 		return
 	}
 	p, err := s.tokens.Authenticate(r.Context(), strings.TrimSpace(r.PostForm.Get("token")))

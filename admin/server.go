@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/webhookd/webhookd/audit/redact"
 	"github.com/webhookd/webhookd/domain"
+	"github.com/webhookd/webhookd/ingress"
 )
 
 // DefaultIdleTimeout is how long a console session lives without a request.
@@ -96,7 +98,7 @@ func (s *Server) routes() {
 	}
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		if s.otherMethod(r) {
-			s.apiError(w, r, domain.Errorf(eMethod, "method_not_allowed", "%s is not allowed on this endpoint", r.Method))
+			s.apiError(w, r, domain.Errorf(ingress.CodeMethodNotAllowed, "method_not_allowed", "%s is not allowed on this endpoint", r.Method))
 			return
 		}
 		s.apiError(w, r, domain.Errorf(domain.ENOTFOUND, "no_such_endpoint", "no such API endpoint"))
@@ -120,57 +122,18 @@ func (s *Server) otherMethod(r *http.Request) bool {
 	return false
 }
 
-// statusOf maps an error code to its HTTP status: the one place it is
-// decided for the admin listener.
-func statusOf(code string) int {
-	switch code {
-	case domain.EINVALID:
-		return http.StatusBadRequest
-	case domain.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case eForbidden:
-		return http.StatusForbidden
-	case domain.ENOTFOUND:
-		return http.StatusNotFound
-	case eMethod:
-		return http.StatusMethodNotAllowed
-	case domain.ECONFLICT:
-		return http.StatusConflict
-	case domain.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case domain.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-// Error codes of the admin listener beyond domain's.
-const (
-	eForbidden = "forbidden"
-	eMethod    = "method_not_allowed"
-)
-
 var (
 	errNoToken   = domain.Errorf(domain.EUNAUTHORIZED, "no_token", "an Authorization: Bearer <token> header is required (webhookd tokens create)")
-	errForbidden = domain.Errorf(eForbidden, "admin_role_required", "this action needs a token with the admin role")
+	errForbidden = domain.Errorf(ingress.CodeForbidden, "admin_role_required", "this action needs a token with the admin role")
 )
-
-// ErrorBody is the JSON answer to a failed API request, as the webhook
-// endpoint's.
-type ErrorBody struct {
-	Error   string `json:"error"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-	ErrorID string `json:"error_id"`
-}
 
 // failure logs err with a new error id and returns its status and body.
 // The log line holds the route pattern, never the URL (a query may hold
 // personal data) and the cause only redacted.
-func (s *Server) failure(r *http.Request, err error) (int, ErrorBody) {
+func (s *Server) failure(r *http.Request, err error) (int, ingress.ErrorBody) {
 	code := domain.ErrorCode(err)
-	status := statusOf(code)
-	body := ErrorBody{Error: code, Reason: domain.ErrorReason(err), Message: domain.ErrorMessage(err), ErrorID: domain.NewErrorID(time.Now())}
+	status := ingress.StatusFor(code)
+	body := ingress.ErrorBody{Error: code, Reason: domain.ErrorReason(err), Message: domain.ErrorMessage(err), ErrorID: domain.NewErrorID(time.Now())}
 	level := slog.LevelWarn
 	attrs := []slog.Attr{slog.Int("status", status), slog.String("reason", body.Reason), slog.String("error_id", body.ErrorID),
 		slog.String("method", r.Method), slog.String("route", routeOf(r))}
@@ -197,7 +160,7 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd admin"`)
 	}
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", strconv.Itoa(ingress.RetryAfter))
 	}
 	writeJSON(w, status, body)
 }

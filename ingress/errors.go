@@ -13,26 +13,31 @@ import (
 // 429 unless the rate limit sets its own).
 const RetryAfter = 5
 
-// codeMethodNotAllowed is the error code of a request whose method its path
-// does not serve. It is HTTP's own concern, so it lives here rather than
-// among the domain's codes.
-const codeMethodNotAllowed = "method_not_allowed"
+// Error codes that are HTTP's own concern, so they live here rather than
+// among the domain's: a request whose method its path does not serve, and
+// one whose credentials are valid but not enough (the admin listener).
+const (
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeForbidden        = "forbidden"
+)
 
-// statusFor maps an error code to its HTTP status: the one place that
-// does.
-func statusFor(code string) int {
+// StatusFor maps an error code to its HTTP status: the one place that
+// does, for the webhook endpoint and the admin listener alike.
+func StatusFor(code string) int {
 	switch code {
 	case domain.EINVALID:
 		return http.StatusBadRequest
 	case domain.EUNAUTHORIZED:
 		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
 	case domain.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
 	case domain.ECONFLICT:
 		return http.StatusConflict
 	case domain.ENOTFOUND:
 		return http.StatusNotFound
-	case codeMethodNotAllowed:
+	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	case domain.ERATELIMITED:
 		return http.StatusTooManyRequests
@@ -43,9 +48,10 @@ func statusFor(code string) int {
 	}
 }
 
-// ErrorBody is the JSON answer to a failed request.
+// ErrorBody is the JSON answer to a failed request (the admin listener's
+// too).
 type ErrorBody struct {
-	// Error is the error code (invalid, unauthorized, too_large,
+	// Error is the error code (invalid, unauthorized, forbidden, too_large,
 	// not_found, method_not_allowed, rate_limited, unavailable, internal).
 	Error string `json:"error"`
 	// Reason is a stable word for the cause, e.g. no_matching_signature.
@@ -62,7 +68,7 @@ func NewErrorID(now time.Time) string { return domain.NewErrorID(now) }
 // error id it used.
 func writeError(w http.ResponseWriter, err error, errorID string) int {
 	code := domain.ErrorCode(err)
-	status := statusFor(code)
+	status := StatusFor(code)
 	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", fmt.Sprint(RetryAfter))
 	}

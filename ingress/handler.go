@@ -233,7 +233,7 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	allowed := h.allowed[r.URL.Path]
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	h.refuse(w, r, "method_not_allowed", domain.Errorf(codeMethodNotAllowed, "method_not_allowed",
+	h.refuse(w, r, "method_not_allowed", domain.Errorf(CodeMethodNotAllowed, "method_not_allowed",
 		"%s is not served on this path; allowed: %s", safeMethod(r.Method), strings.Join(allowed, ", ")))
 }
 
